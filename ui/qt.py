@@ -1,0 +1,101 @@
+"""The one place that picks the Qt binding: PyQt6 first, PyQt5 as the fallback.
+
+Krita 6 refuses PyQt5 imports and Krita 5 has only PyQt5, so the rest of ui/ and plugin/ import Qt
+names from here and write scoped enums (``Qt.AlignmentFlag.AlignLeft``), which both bindings accept.
+Inside Krita the binding Krita itself uses wins (``pykrita.qt_major_version()``).
+"""
+from __future__ import annotations
+
+
+def _krita_qt_major() -> int | None:
+    try:
+        import pykrita  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    version = getattr(pykrita, "qt_major_version", None)
+    return int(version()) if callable(version) else None
+
+
+def _load_binding():
+    major = _krita_qt_major()
+    if major != 5:
+        try:
+            from PyQt6 import QtCore, QtGui, QtWidgets
+            return 6, QtCore, QtGui, QtWidgets
+        except ImportError:
+            if major == 6:
+                raise
+    from PyQt5 import QtCore, QtGui, QtWidgets  # type: ignore[no-redef]
+    return 5, QtCore, QtGui, QtWidgets
+
+
+QT_MAJOR, QtCore, QtGui, QtWidgets = _load_binding()
+
+Qt = QtCore.Qt
+QObject = QtCore.QObject
+QTimer = QtCore.QTimer
+QThread = QtCore.QThread
+QRect = QtCore.QRect
+QRectF = QtCore.QRectF
+QPoint = QtCore.QPoint
+QPointF = QtCore.QPointF
+QSize = QtCore.QSize
+QStandardPaths = QtCore.QStandardPaths
+QElapsedTimer = QtCore.QElapsedTimer
+Signal = QtCore.pyqtSignal
+Slot = QtCore.pyqtSlot
+
+QImage = QtGui.QImage
+QPixmap = QtGui.QPixmap
+QPainter = QtGui.QPainter
+QColor = QtGui.QColor
+QPen = QtGui.QPen
+QBrush = QtGui.QBrush
+QKeySequence = QtGui.QKeySequence
+QStandardItemModel = QtGui.QStandardItemModel
+QStandardItem = QtGui.QStandardItem
+QTransform = QtGui.QTransform
+QPalette = QtGui.QPalette
+QFont = QtGui.QFont
+
+# Moved from QtWidgets to QtGui in Qt 6.
+QAction = getattr(QtGui, "QAction", None) or QtWidgets.QAction
+QUndoStack = getattr(QtGui, "QUndoStack", None) or QtWidgets.QUndoStack
+QUndoCommand = getattr(QtGui, "QUndoCommand", None) or QtWidgets.QUndoCommand
+
+QApplication = QtWidgets.QApplication
+QWidget = QtWidgets.QWidget
+QMainWindow = QtWidgets.QMainWindow
+QDockWidget = QtWidgets.QDockWidget
+QLabel = QtWidgets.QLabel
+QPushButton = QtWidgets.QPushButton
+QToolButton = QtWidgets.QToolButton
+QComboBox = QtWidgets.QComboBox
+QCheckBox = QtWidgets.QCheckBox
+QRadioButton = QtWidgets.QRadioButton
+QButtonGroup = QtWidgets.QButtonGroup
+QSlider = QtWidgets.QSlider
+QSpinBox = QtWidgets.QSpinBox
+QDoubleSpinBox = QtWidgets.QDoubleSpinBox
+QLineEdit = QtWidgets.QLineEdit
+QProgressBar = QtWidgets.QProgressBar
+QListWidget = QtWidgets.QListWidget
+QListWidgetItem = QtWidgets.QListWidgetItem
+QGroupBox = QtWidgets.QGroupBox
+QFormLayout = QtWidgets.QFormLayout
+QHBoxLayout = QtWidgets.QHBoxLayout
+QVBoxLayout = QtWidgets.QVBoxLayout
+QGridLayout = QtWidgets.QGridLayout
+QSizePolicy = QtWidgets.QSizePolicy
+QScrollArea = QtWidgets.QScrollArea
+QFileDialog = QtWidgets.QFileDialog
+QMessageBox = QtWidgets.QMessageBox
+QStatusBar = QtWidgets.QStatusBar
+QAbstractItemView = QtWidgets.QAbstractItemView
+QFrame = QtWidgets.QFrame
+
+
+def exec_dialog(obj) -> int:
+    """``exec`` in Qt 6, ``exec_`` in PyQt5 (which also accepts ``exec`` from 5.15 on, but not everywhere)."""
+    run = getattr(obj, "exec", None) or obj.exec_
+    return run()
