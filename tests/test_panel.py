@@ -1,0 +1,229 @@
+"""The dock panel's controls drive the right engine requests (real widgets, offscreen Qt).
+
+The engine side is a recording client: it answers like an engine (models list, analyse estimate,
+jobs that finish at once with a 4x image) and keeps every request the panel sent.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest
+
+from plugin.raw_image import RawImage
+from ui.host import Host, Rect, Selection
+from ui.panel import Panel
+from ui.qt import Qt
+from ui.settings import Settings
+
+MODELS = [
+    {"id": "bicubic", "family": "Bicubic", "title": "Bicubic", "summary": "plain interpolation",
+     "scale": 4, "controls": [], "adaptation": [], "configs": [], "weights": "bundled"},
+    {"id": "mmrealsr", "family": "MM-RealSR", "title": "MM-RealSR", "summary": "blur and noise dials",
+     "scale": 4, "controls": [{"name": "blur", "label": "Blur", "min": 0, "max": 1, "default": None},
+                              {"name": "noise", "label": "Noise", "min": 0, "max": 1, "default": None}],
+     "adaptation": [], "configs": [], "weights": "bundled"},
+    {"id": "cmdsr", "family": "CMDSR", "title": "CMDSR", "summary": "adapts to a sample",
+     "scale": 4, "controls": [], "adaptation": ["support_set"], "configs": [], "weights": "bundled"},
+    {"id": "metaf2n", "family": "MetaF2N", "title": "MetaF2N", "summary": "learns from faces",
+     "scale": 4, "controls": [], "adaptation": ["faces"], "configs": [], "weights": "bundled"},
+    {"id": "kdsr", "family": "KDSR", "title": "KDSR", "summary": "fully blind",
+     "scale": 4, "controls": [], "adaptation": [], "configs": [], "weights": "missing"},
+]
+
+
+class RecordingClient:
+    def __init__(self):
+        self.submitted: list[tuple[RawImage, dict]] = []
+        self.analysed: list[tuple | None] = []
+        self.cancelled: list[str] = []
+        self.fail_with: str | None = None
+
+    def health(self):
+        return {"version": "test", "device": "cpu", "busy": False}
+
+    def models(self):
+        return MODELS
+
+    def analyse(self, image, region=None):
+        self.analysed.append(region)
+        return {"blur": 0.25, "noise": 0.75, "faces": [[2, 3, 10, 12, 0.9], [20, 4, 8, 8, 0.8]]}
+
+    def submit(self, image, request):
+        self.submitted.append((image, dict(request)))
+        return str(len(self.submitted))
+
+    def status(self, job_id):
+        if self.fail_with:
+            return {"state": "failed", "progress": 0.0, "stage": "", "error": self.fail_with}
+        return {"state": "done", "progress": 1.0, "stage": "finished", "error": None}
+
+    def cancel(self, job_id):
+        self.cancelled.append(job_id)
+
+    def result(self, job_id):
+        image, request = self.submitted[int(job_id) - 1]
+        x, y, w, h = request.get("region") or (0, 0, image.width, image.height)
+        s = request["scale"]
+        return RawImage(w * s, h * s, 4, "u8", bytes(w * s * h * s * 4))
+
+
+class GridHost(Host):
+    """A 64x48 RGBA layer held in memory."""
+
+    def __init__(self):
+        self.image = RawImage(64, 48, 4, "u8", bytes(range(256)) * (64 * 48 * 4 // 256))
+        self.sel: Selection | None = None
+        self.applied: list[tuple] = []
+
+    def has_image(self):
+        return True
+
+    def layer_name(self):
+        return "Background"
+
+    def layer_size(self):
+        return (self.image.width, self.image.height)
+
+    def layer_pixels(self, rect=None):
+        return self.image
+
+    def selection(self):
+        return self.sel
+
+    def view_center(self):
+        return (32, 24)
+
+    def revision(self):
+        return (id(self.image), self.sel)
+
+    def apply_result(self, image, source, scale, name, undo_label, mask=None):
+        self.applied.append((image.width, image.height, source, scale, name, undo_label))
+
+
+@pytest.fixture
+def panel(qtbot, tmp_path):
+    client, host = RecordingClient(), GridHost()
+    settings = Settings(tmp_path / "settings.json")
+    settings.set("live_preview", False)
+    widget = Panel(host, client, settings)
+    qtbot.addWidget(widget)
+    with qtbot.waitSignal(widget.models_loaded, timeout=5000):
+        pass
+    return widget, client, host
+
+
+def pick(widget, model_id):
+    widget.model_combo.setCurrentIndex(widget.model_combo.findData(model_id))
+
+
+def run_and_wait(qtbot, widget):
+    with qtbot.waitSignal(widget.job_finished, timeout=5000) as finished:
+        widget.run_button.click()
+    return finished.args[0]
+
+
+def test_models_listed_one_line_each_and_missing_weights_disabled(panel):
+    widget, _client, _host = panel
+    assert widget.model_combo.count() == len(MODELS)
+    kdsr = widget.model_combo.findData("kdsr")
+    item = widget.model_combo.model().item(kdsr)
+    assert not item.isEnabled()
+    assert "no weights" in widget.model_combo.itemText(kdsr)
+    assert "models folder" in item.toolTip()
+    assert "\n" not in widget.model_combo.itemText(widget.model_combo.findData("cmdsr"))
+
+
+def test_controls_drive_the_request_and_result_becomes_a_layer(qtbot, panel):
+    widget, client, host = panel
+    pick(widget, "mmrealsr")
+    widget.device_combo.setCurrentIndex(widget.device_combo.findData("cpu"))
+    widget.tile_combo.setCurrentIndex(widget.tile_combo.findData(128))
+    widget.dials["blur"].setValue(30)
+    widget.dials["noise"].setValue(80)
+    assert run_and_wait(qtbot, widget) == "done"
+    image, request = client.submitted[-1]
+    assert request == {"model": "mmrealsr", "scale": 4, "device": "cpu", "tile": 128,
+                       "blur": 0.3, "noise": 0.8}
+    assert image.width == 64
+    assert host.applied[-1][:4] == (256, 192, Rect(0, 0, 64, 48), 4)
+    assert "MM-RealSR" in host.applied[-1][5]
+    assert "MM-RealSR on cpu" in widget.status_label.text()
+
+
+def test_auto_resets_dials_to_the_estimate_of_the_selection(qtbot, panel):
+    widget, client, host = panel
+    pick(widget, "mmrealsr")
+    host.sel = Selection(Rect(8, 8, 16, 16))
+    widget.dials["blur"].setValue(90)
+    with qtbot.waitSignal(widget.settings.changed, timeout=5000,
+                          check_params_cb=lambda name: name == "noise"):
+        widget.auto_button.click()
+    assert client.analysed[-1] == (8, 8, 16, 16)
+    assert widget.dials["blur"].value() == 25 and widget.dials["noise"].value() == 75
+
+
+def test_selection_roles(qtbot, panel):
+    widget, client, host = panel
+    host.sel = Selection(Rect(4, 6, 20, 10))
+
+    pick(widget, "bicubic")
+    widget.use_buttons["area"].setChecked(True)
+    run_and_wait(qtbot, widget)
+    assert client.submitted[-1][1]["region"] == [4, 6, 20, 10]
+    assert host.applied[-1][:3] == (80, 40, Rect(4, 6, 20, 10))
+
+    pick(widget, "cmdsr")
+    assert widget.use_buttons["support"].isEnabled() and not widget.use_buttons["face"].isEnabled()
+    widget.use_buttons["support"].setChecked(True)
+    run_and_wait(qtbot, widget)
+    request = client.submitted[-1][1]
+    assert request["support"] == [4, 6, 20, 10] and "region" not in request
+
+    pick(widget, "metaf2n")
+    qtbot.waitUntil(lambda: len(widget.faces) == 2, timeout=5000)
+    widget.use_buttons["face"].setChecked(True)
+    widget.faces_list.item(1).setCheckState(Qt.CheckState.Unchecked)
+    run_and_wait(qtbot, widget)
+    assert client.submitted[-1][1]["faces"] == [[4, 6, 20, 10], [2, 3, 10, 12]]
+    widget.auto_faces_check.setChecked(False)
+    host.sel = None
+    run_and_wait(qtbot, widget)
+    assert client.submitted[-1][1]["faces"] == "none"
+
+
+def test_engine_error_in_plain_words(qtbot, panel):
+    widget, client, host = panel
+    client.fail_with = "MM-RealSR weights are missing; put them in the models folder."
+    pick(widget, "mmrealsr")
+    assert run_and_wait(qtbot, widget) == "failed"
+    assert widget.status_label.text() == client.fail_with
+    assert host.applied == []
+    assert widget.run_button.isEnabled()
+
+
+def test_live_preview_is_debounced_and_drops_stale_results(qtbot, panel):
+    widget, client, host = panel
+    pick(widget, "mmrealsr")
+    widget.settings.set("live_preview", True)
+    for value in (10, 20, 30, 40):
+        widget.dials["noise"].setValue(value)
+    with qtbot.waitSignal(widget.preview_updated, timeout=5000) as shown:
+        pass
+    previews = [r for _i, r in client.submitted if r.get("tile") == 0]
+    assert len(previews) == 1  # four changes, one preview
+    assert previews[0]["noise"] == 0.4
+    assert previews[0]["region"] == [12, 4, 40, 40]  # around the view centre
+    assert shown.args[0] == widget.preview_generation
+    assert widget.after_label.pixmap().width() == 160
+    assert host.applied == []
+
+
+def test_settings_persist(tmp_path, qtbot, panel):
+    widget, _client, _host = panel
+    pick(widget, "cmdsr")
+    widget.use_buttons["support"].setChecked(True)
+    widget.engine_mode_combo.setCurrentIndex(widget.engine_mode_combo.findData("remote"))
+    reloaded = Settings(widget.settings.path)
+    assert (reloaded.model, reloaded.selection_use, reloaded.engine_mode) == ("cmdsr", "support", "remote")

@@ -1,0 +1,60 @@
+"""RawImage <-> QImage for display, with the standard library only (no numpy in hosts).
+
+Display is 8-bit: 16-bit samples keep their high byte, floats are clipped to 0..1. The exact
+samples stay in the RawImage; these QImages only paint.
+"""
+from __future__ import annotations
+
+import array
+import sys
+
+from plugin.raw_image import RawImage
+from ui.qt import QImage
+
+
+def to_u8(raw: RawImage) -> bytes:
+    """The samples of `raw` as 8-bit values, same channel layout."""
+    if raw.dtype == "u8":
+        return raw.data
+    if raw.dtype == "u16":
+        return raw.data[1::2]  # little-endian: the high byte of each sample comes second
+    floats = array.array("f")
+    floats.frombytes(raw.data)
+    if sys.byteorder != "little":
+        floats.byteswap()
+    return bytes(0 if v <= 0.0 else 255 if v >= 1.0 else int(v * 255.0 + 0.5) for v in floats)
+
+
+def to_qimage(raw: RawImage) -> QImage:
+    """A QImage that owns a copy of `raw`'s pixels, RGBA8888 (or RGB888 / Grayscale8)."""
+    samples = to_u8(raw)
+    w, h, c = raw.width, raw.height, raw.channels
+    if c == 2:
+        rgba = bytearray(w * h * 4)
+        gray, alpha = samples[0::2], samples[1::2]
+        rgba[0::4], rgba[1::4], rgba[2::4], rgba[3::4] = gray, gray, gray, alpha
+        samples, c = bytes(rgba), 4
+    fmt = {1: QImage.Format.Format_Grayscale8, 3: QImage.Format.Format_RGB888,
+           4: QImage.Format.Format_RGBA8888}[c]
+    return QImage(samples, w, h, w * c, fmt).copy()
+
+
+def from_qimage(image: QImage) -> RawImage:
+    """An 8-bit RGBA RawImage of `image` (straight alpha)."""
+    rgba = image.convertToFormat(QImage.Format.Format_RGBA8888)
+    w, h = rgba.width(), rgba.height()
+    bits = rgba.constBits()
+    bits.setsize(rgba.sizeInBytes())
+    stride = rgba.bytesPerLine()
+    data = bytes(bits)
+    if stride != w * 4:
+        data = b"".join(data[y * stride:y * stride + w * 4] for y in range(h))
+    return RawImage(w, h, 4, "u8", data)
+
+
+def crop(raw: RawImage, x: int, y: int, w: int, h: int) -> RawImage:
+    """Rows and columns [y, y+h) x [x, x+w) of `raw`."""
+    pixel = raw.channels * {"u8": 1, "u16": 2, "f32": 4}[raw.dtype]
+    stride = raw.width * pixel
+    rows = (raw.data[(y + r) * stride + x * pixel:(y + r) * stride + (x + w) * pixel] for r in range(h))
+    return RawImage(w, h, raw.channels, raw.dtype, b"".join(rows))
