@@ -1,0 +1,237 @@
+"""KDSR (Xia et al., ICLR 2023): knowledge-distillation based implicit degradation estimation.
+
+A student encoder (KD-IDE_S) reads only the LR image and produces an implicit degradation
+representation (IDR); the SR net (a chain of IDR-DCRB blocks) turns the IDR into per-sample
+depthwise kernels. During training a teacher encoder (KD-IDE_T) also sees the HR image through a
+pixel-unshuffle, and the student learns to match the teacher's 4C-dim vector (KL, tau 0.15).
+
+Module and parameter names follow the official `BlindSR` (`G.*`, `E_st.*`; teacher `G.*`, `E.*`)
+so an official student state dict loads strictly into the "official-m" / "official-l" / "gan"
+configurations. The classic official checkpoints hold a raw state dict; GAN ones are BasicSR dicts
+(use `params_ema`).
+"""
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+CONFIGS = {
+    # KDSRs-M, the classic default: C64, 53 IDR-DCRB blocks, encoder with 9 res blocks (5.80 M).
+    "official-m": {"n_feats": 64, "n_blocks": 53, "n_resblocks": 9, "scale": 4},
+    # KDSRs-L (14.19 M).
+    "official-l": {"n_feats": 128, "n_blocks": 28, "n_resblocks": 5, "scale": 4},
+    # KDSR-GAN student (`n_sr_blocks 42, n_encoder_res 6`, 18.85 M).
+    "gan": {"n_feats": 128, "n_blocks": 42, "n_resblocks": 6, "scale": 4},
+    # CPU configuration trained by this project: ~0.49 M parameters.
+    "lite": {"n_feats": 32, "n_blocks": 10, "n_resblocks": 2, "scale": 4},
+}
+
+# The DIV2K RGB mean the official SR net subtracts before and adds after the network.
+DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
+
+
+def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+
+class MeanShift(nn.Conv2d):
+    """Frozen 1x1 conv that subtracts (sign -1) or adds (+1) the RGB mean; kept as a conv so the
+    official keys `G.sub_mean.*` / `G.add_mean.*` exist."""
+
+    def __init__(self, sign: int):
+        super().__init__(3, 3, kernel_size=1)
+        with torch.no_grad():
+            self.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
+            self.bias.copy_(sign * torch.tensor(DIV2K_RGB_MEAN))
+        self.weight.requires_grad_(False)
+        self.bias.requires_grad_(False)
+
+
+class ResBlock(nn.Module):
+    """Encoder residual block: conv - LeakyReLU(0.1) - conv, plus the input."""
+
+    def __init__(self, n_feats: int):
+        super().__init__()
+        self.body = nn.Sequential(conv3x3(n_feats, n_feats), nn.LeakyReLU(0.1, True),
+                                  conv3x3(n_feats, n_feats))
+
+    def forward(self, x):
+        return self.body(x) + x
+
+
+class KDIDE(nn.Module):
+    """Implicit degradation estimator. The student (KD-IDE_S) reads the LR image (3 channels); the
+    teacher (KD-IDE_T) reads LR concatenated with the pixel-unshuffled HR (3 + 3*scale^2 channels).
+
+    Returns (IDR: B x C, D': B x 4C); D' is the vector the KD loss compares."""
+
+    def __init__(self, n_feats: int, n_resblocks: int, in_channels: int = 3):
+        super().__init__()
+        layers = [nn.Conv2d(in_channels, n_feats, 3, padding=1), nn.LeakyReLU(0.1, True)]
+        layers += [ResBlock(n_feats) for _ in range(n_resblocks)]
+        layers += [conv3x3(n_feats, n_feats * 2), nn.LeakyReLU(0.1, True),
+                   conv3x3(n_feats * 2, n_feats * 2), nn.LeakyReLU(0.1, True),
+                   conv3x3(n_feats * 2, n_feats * 4), nn.LeakyReLU(0.1, True),
+                   nn.AdaptiveAvgPool2d(1)]
+        self.E = nn.Sequential(*layers)
+        self.mlp = nn.Sequential(nn.Linear(n_feats * 4, n_feats * 4), nn.LeakyReLU(0.1, True),
+                                 nn.Linear(n_feats * 4, n_feats * 4), nn.LeakyReLU(0.1, True))
+        self.compress = nn.Sequential(nn.Linear(n_feats * 4, n_feats), nn.LeakyReLU(0.1, True))
+
+    def forward(self, x):
+        pooled = self.E(x).flatten(1)
+        distilled = self.mlp(pooled)
+        return self.compress(distilled), distilled
+
+
+class IDRDDC(nn.Module):
+    """IDR-based dynamic depthwise convolution: an MLP maps the IDR to one 3x3 kernel per channel
+    and per sample; applied as a grouped conv over the batch (no bias)."""
+
+    def __init__(self, n_feats: int, kernel_size: int = 3):
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.kernel = nn.Sequential(
+            nn.Linear(n_feats, n_feats, bias=False), nn.LeakyReLU(0.1, True),
+            nn.Linear(n_feats, n_feats * kernel_size * kernel_size, bias=False))
+
+    def forward(self, x, idr):
+        b, c, h, w = x.shape
+        kernels = self.kernel(idr).reshape(b * c, 1, self.kernel_size, self.kernel_size)
+        out = F.conv2d(x.reshape(1, b * c, h, w), kernels, groups=b * c,
+                       padding=self.kernel_size // 2)
+        return out.reshape(b, c, h, w)
+
+
+class IDRDCRB(nn.Module):
+    """IDR-based dynamic convolution residual block: conv(LReLU(IDR-DDC(x))) + x."""
+
+    def __init__(self, n_feats: int):
+        super().__init__()
+        self.da_conv1 = IDRDDC(n_feats)
+        self.conv1 = conv3x3(n_feats, n_feats)
+        self.relu = nn.LeakyReLU(0.1, True)
+
+    def forward(self, x, idr):
+        return self.conv1(self.relu(self.da_conv1(x, idr))) + x
+
+
+class IDRDCRBGroup(nn.Module):
+    """The chain of IDR-DCRB blocks; every block sees the same IDR (official `DAG`)."""
+
+    def __init__(self, n_feats: int, n_blocks: int):
+        super().__init__()
+        self.body = nn.Sequential(*[IDRDCRB(n_feats) for _ in range(n_blocks)])
+
+    def forward(self, x, idr):
+        for block in self.body:
+            x = block(x, idr)
+        return x
+
+
+class Upsampler(nn.Sequential):
+    """x2 steps of conv(C -> 4C) + PixelShuffle(2) (x4 = two steps), or one x3 step."""
+
+    def __init__(self, scale: int, n_feats: int):
+        layers = []
+        if scale in (2, 4):
+            for _ in range(scale // 2):
+                layers += [conv3x3(n_feats, 4 * n_feats), nn.PixelShuffle(2)]
+        elif scale == 3:
+            layers += [conv3x3(n_feats, 9 * n_feats), nn.PixelShuffle(3)]
+        else:
+            raise ValueError(f"KDSR supports scales 2, 3 and 4, not {scale}")
+        super().__init__(*layers)
+
+
+class KDSRNet(nn.Module):
+    """The SR net G: head conv, IDR-DCRB group + conv with a long skip, upsampler, output conv.
+    Input and output are RGB in 0..1."""
+
+    def __init__(self, n_feats: int, n_blocks: int, scale: int):
+        super().__init__()
+        self.sub_mean = MeanShift(-1)
+        self.add_mean = MeanShift(+1)
+        self.head = nn.Sequential(conv3x3(3, n_feats))
+        self.body = nn.Sequential(IDRDCRBGroup(n_feats, n_blocks), conv3x3(n_feats, n_feats))
+        self.tail = nn.Sequential(Upsampler(scale, n_feats), conv3x3(n_feats, 3))
+
+    def forward(self, x, idr):
+        x = self.head(self.sub_mean(x))
+        res = self.body[1](self.body[0](x, idr)) + x
+        return self.add_mean(self.tail(res))
+
+
+class KDSRStudent(nn.Module):
+    """Inference model (official `BlindSR`): E_st estimates the IDR from the LR input, G upsamples.
+
+    `estimate` and `upscale` are separate so tiled inference computes one IDR per image."""
+
+    def __init__(self, n_feats: int, n_blocks: int, n_resblocks: int, scale: int = 4):
+        super().__init__()
+        self.scale = scale
+        self.G = KDSRNet(n_feats, n_blocks, scale)
+        self.E_st = KDIDE(n_feats, n_resblocks, in_channels=3)
+
+    def estimate(self, lr):
+        """Returns (IDR, D')."""
+        return self.E_st(lr)
+
+    def upscale(self, lr, idr):
+        return self.G(lr, idr)
+
+    def forward(self, lr):
+        idr, _ = self.E_st(lr)
+        return self.G(lr, idr)
+
+
+class KDSRTeacher(nn.Module):
+    """Training-only model (official `BlindSR_TA`): E sees LR and the pixel-unshuffled HR."""
+
+    def __init__(self, n_feats: int, n_blocks: int, n_resblocks: int, scale: int = 4):
+        super().__init__()
+        self.scale = scale
+        self.G = KDSRNet(n_feats, n_blocks, scale)
+        self.E = KDIDE(n_feats, n_resblocks, in_channels=3 + 3 * scale * scale)
+
+    def estimate(self, lr, hr):
+        return self.E(torch.cat([lr, F.pixel_unshuffle(hr, self.scale)], dim=1))
+
+    def forward(self, lr, hr):
+        idr, _ = self.estimate(lr, hr)
+        return self.G(lr, idr)
+
+
+class KDSREstimator(nn.Module):
+    """The student encoder as its own graph (ONNX export): LR -> IDR (1 x C)."""
+
+    def __init__(self, student: KDSRStudent):
+        super().__init__()
+        self.encoder = student.E_st
+
+    def forward(self, lr):
+        return self.encoder(lr)[0]
+
+
+class KDSRUpscaler(nn.Module):
+    """The SR net as its own graph (ONNX export): (LR tile, IDR) -> SR tile."""
+
+    def __init__(self, student: KDSRStudent):
+        super().__init__()
+        self.net = student.G
+
+    def forward(self, lr, idr):
+        return self.net(lr, idr)
+
+
+def build(config: str = "lite") -> KDSRStudent:
+    """The student (inference) model of a configuration."""
+    if config not in CONFIGS:
+        raise KeyError(f"unknown KDSR configuration {config!r}; known: {', '.join(CONFIGS)}")
+    return KDSRStudent(**CONFIGS[config])
+
+
+def build_teacher(config: str = "lite") -> KDSRTeacher:
+    if config not in CONFIGS:
+        raise KeyError(f"unknown KDSR configuration {config!r}; known: {', '.join(CONFIGS)}")
+    return KDSRTeacher(**CONFIGS[config])

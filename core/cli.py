@@ -1,0 +1,197 @@
+"""`python -m core models|upscale|analyse|serve`: the engine from a shell.
+
+Every failure is one line `error: <message>` on stderr and exit status 1 (2 for a malformed
+command line); `upscale` never leaves a partial output file behind.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from core.errors import BlindUpscaleError, InputError
+
+EXIT_ERROR, EXIT_USAGE = 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is a single `error:` line like every other failure."""
+
+    def error(self, message: str):
+        sys.stderr.write(f"error: {message} (see `{self.prog} --help`)\n")
+        sys.exit(EXIT_USAGE)
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"{what} must be integers separated by commas, got {text!r}") from None
+
+
+def parse_box(text: str, what: str = "region") -> tuple[int, int, int, int]:
+    values = _ints(text, what)
+    if len(values) != 4:
+        raise InputError(f"{what} must be X,Y,W,H, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def parse_faces(text: str):
+    if text in ("auto", "none"):
+        return text
+    return [list(parse_box(part, "face box")) for part in text.split(";") if part.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m core", description="Blind Upscale engine")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    models = sub.add_parser("models", help="list the models and the status of their weights")
+    models.add_argument("--json", action="store_true", help="machine-readable output")
+
+    up = sub.add_parser("upscale", help="upscale an image file")
+    up.add_argument("input", metavar="IN")
+    up.add_argument("output", metavar="OUT", help="PNG, JPEG, TIFF or WebP; written atomically")
+    up.add_argument("--model", required=True, metavar="ID")
+    up.add_argument("--config", default=None, help="model configuration (default: one with weights)")
+    up.add_argument("--scale", type=int, default=4)
+    up.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    up.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto")
+    up.add_argument("--tile", type=int, default=256, help="tile side in input pixels, 0 = no tiling")
+    up.add_argument("--overlap", type=int, default=16)
+    up.add_argument("--region", default=None, metavar="X,Y,W,H", help="upscale only this area")
+    up.add_argument("--support", default=None, metavar="X,Y,W,H",
+                    help="CMDSR: the area that shows the degradation")
+    up.add_argument("--faces", default="auto", metavar="auto|none|X,Y,W,H[;...]",
+                    help="MetaF2N: face boxes")
+    up.add_argument("--blur", type=float, default=None, help="MM-RealSR blur dial 0..1")
+    up.add_argument("--noise", type=float, default=None, help="MM-RealSR noise dial 0..1")
+    up.add_argument("--max-pixels", type=int, default=None, help="largest input accepted")
+    up.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+
+    an = sub.add_parser("analyse", help="estimate blur and noise, find faces")
+    an.add_argument("input", metavar="IN")
+    an.add_argument("--region", default=None, metavar="X,Y,W,H")
+    an.add_argument("--max-pixels", type=int, default=None)
+    an.add_argument("--json", action="store_true")
+
+    serve = sub.add_parser("serve", help="run the engine server (see core/server.py)", add_help=False)
+    serve.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "models":
+            return _models(args)
+        if args.command == "upscale":
+            return _upscale(args)
+        if args.command == "analyse":
+            return _analyse(args)
+        return _serve(args)
+    except BlindUpscaleError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        return EXIT_ERROR
+    except MemoryError:
+        sys.stderr.write("error: out of memory; try a smaller --tile or a smaller image\n")
+        return EXIT_ERROR
+
+
+def _models(args) -> int:
+    from core.registry import list_models
+
+    specs = list_models()
+    if args.json:
+        print(json.dumps([s.to_dict() for s in specs], indent=2))
+        return 0
+    print(f"{'id':10} {'family':10} {'scale':>5}  {'weights':8} configs")
+    for s in specs:
+        configs = ", ".join(f"{c.name} ({c.weights})" for c in s.configs)
+        print(f"{s.id:10} {s.family:10} {'x' + str(s.scale):>5}  {s.weights:8} {configs}")
+    return 0
+
+
+def _load(path: str, max_pixels: int | None):
+    from core.image_io import DEFAULT_MAX_PIXELS, load_image
+
+    return load_image(path, max_pixels or DEFAULT_MAX_PIXELS)
+
+
+def _check_output(path: Path, has_alpha: bool) -> None:
+    """Refuse an unusable OUT before spending minutes on the upscale."""
+    from core.image_io import FORMATS
+
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(f"cannot save {path.name}: unknown extension (use .png, .jpg, .tif or .webp)")
+    if not path.parent.is_dir():
+        raise InputError(f"cannot save {path.name}: folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise InputError(f"cannot save {path.name}: folder {path.parent} is not writable")
+    if fmt == "JPEG" and has_alpha:
+        raise InputError(f"cannot save {path.name}: JPEG has no alpha channel; use PNG, TIFF or WebP")
+
+
+def _upscale(args) -> int:
+    from core.image_io import save_image
+    from core.jobs import Engine, UpscaleRequest
+
+    out_path = Path(args.output)
+    request = UpscaleRequest.from_dict({
+        "model": args.model, "config": args.config, "scale": args.scale, "device": args.device,
+        "backend": args.backend, "tile": args.tile, "overlap": args.overlap,
+        "region": parse_box(args.region, "region") if args.region else None,
+        "support": parse_box(args.support, "support region") if args.support else None,
+        "faces": parse_faces(args.faces), "blur": args.blur, "noise": args.noise,
+    })
+    image = _load(args.input, args.max_pixels)
+    _check_output(out_path, image.has_alpha)
+    started = time.perf_counter()
+    show = sys.stderr.isatty() and not args.json
+
+    def progress(fraction: float, stage: str) -> None:
+        if show:
+            sys.stderr.write(f"\r{fraction * 100:5.1f}%  {stage:<40}")
+            sys.stderr.flush()
+
+    result = Engine().upscale(image, request, progress)
+    if show:
+        sys.stderr.write("\n")
+    save_image(result, out_path)
+    seconds = time.perf_counter() - started
+    if args.json:
+        print(json.dumps({"output": str(out_path), "model": request.model, "width": result.width,
+                          "height": result.height, "channels": result.channels,
+                          "bit_depth": result.bit_depth, "seconds": round(seconds, 3)}))
+    else:
+        print(f"{out_path} ({result.width}x{result.height}, {request.model}, {seconds:.1f} s)")
+    return 0
+
+
+def _analyse(args) -> int:
+    from core.jobs import Engine
+
+    image = _load(args.input, args.max_pixels)
+    region = parse_box(args.region, "region") if args.region else None
+    result = Engine().analyse(image, region)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"blur {result['blur']:.2f}  noise {result['noise']:.2f}  ({result['method']})  "
+              f"faces {len(result['faces'])}")
+    return 0
+
+
+def _serve(args) -> int:
+    try:
+        from core import server
+    except ImportError as exc:
+        raise BlindUpscaleError(f"the engine server is not available ({exc})") from None
+    return server.main(args.args) or 0

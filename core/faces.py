@@ -1,0 +1,220 @@
+"""Faces in a photo: detection and 5-point alignment, for MetaF2N's face pairs and `analyse`.
+
+Two detectors, both offline:
+- YuNet through `yuface` (default): weights compiled into the wheel, numpy only. It works on
+  images up to 960 px, so larger images are detected on a downscaled copy.
+- RetinaFace mobilenet0.25 through facexlib, used when `retinaface_mobilenet0.25_Final.pth`
+  is in the models folder and facexlib imports (it needs torchvision). The network is built
+  and loaded here with `torch.load(weights_only=True)`; facexlib's `init_detection_model` is
+  not called because it downloads whenever its own file name is absent.
+
+Landmarks are in detector order: image-left eye, image-right eye, nose tip, image-left and
+image-right mouth corners. Alignment maps them onto the FFHQ 5-point template (the one
+facexlib/GPEN use for 512 px faces) with a least-squares similarity (Umeyama 1991).
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.nn import functional as F
+
+from core.errors import WeightsError
+
+RETINAFACE_FILE = "retinaface_mobilenet0.25_Final.pth"
+YUNET_MAX_SIDE = 960
+RETINAFACE_MIN_SCORE = 0.9
+YUNET_MIN_SCORE = 0.6
+
+# FFHQ 5-point template for a 512x512 aligned face (x, y), in detector landmark order.
+FFHQ_TEMPLATE_512 = np.array([
+    [192.98138, 239.94708],
+    [318.90277, 240.19360],
+    [256.63416, 314.01935],
+    [201.26117, 371.41043],
+    [313.08905, 371.15118],
+])
+
+
+@dataclass(frozen=True)
+class Face:
+    """A face in image pixels: box (x, y, w, h), detector score in 0..1, and 5 landmarks
+    (5×2, x/y) or None for a box the user drew."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: np.ndarray | None = None
+
+    def as_list(self) -> list[float]:
+        """[x, y, w, h, score], the form `analyse` and the engine protocol report."""
+        return [float(v) for v in self.box] + [float(self.score)]
+
+
+@dataclass(frozen=True)
+class Detection:
+    """Faces found, and which detector found them (with a note when the preferred one was
+    unavailable)."""
+
+    faces: list[Face]
+    detector: str
+    note: str = ""
+
+
+def faces_from_boxes(boxes) -> list[Face]:
+    """User-named face boxes (x, y, w, h): no detection, no landmarks, score 1."""
+    return [Face(tuple(float(v) for v in box), 1.0, None) for box in boxes]
+
+
+def detect(rgb: np.ndarray, models_dir=None, region=None, min_score: float | None = None) -> Detection:
+    """Faces in an H×W×3 (or H×W×1) float image in 0..1, optionally only inside
+    region = (x, y, w, h); boxes and landmarks are in whole-image coordinates. `models_dir`
+    (default: the user's models folder) is where RetinaFace's weights are looked for. The
+    default score threshold is the detector's: 0.9 for RetinaFace (MetaF2N's setting), 0.6 for
+    YuNet, whose scores for clear faces sit around 0.9 and for small ones around 0.75."""
+    rgb = _as_rgb(rgb)
+    ox = oy = 0
+    if region is not None:
+        ox, oy, w, h = (int(v) for v in region)
+        rgb = rgb[oy:oy + h, ox:ox + w]
+    if rgb.shape[0] < 8 or rgb.shape[1] < 8:
+        return Detection([], "none", "the image is too small to hold a face")
+    bgr8 = np.ascontiguousarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)[:, :, ::-1])
+    if models_dir is None:
+        from core.weights import models_dir as user_models_dir
+        models_dir = user_models_dir()
+    weights = Path(models_dir) / RETINAFACE_FILE
+    note = ""
+    if weights.is_file():
+        try:
+            detector = RetinaFaceDetector(weights)
+        except ImportError as err:
+            note = f"facexlib is not importable ({err}); used YuNet instead of RetinaFace"
+        except WeightsError as err:
+            note = f"{err}; used YuNet instead of RetinaFace"
+        else:
+            faces = detector(bgr8, RETINAFACE_MIN_SCORE if min_score is None else min_score)
+            return Detection(_offset(faces, ox, oy), "retinaface")
+    faces = YuNetDetector()(bgr8, YUNET_MIN_SCORE if min_score is None else min_score)
+    return Detection(_offset(faces, ox, oy), "yunet", note)
+
+
+def detect_faces(rgb: np.ndarray, models_dir=None, region=None) -> list[list[float]]:
+    """[[x, y, w, h, score], ...] of the faces `detect` finds: what `analyse` reports."""
+    return [face.as_list() for face in detect(rgb, models_dir, region).faces]
+
+
+class YuNetDetector:
+    """libfacedetection's YuNet via `yuface.detect` (BGR uint8, scores 0..100)."""
+
+    def __call__(self, bgr8: np.ndarray, min_score: float) -> list[Face]:
+        import yuface
+
+        h, w = bgr8.shape[:2]
+        factor = min(1.0, YUNET_MAX_SIDE / max(h, w))
+        image = bgr8
+        if factor < 1:
+            size = (max(1, round(w * factor)), max(1, round(h * factor)))
+            image = np.ascontiguousarray(np.asarray(Image.fromarray(bgr8).resize(size, Image.BOX)))
+            factor = size[0] / w
+        confs, boxes, landmarks = yuface.detect(image, conf=min_score)
+        faces = []
+        for conf, box, marks in zip(confs, boxes, landmarks):
+            box = np.asarray(box, dtype=np.float64) / factor
+            marks = np.asarray(marks, dtype=np.float64).reshape(5, 2) / factor
+            faces.append(Face(tuple(box.tolist()), float(conf) / 100.0, marks))
+        return sorted(faces, key=lambda f: -f.score)
+
+
+class RetinaFaceDetector:
+    """facexlib's RetinaFace('mobile0.25') with weights loaded without unpickling code."""
+
+    _cache: dict = {}
+
+    def __init__(self, weights: Path):
+        from facexlib.detection.retinaface import RetinaFace  # ImportError without torchvision
+
+        key = str(weights)
+        if key not in self._cache:
+            net = RetinaFace(network_name="mobile0.25", half=False, device=torch.device("cpu"))
+            try:
+                state = torch.load(weights, map_location="cpu", weights_only=True)
+                state = {k.removeprefix("module."): v for k, v in state.items()}
+                net.load_state_dict(state, strict=True)
+            except Exception as err:  # torch.load raises many types; all mean "not this file"
+                raise WeightsError(f"{weights.name} is not a usable RetinaFace mobilenet0.25 "
+                                   f"checkpoint ({type(err).__name__})") from err
+            self._cache[key] = net.eval()
+        self.net = self._cache[key]
+
+    def __call__(self, bgr8: np.ndarray, min_score: float) -> list[Face]:
+        with torch.no_grad():
+            found = self.net.detect_faces(bgr8, conf_threshold=min_score)
+        faces = []
+        for row in found:
+            x1, y1, x2, y2, score = (float(v) for v in row[:5])
+            faces.append(Face((x1, y1, x2 - x1, y2 - y1), score, row[5:15].reshape(5, 2).astype(np.float64)))
+        return sorted(faces, key=lambda f: -f.score)
+
+
+def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """2×3 similarity (rotation, uniform scale, translation) that maps the points `src` (N×2)
+    onto `dst` (N×2) with least squared error, without reflection (Umeyama 1991)."""
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    mu_src, mu_dst = src.mean(0), dst.mean(0)
+    src_c, dst_c = src - mu_src, dst - mu_dst
+    cov = dst_c.T @ src_c / len(src)
+    u, s, vt = np.linalg.svd(cov)
+    d = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[1, 1] = -1
+    rotation = u @ d @ vt
+    scale = np.trace(np.diag(s) @ d) / src_c.var(0).sum()
+    matrix = np.zeros((2, 3))
+    matrix[:, :2] = scale * rotation
+    matrix[:, 2] = mu_dst - scale * rotation @ mu_src
+    return matrix
+
+
+def native_face_size(landmarks: np.ndarray, multiple: int = 4, largest: int = 512) -> int:
+    """Side of the aligned crop at which the face keeps its pixel size (scale ≈ 1), rounded to
+    `multiple` and capped at `largest`."""
+    scale = np.linalg.norm(umeyama(landmarks, FFHQ_TEMPLATE_512)[:, 0])
+    side = 512.0 / scale
+    return int(min(largest, max(multiple, round(side / multiple) * multiple)))
+
+
+def align_face(rgb: np.ndarray, landmarks: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The face warped onto the FFHQ template scaled to size×size (bicubic, edges reflected)
+    and the 2×3 image->crop matrix."""
+    matrix = umeyama(landmarks, FFHQ_TEMPLATE_512 * (size / 512.0))
+    inverse = np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))[:2]
+    h, w = rgb.shape[:2]
+    u, v = np.meshgrid(np.arange(size, dtype=np.float64), np.arange(size, dtype=np.float64))
+    src_x = inverse[0, 0] * u + inverse[0, 1] * v + inverse[0, 2]
+    src_y = inverse[1, 0] * u + inverse[1, 1] * v + inverse[1, 2]
+    # grid_sample with align_corners=False: pixel centre i sits at (2i + 1) / n - 1.
+    grid = np.stack([(2 * src_x + 1) / w - 1, (2 * src_y + 1) / h - 1], axis=-1)
+    image = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+    crop = F.grid_sample(image, torch.from_numpy(grid[None].astype(np.float32)), mode="bicubic",
+                         padding_mode="reflection", align_corners=False)
+    return crop[0].permute(1, 2, 0).clamp(0, 1).numpy(), matrix
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.shape[2] in (1, 2):
+        return np.repeat(image[:, :, :1], 3, axis=2)
+    return image[:, :, :3]
+
+
+def _offset(faces: list[Face], ox: int, oy: int) -> list[Face]:
+    if not (ox or oy):
+        return faces
+    shift = np.array([ox, oy], dtype=np.float64)
+    return [Face((f.box[0] + ox, f.box[1] + oy, f.box[2], f.box[3]), f.score,
+                 None if f.landmarks is None else f.landmarks + shift) for f in faces]

@@ -1,0 +1,460 @@
+"""The engine process: `python -m core serve`, HTTP on 127.0.0.1 with a per-launch token.
+
+Hosts whose Python cannot import torch (Krita) reach the engine through this server; the protocol
+is in docs/internals.md, "Engine protocol". One job runs at a time, the others wait in a short
+queue. Sizes are checked from the headers before any body byte is read, and every failure is
+answered with a JSON `{"error": ...}`: a bad request never takes the process down.
+"""
+from __future__ import annotations
+
+import argparse
+import hmac
+import itertools
+import json
+import os
+import queue
+import secrets
+import signal
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+
+from core.errors import BlindUpscaleError, Cancelled, InputError
+from core.image_io import DEFAULT_MAX_PIXELS, Image, from_raw, to_raw
+from core.jobs import Engine, UpscaleRequest
+from core.registry import list_models
+from core.runtimes import select_device
+from plugin.raw_image import ORDERS, SAMPLE_SIZE, RawImage
+
+MAX_HEADER_LINE = 4096
+MAX_REQUEST_LINE = 65536
+MAX_QUEUED = 4
+KEEP_FINISHED = 4
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# ---------------------------------------------------------------- transfer curves
+def srgb_encode(linear: np.ndarray) -> np.ndarray:
+    """Linear light -> sRGB-encoded values, the space the SR nets were trained in."""
+    x = np.clip(linear, 0.0, 1.0)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055).astype(np.float32)
+
+
+def srgb_decode(encoded: np.ndarray) -> np.ndarray:
+    x = np.clip(encoded, 0.0, 1.0)
+    return np.where(x <= 0.04045, x / 12.92, np.power((x + 0.055) / 1.055, 2.4)).astype(np.float32)
+
+
+def _map_colour(image: Image, fn) -> Image:
+    pixels = image.pixels.copy()
+    colour = 1 if image.channels <= 2 else 3
+    pixels[..., :colour] = fn(pixels[..., :colour])
+    return Image(pixels, image.bit_depth, image.icc, image.exif)
+
+
+# ---------------------------------------------------------------- jobs
+@dataclass
+class Job:
+    id: str
+    image: Image | None
+    request: object
+    dtype: str
+    linear: bool
+    state: str = "queued"
+    progress: float = 0.0
+    stage: str = "queued"
+    error: str | None = None
+    result: bytes | None = None
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    finished: float = 0.0
+
+    def public(self) -> dict:
+        return {"state": self.state, "progress": round(self.progress, 4), "stage": self.stage,
+                "error": self.error}
+
+
+class JobRunner:
+    """Runs upscale jobs one at a time, in order, on one worker thread."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.jobs: dict[str, Job] = {}
+        self.lock = threading.Lock()
+        self.queue: queue.Queue[Job] = queue.Queue()
+        self.ids = itertools.count(1)
+        self.current: Job | None = None
+        threading.Thread(target=self._work, name="upscale-worker", daemon=True).start()
+
+    def busy(self) -> bool:
+        return self.current is not None or not self.queue.empty()
+
+    def submit(self, image: Image, request, dtype: str, linear: bool) -> Job:
+        with self.lock:
+            waiting = sum(1 for j in self.jobs.values() if j.state == "queued")
+            if waiting >= MAX_QUEUED:
+                raise HttpError(503, f"the engine already has {waiting} jobs waiting; "
+                                     "try again when one has finished")
+            job = Job(f"{next(self.ids)}-{secrets.token_hex(4)}", image, request, dtype, linear)
+            self.jobs[job.id] = job
+        self.queue.put(job)
+        return job
+
+    def get(self, job_id: str) -> Job:
+        with self.lock:
+            job = self.jobs.get(job_id)
+        if job is None:
+            raise HttpError(404, f"there is no job {job_id} on this engine")
+        return job
+
+    def cancel(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        job.cancel_event.set()
+        with self.lock:
+            if job.state == "queued":
+                self._finish(job, "cancelled", "cancelled")
+        return job
+
+    def _finish(self, job: Job, state: str, stage: str, error: str | None = None) -> None:
+        job.state, job.stage, job.error = state, stage, error
+        job.image = None
+        job.finished = time.monotonic()
+        done = sorted((j for j in self.jobs.values() if j.finished), key=lambda j: j.finished)
+        for old in done[:-KEEP_FINISHED]:
+            del self.jobs[old.id]
+
+    def _work(self) -> None:
+        while True:
+            job = self.queue.get()
+            if job.state != "queued":
+                continue
+            self.current = job
+            try:
+                self._run(job)
+            finally:
+                self.current = None
+
+    def _run(self, job: Job) -> None:
+        job.state, job.stage = "running", "starting"
+
+        def progress(fraction: float, stage: str | None = None) -> None:
+            job.progress = max(0.0, min(1.0, float(fraction)))
+            if stage:
+                job.stage = stage
+
+        try:
+            image = _map_colour(job.image, srgb_encode) if job.linear else job.image
+            out = self.engine.upscale(image, job.request, progress, job.cancel_event.is_set)
+            if job.linear:
+                out = _map_colour(out, srgb_decode)
+            job.result = to_raw(out, job.dtype).to_bytes()
+            job.progress = 1.0
+            with self.lock:
+                self._finish(job, "done", "done")
+        except Cancelled:
+            with self.lock:
+                self._finish(job, "cancelled", "cancelled")
+        except BlindUpscaleError as exc:
+            with self.lock:
+                self._finish(job, "failed", "failed", str(exc))
+        except Exception as exc:  # a bug must fail the job, not the worker thread
+            traceback.print_exc()
+            with self.lock:
+                self._finish(job, "failed", "failed", f"internal error: {type(exc).__name__}: {exc}")
+
+
+# ---------------------------------------------------------------- HTTP
+class EngineServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address, engine: Engine, token: str, max_pixels: int = DEFAULT_MAX_PIXELS):
+        super().__init__(address, Handler)
+        self.engine = engine
+        self.token = token
+        self.max_pixels = max_pixels
+        self.info = {"version": _version(), "device": select_device("auto")}
+        self.runner = JobRunner(engine)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: EngineServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args) -> None:  # quiet unless something fails
+        pass
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    def _handle(self, method: str) -> None:
+        try:
+            self._authorise()
+            url = urlsplit(self.path)
+            parts = [p for p in url.path.split("/") if p]
+            query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            route = (method, parts[0] if parts else "", len(parts))
+            if route == ("GET", "health", 1):
+                self._send_json(200, self._health())
+            elif route == ("GET", "models", 1):
+                self._send_json(200, [spec.to_dict() for spec in list_models()])
+            elif route == ("POST", "analyse", 1):
+                self._send_json(200, self._analyse(query))
+            elif route == ("POST", "jobs", 1):
+                self._send_json(200, self._submit())
+            elif route == ("GET", "jobs", 2):
+                self._send_json(200, self.server.runner.get(parts[1]).public())
+            elif route == ("POST", "jobs", 3) and parts[2] == "cancel":
+                self._send_json(200, self.server.runner.cancel(parts[1]).public())
+            elif route == ("GET", "jobs", 3) and parts[2] == "result":
+                self._send_result(parts[1])
+            else:
+                raise HttpError(404, f"no such request: {method} {url.path}")
+        except HttpError as exc:
+            self._send_error(exc.status, exc.message)
+        except BlindUpscaleError as exc:
+            self._send_error(400, str(exc))
+        except Exception as exc:
+            traceback.print_exc()
+            self._send_error(500, f"internal error: {type(exc).__name__}: {exc}")
+
+    # -------------------------------------------------------- requests
+    def _authorise(self) -> None:
+        given = self.headers.get("Authorization", "")
+        expected = f"Bearer {self.server.token}"
+        if not hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8")):
+            self.close_connection = True
+            raise HttpError(401, "missing or wrong access token")
+
+    def _health(self) -> dict:
+        return {**self.server.info, "busy": self.server.runner.busy()}
+
+    def _analyse(self, query: dict) -> dict:
+        remaining = self._content_length()
+        raw, linear = self._read_raw(remaining)
+        region = None
+        if any(k in query for k in ("x", "y", "w", "h")):
+            try:
+                region = tuple(int(query[k]) for k in ("x", "y", "w", "h"))
+            except (KeyError, ValueError):
+                raise HttpError(400, "the region needs integer x, y, w and h") from None
+        image = from_raw(raw)
+        if linear:
+            image = _map_colour(image, srgb_encode)
+        return self.server.engine.analyse(image, region)
+
+    def _submit(self) -> dict:
+        remaining = self._content_length()
+        line = self.rfile.readline(min(MAX_REQUEST_LINE, remaining) + 1)
+        if not line.endswith(b"\n"):
+            self.close_connection = True
+            raise HttpError(400, "the job request must start with one line of JSON")
+        try:
+            fields = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            self.close_connection = True
+            raise HttpError(400, f"the job request is not valid JSON ({exc})") from None
+        try:
+            request = UpscaleRequest.from_dict(fields)
+        except (InputError, TypeError) as exc:
+            self.close_connection = True
+            raise HttpError(400, f"bad job request: {exc}") from None
+        raw, linear = self._read_raw(remaining - len(line))
+        job = self.server.runner.submit(from_raw(raw), request, raw.dtype, linear)
+        return {"job": job.id}
+
+    def _content_length(self) -> int:
+        value = self.headers.get("Content-Length")
+        if value is None:
+            self.close_connection = True
+            raise HttpError(411, "the request needs a Content-Length")
+        try:
+            length = int(value)
+        except ValueError:
+            self.close_connection = True
+            raise HttpError(400, "Content-Length is not a number") from None
+        if length < 0:
+            self.close_connection = True
+            raise HttpError(400, "Content-Length is negative")
+        return length
+
+    def _read_raw(self, remaining: int) -> tuple[RawImage, bool]:
+        """Read one raw image of exactly `remaining` bytes, refusing it from its header alone.
+
+        An optional header field `"transfer": "linear"` marks linear-light samples (Krita's
+        high-depth default profile): the engine sRGB-encodes them for the model and linearises
+        the result again, so the nets see the values they were trained on."""
+        head_line = self.rfile.readline(min(MAX_HEADER_LINE, remaining) + 1)
+        self.close_connection = True  # until the body is fully read
+        if not head_line.endswith(b"\n"):
+            raise HttpError(400, "the image must start with one line of JSON header")
+        try:
+            head = json.loads(head_line.decode("ascii"))
+            width, height, channels = int(head["width"]), int(head["height"]), int(head["channels"])
+            dtype = str(head["dtype"])
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise HttpError(400, f"malformed image header ({exc})") from None
+        if dtype not in SAMPLE_SIZE or channels not in ORDERS or width < 1 or height < 1:
+            raise HttpError(400, f"unsupported image: {width}x{height}, {channels} channels, {dtype}")
+        if "order" in head and head["order"] != ORDERS[channels]:
+            raise HttpError(400, f"channel order must be {ORDERS[channels]}, not {head['order']}")
+        transfer = head.get("transfer", "srgb")
+        if transfer not in ("srgb", "linear"):
+            raise HttpError(400, f"transfer must be srgb or linear, not {transfer}")
+        if width * height > self.server.max_pixels:
+            raise HttpError(413, f"the image is {width}x{height} = {width * height / 1e6:.1f} MP, "
+                                 f"above this engine's limit of {self.server.max_pixels / 1e6:.1f} MP")
+        expected = width * height * channels * SAMPLE_SIZE[dtype]
+        body = remaining - len(head_line)
+        if body != expected:
+            raise HttpError(400, f"the image needs {expected} bytes of pixels, the request has {body}")
+        data = self._read_exact(expected)
+        self.close_connection = False
+        return RawImage(width, height, channels, dtype, data), transfer == "linear"
+
+    def _read_exact(self, n: int) -> bytes:
+        chunks, left = [], n
+        while left:
+            chunk = self.rfile.read(min(left, 1 << 20))
+            if not chunk:
+                raise HttpError(400, f"the request ended {left} bytes early")
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+    # -------------------------------------------------------- answers
+    def _send_result(self, job_id: str) -> None:
+        job = self.server.runner.get(job_id)
+        if job.state != "done" or job.result is None:
+            raise HttpError(409, f"job {job_id} has no result (it is {job.state})")
+        self._send(200, job.result, "application/octet-stream")
+
+    def _send_json(self, status: int, payload) -> None:
+        self._send(status, json.dumps(payload).encode("utf-8"), "application/json")
+
+    def _send_error(self, status: int, message: str) -> None:
+        try:
+            self._send_json(status, {"error": message})
+        except OSError:
+            self.close_connection = True
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+
+# ---------------------------------------------------------------- process
+def _version() -> str:
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+        return version("blind-upscale")
+    except PackageNotFoundError:
+        pass
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    try:
+        import tomllib
+        return str(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"])
+    except (OSError, KeyError, ValueError):
+        return "unknown"
+
+
+def _is_loopback(host: str) -> bool:
+    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+
+
+def write_port_file(path: Path, info: dict) -> None:
+    """Atomically, readable by the owner only: the file holds the access token."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".port.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(info, f)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core serve",
+                                     description="Run the Blind Upscale engine as an HTTP server.")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1; others need --token)")
+    parser.add_argument("--port", type=int, default=0, help="port (default 0: any free port)")
+    parser.add_argument("--token", default=None,
+                        help="access token clients must send (default: a random one per launch, "
+                             "or $BLIND_UPSCALE_TOKEN)")
+    parser.add_argument("--port-file", default=None,
+                        help="write {url, port, token, pid} as JSON here once listening")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help=f"largest image accepted, width*height (default {DEFAULT_MAX_PIXELS})")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    token = args.token or os.environ.get("BLIND_UPSCALE_TOKEN") or None
+    if not _is_loopback(args.host) and not token:
+        print(f"error: listening on {args.host} makes the engine reachable from other machines; "
+              "give it a token with --token", file=sys.stderr)
+        return 1
+    token = token or secrets.token_urlsafe(24)
+    try:
+        server = EngineServer((args.host, args.port), Engine(), token, args.max_pixels)
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port} ({exc.strerror or exc})", file=sys.stderr)
+        return 1
+    port_file = Path(args.port_file) if args.port_file else None
+    info = {"url": server.url, "port": server.server_address[1], "pid": os.getpid(), "token": token}
+    if port_file:
+        write_port_file(port_file, info)
+        print(f"Blind Upscale engine on {server.url} (token in {port_file})", flush=True)
+    else:
+        print(f"Blind Upscale engine on {server.url} token {token}", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        if port_file and port_file.exists():
+            port_file.unlink()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""python -m core.train kdsr|cmdsr [--config lite] [--minutes N | --steps N] [--out DIR] [--resume]"""
+
+import argparse
+from pathlib import Path
+
+from core.train import cmdsr, kdsr
+
+RECIPES = {"kdsr": kdsr, "cmdsr": cmdsr}
+DEFAULTS = {
+    "kdsr": {"batch": 16, "patch": 32, "lr": 4e-4},
+    "cmdsr": {"patch": 32, "lr": 4e-4},
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m core.train", description=__doc__)
+    parser.add_argument("recipe", choices=sorted(RECIPES))
+    parser.add_argument("--config", default="lite", help="architecture configuration (default: lite)")
+    parser.add_argument("--minutes", type=float, help="training budget in wall-clock minutes")
+    parser.add_argument("--steps", type=int, help="training budget in optimizer steps")
+    parser.add_argument("--out", type=Path, help="run folder (default: train_runs/<recipe>_<config>)")
+    parser.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--lr", type=float, help="peak learning rate (cosine decay)")
+    parser.add_argument("--batch", type=int, default=16, help="KDSR: patches per step")
+    parser.add_argument("--patch", type=int, help="LR patch size (HR = 4x)")
+    parser.add_argument("--tasks", type=int, default=4, help="CMDSR: tasks per step")
+    parser.add_argument("--queries", type=int, default=4, help="CMDSR: query patches per task")
+    parser.add_argument("--support-size", type=int, default=20, help="CMDSR: patches per support set")
+    parser.add_argument("--region", type=int, default=320, help="CMDSR: HR side of a task's region")
+    parser.add_argument("--condition-every", type=int, default=4,
+                        help="CMDSR: update the ConditionNet every N steps")
+    parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    parser.add_argument("--val-minutes", type=float, default=5.0)
+    parser.add_argument("--val-steps", type=int, help="validate every N steps instead of by time")
+    parser.add_argument("--log-every", type=int, default=50)
+    args = parser.parse_args(argv)
+    if args.minutes is None and args.steps is None:
+        parser.error("give a budget: --minutes N or --steps N")
+    for key, value in DEFAULTS[args.recipe].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.out is None:
+        args.out = Path("train_runs") / f"{args.recipe}_{args.config}"
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    RECIPES[args.recipe].train(args)
+
+
+if __name__ == "__main__":
+    main()

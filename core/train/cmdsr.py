@@ -1,0 +1,150 @@
+"""CMDSR recipe, as in the official training, shrunk to a CPU budget.
+
+A batch is `tasks` tasks. A task is one HR region of one photo with one degradation (isotropic
+Gaussian blur sigma 0.2..4, bicubic down, AWGN sigma 0..75, 8-bit), from which two support sets
+of 20 LR patches (32x32) and `queries` query patches are cut. Every step trains the BaseNet and the
+modulation layers with L1 on the queries, conditioned on support set A. Every `condition_every`
+steps the ConditionNet is updated alone with the task-contrastive loss (the two support sets of a
+task are the positive pair, support sets of other tasks the negatives) plus 0.1 x L1, which is
+the official alternating schedule (official: every 10 steps; shorter here because the run is).
+
+The contrastive distance is the per-channel |f(X) - f(X')| of the released code
+(`F.pairwise_distance` on T x 128 x 1 x 1 tensors), averaged over tasks and channels:
+L = mean(softplus(d_pos^2) + softplus(-d_neg^2)).
+"""
+
+import torch
+from torch.nn import functional as F
+
+from core import degradations as deg
+from core.archs import cmdsr as arch
+from core.support_set import PATCH_SIZE, sample_support_patches, stack_support
+from core.train.data import PhotoPool, default_training_files
+from core.train.run import TrainingRun, cosine_lr, seed_everything, set_lr
+from core.train.validation import SCALE, ValidationSet
+
+
+def task_contrastive_loss(task_a, task_b, generator: torch.Generator):
+    """task_a, task_b: T x D task vectors of two support sets per task."""
+    t = task_a.shape[0]
+    shift = int(torch.randint(1, t, (1,), generator=generator)) if t > 1 else 0
+    negatives = torch.roll(task_b, shifts=shift, dims=0)   # a derangement of the tasks
+    d_pos = (task_a - task_b).abs()
+    d_neg = (task_a - negatives).abs()
+    return (F.softplus(d_pos ** 2) + F.softplus(-(d_neg ** 2))).mean()
+
+
+def random_patches(images: torch.Tensor, count: int, size: int, generator: torch.Generator):
+    """images: T x 3 x H x W -> (T x count x 3 x size x size, the top-left corners)."""
+    t, _, h, w = images.shape
+    ys = torch.randint(0, h - size + 1, (t, count), generator=generator)
+    xs = torch.randint(0, w - size + 1, (t, count), generator=generator)
+    patches = torch.stack([torch.stack([images[i, :, y:y + size, x:x + size]
+                                        for y, x in zip(ys[i].tolist(), xs[i].tolist())])
+                           for i in range(t)])
+    return patches, ys, xs
+
+
+def make_tasks(pool, args, rng, generator):
+    """Support sets A and B (T x S*3 x 32 x 32), query LR (T*Q x 3 x p x p) and HR."""
+    region = args.region
+    hr = pool.batch(args.tasks, region, rng)
+    params = deg.sample_isotropic(args.tasks, generator, sigma=(0.2, 4.0), noise=(0.0, 75.0))
+    lr = deg.classic_degrade(hr, params, SCALE, generator)
+    s = args.support_size
+    support, _, _ = random_patches(lr, 2 * s, PATCH_SIZE, generator)
+    t = args.tasks
+    support_a = support[:, :s].reshape(t, s * 3, PATCH_SIZE, PATCH_SIZE)
+    support_b = support[:, s:].reshape(t, s * 3, PATCH_SIZE, PATCH_SIZE)
+    query_lr, ys, xs = random_patches(lr, args.queries, args.patch, generator)
+    p = args.patch * SCALE
+    query_hr = torch.stack([torch.stack([hr[i, :, y * SCALE:y * SCALE + p, x * SCALE:x * SCALE + p]
+                                         for y, x in zip(ys[i].tolist(), xs[i].tolist())])
+                            for i in range(t)])
+    return support_a, support_b, query_lr.flatten(0, 1), query_hr.flatten(0, 1)
+
+
+def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None = None):
+    torch.set_num_threads(args.threads)
+    run = TrainingRun(args.out, args.minutes, args.steps, args.checkpoint_minutes,
+                      args.val_minutes, args.val_steps)
+    rng, generator = seed_everything(args.seed)
+    model = arch.build(args.config)
+    sr_params = list(model.sr_net.parameters())
+    condition_params = list(model.condition_net.parameters())
+    sr_optimizer = torch.optim.Adam(sr_params, lr=args.lr)
+    condition_optimizer = torch.optim.Adam(condition_params, lr=args.lr)
+    state = run.load_checkpoint(rng, generator) if args.resume else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        sr_optimizer.load_state_dict(state["sr_optimizer"])
+        condition_optimizer.load_state_dict(state["condition_optimizer"])
+    pool = pool or PhotoPool.from_files(default_training_files(), min_size=args.region)
+    validation = validation or ValidationSet(["iso2.0", "iso2.6+n15"], size=384)
+    run.log("start", config=args.config, params=sum(p.numel() for p in model.parameters()),
+            images=len(pool.images), **{f"bicubic_{k}": v for k, v in validation.bicubic.items()})
+
+    while not run.finished() and not run.stop_requested:
+        lr_now = cosine_lr(args.lr, run.progress())
+        set_lr(sr_optimizer, lr_now)
+        set_lr(condition_optimizer, lr_now)
+        support_a, support_b, query_lr, query_hr = make_tasks(pool, args, rng, generator)
+        condition_step = run.step % args.condition_every == 0
+        model.train()
+        losses = {}
+        with torch.set_grad_enabled(condition_step):
+            task_a = model.condition_net(support_a)
+        scales = model.sr_net.modulations(task_a).repeat_interleave(args.queries, dim=0)
+        sr = model.sr_net(query_lr, scales)
+        l1 = losses["l1"] = F.l1_loss(sr, query_hr)
+        sr_optimizer.zero_grad(set_to_none=True)
+        condition_optimizer.zero_grad(set_to_none=True)
+        l1.backward()
+        sr_optimizer.step()
+        if condition_step:
+            for p in condition_params:
+                if p.grad is not None:
+                    p.grad.mul_(0.1)
+            contrast = losses["contrast"] = task_contrastive_loss(
+                model.condition_net(support_a), model.condition_net(support_b), generator)
+            contrast.backward()
+            condition_optimizer.step()
+        run.tick()
+
+        if run.step % args.log_every == 0:
+            run.log("train", lr=lr_now, **{k: float(v) for k, v in losses.items()})
+        if run.validation_due():
+            validate(run, validation, model)
+        if run.checkpoint_due():
+            save(run, rng, generator, model, sr_optimizer, condition_optimizer)
+
+    save(run, rng, generator, model, sr_optimizer, condition_optimizer)
+    if run.finished():
+        validate(run, validation, model)
+        run.save_weights(f"cmdsr_{args.config}.safetensors", model, {"arch": "cmdsr", "config": args.config})
+        run.log("finished")
+    else:
+        run.log("stopped before the end of the budget; continue with --resume")
+    return run
+
+
+def save(run, rng, generator, model, sr_optimizer, condition_optimizer):
+    run.save_checkpoint({"model": model.state_dict(), "sr_optimizer": sr_optimizer.state_dict(),
+                         "condition_optimizer": condition_optimizer.state_dict()}, rng, generator)
+
+
+def validate(run, validation, model):
+    """Each validation LR image conditions the model on its own support set, drawn as at inference."""
+    model.eval()
+
+    def upscale(lr, hr):
+        outputs = []
+        for image in lr:
+            patches = sample_support_patches(image.permute(1, 2, 0).numpy(), count=model.support_size)
+            support = torch.from_numpy(stack_support(patches))
+            outputs.append(model(image[None], support))
+        return torch.cat(outputs)
+
+    scores = validation.evaluate(upscale)
+    run.log("val", **{f"psnr_{k}": v for k, v in scores.items()},
+            **{f"gain_{k}": v - validation.bicubic[k] for k, v in scores.items()})

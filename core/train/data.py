@@ -1,0 +1,81 @@
+"""Training photos held in memory as uint8, and seeded random HR crops from them."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+BSDS500 = SHARED_DATA / "train" / "bsds500"
+KODAK24 = SHARED_DATA / "val" / "kodak24"
+# Debian photo packages (apt-get install lomiri-wallpapers-16.04 mate-backgrounds): multi-megapixel
+# JPEGs, downscaled x2 before cropping to remove JPEG and demosaicing traces.
+WALLPAPER_DIRS = [Path("/usr/share/backgrounds"), Path("/usr/share/backgrounds/mate/nature")]
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+
+
+def _image_files(folder: Path, recursive: bool) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    pattern = "**/*" if recursive else "*"
+    return sorted(p for p in folder.glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def load_rgb(path: Path, downscale: int = 1) -> np.ndarray:
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+        if downscale > 1:
+            img = img.resize((img.width // downscale, img.height // downscale), Image.Resampling.BICUBIC)
+        return np.asarray(img, dtype=np.uint8).copy()
+
+
+def default_training_files() -> list[tuple[Path, int]]:
+    """(path, downscale) for BSDS500 train+test and the installed wallpaper photos."""
+    files = [(p, 1) for p in _image_files(BSDS500, recursive=True)]
+    for folder in WALLPAPER_DIRS:
+        files += [(p, 2) for p in _image_files(folder, recursive=False)]
+    return files
+
+
+class PhotoPool:
+    """Photos as uint8 H x W x 3 arrays; crops are drawn with the caller's numpy Generator."""
+
+    def __init__(self, images: list[np.ndarray], min_size: int):
+        self.images = [im for im in images if min(im.shape[:2]) >= min_size]
+        if not self.images:
+            raise ValueError(f"no training image is at least {min_size} pixels on its short side")
+        # larger photos are drawn proportionally more often (by area)
+        areas = np.array([im.shape[0] * im.shape[1] for im in self.images], dtype=np.float64)
+        self.weights = areas / areas.sum()
+
+    @classmethod
+    def from_files(cls, files: list[tuple[Path, int]], min_size: int) -> "PhotoPool":
+        return cls([load_rgb(path, downscale) for path, downscale in files], min_size)
+
+    def crop(self, size: int, rng: np.random.Generator) -> np.ndarray:
+        """One size x size uint8 crop with a random flip and rot90."""
+        image = self.images[rng.choice(len(self.images), p=self.weights)]
+        h, w = image.shape[:2]
+        y, x = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
+        patch = image[y:y + size, x:x + size]
+        if rng.random() < 0.5:
+            patch = patch[:, ::-1]
+        return np.rot90(patch, k=int(rng.integers(0, 4)))
+
+    def batch(self, count: int, size: int, rng: np.random.Generator) -> torch.Tensor:
+        """count x 3 x size x size float32 in 0..1."""
+        crops = np.stack([self.crop(size, rng) for _ in range(count)])
+        return torch.from_numpy(crops.astype(np.float32) / 255.0).permute(0, 3, 1, 2).contiguous()
+
+
+def kodak_validation_crops(names=("kodim03.png", "kodim05.png", "kodim14.png", "kodim23.png"),
+                           size: int = 256) -> torch.Tensor:
+    """Centre crops of a few kodak24 images: N x 3 x size x size in 0..1."""
+    crops = []
+    for name in names:
+        image = load_rgb(KODAK24 / name)
+        h, w = image.shape[:2]
+        y, x = (h - size) // 2, (w - size) // 2
+        crops.append(image[y:y + size, x:x + size])
+    return torch.from_numpy(np.stack(crops).astype(np.float32) / 255.0).permute(0, 3, 1, 2).contiguous()

@@ -1,0 +1,137 @@
+"""KDSR recipe, as in the paper's classic setting, shrunk to a CPU budget.
+
+Phases (fractions of the budget):
+- teacher (0 .. 0.30): KD-IDE_T sees LR + pixel-unshuffled HR; L1 only;
+- student warm-up (0.30 .. 0.38): student G copied from the teacher's G, E_st trained alone with
+  the KD loss (KL between softmax(D'/tau) of teacher and student, tau 0.15), as the official
+  aniso+noise recipe does before adding L1;
+- student (0.38 .. 1): the whole student with L1 + KD; the teacher is frozen.
+Degradations are classic and drawn per sample: half the batch isotropic Gaussian (sigma 0.2..4,
+no noise), half anisotropic (sigma 0.2..4 each axis, any angle) with AWGN sigma 0..25.
+"""
+
+import torch
+from torch.nn import functional as F
+
+from core import degradations as deg
+from core.archs import kdsr as arch
+from core.train.data import PhotoPool, default_training_files
+from core.train.run import TrainingRun, cosine_lr, seed_everything, set_lr
+from core.train.validation import SCALE, ValidationSet
+
+PHASES = (("teacher", 0.0, 0.30), ("student_kd", 0.30, 0.38), ("student", 0.38, 1.0))
+TAU = 0.15
+
+
+def phase_at(progress: float) -> tuple[str, float]:
+    """(phase name, fraction through that phase)."""
+    for name, start, end in PHASES:
+        if progress < end:
+            return name, (progress - start) / (end - start)
+    return PHASES[-1][0], 1.0
+
+
+def kd_loss(student_vec, teacher_vec):
+    return F.kl_div(F.log_softmax(student_vec / TAU, dim=1), F.softmax(teacher_vec / TAU, dim=1),
+                    reduction="batchmean")
+
+
+def sample_degradations(batch: int, generator: torch.Generator) -> deg.ClassicBatch:
+    half = batch // 2
+    iso = deg.sample_isotropic(half, generator, sigma=(0.2, 4.0))
+    aniso = deg.sample_anisotropic(batch - half, generator, sigma=(0.2, 4.0), noise=(0.0, 25.0))
+    return deg.ClassicBatch(torch.cat([iso.kernels, aniso.kernels]),
+                            torch.cat([iso.noise_sigma, aniso.noise_sigma]))
+
+
+def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None = None):
+    torch.set_num_threads(args.threads)
+    run = TrainingRun(args.out, args.minutes, args.steps, args.checkpoint_minutes,
+                      args.val_minutes, args.val_steps)
+    rng, generator = seed_everything(args.seed)
+    teacher, student = arch.build_teacher(args.config), arch.build(args.config)
+    optimizer = None
+    phase = None
+    state = run.load_checkpoint(rng, generator) if args.resume else None
+    if state is not None:
+        teacher.load_state_dict(state["teacher"])
+        student.load_state_dict(state["student"])
+        phase = state["phase"]
+        optimizer = make_optimizer(phase, teacher, student, args.lr)
+        optimizer.load_state_dict(state["optimizer"])
+    pool = pool or PhotoPool.from_files(default_training_files(), min_size=args.patch * SCALE)
+    validation = validation or ValidationSet(["iso2.0", "aniso+n10"])
+    run.log("start", config=args.config, params=sum(p.numel() for p in student.parameters()),
+            images=len(pool.images), **{f"bicubic_{k}": v for k, v in validation.bicubic.items()})
+
+    while not run.finished() and not run.stop_requested:
+        name, fraction = phase_at(run.progress())
+        if name != phase:
+            if phase == "teacher":
+                run.save_weights("teacher.safetensors", teacher, {"arch": "kdsr-teacher", "config": args.config})
+            if name != "teacher" and phase in (None, "teacher"):
+                student.G.load_state_dict(teacher.G.state_dict())
+            phase = name
+            optimizer = make_optimizer(phase, teacher, student, args.lr)
+            run.log(f"phase {phase}")
+        set_lr(optimizer, cosine_lr(args.lr, fraction))
+
+        hr = pool.batch(args.batch, args.patch * SCALE, rng)
+        lr = deg.classic_degrade(hr, sample_degradations(args.batch, generator), SCALE, generator)
+        losses = {}
+        if phase == "teacher":
+            teacher.train()
+            loss = losses["l1"] = F.l1_loss(teacher(lr, hr), hr)
+        else:
+            teacher.eval()
+            student.train()
+            with torch.no_grad():
+                _, teacher_vec = teacher.estimate(lr, hr)
+            idr, student_vec = student.estimate(lr)
+            loss = losses["kd"] = kd_loss(student_vec, teacher_vec)
+            if phase == "student":
+                losses["l1"] = F.l1_loss(student.upscale(lr, idr), hr)
+                loss = loss + losses["l1"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        run.tick()
+
+        if run.step % args.log_every == 0:
+            run.log(phase, lr=optimizer.param_groups[0]["lr"], **{k: float(v) for k, v in losses.items()})
+        if run.validation_due():
+            validate(run, validation, phase, teacher, student)
+        if run.checkpoint_due():
+            save(run, rng, generator, phase, teacher, student, optimizer)
+
+    save(run, rng, generator, phase, teacher, student, optimizer)
+    if run.finished():
+        validate(run, validation, phase, teacher, student)
+        run.save_weights(f"kdsr_{args.config}.safetensors", student, {"arch": "kdsr", "config": args.config})
+        run.log("finished")
+    else:
+        run.log("stopped before the end of the budget; continue with --resume")
+    return run
+
+
+def make_optimizer(phase, teacher, student, lr):
+    params = {"teacher": teacher.parameters(), "student_kd": student.E_st.parameters(),
+              "student": student.parameters()}[phase]
+    return torch.optim.Adam([p for p in params if p.requires_grad], lr=lr, betas=(0.9, 0.999))
+
+
+def save(run, rng, generator, phase, teacher, student, optimizer):
+    run.save_checkpoint({"phase": phase, "teacher": teacher.state_dict(), "student": student.state_dict(),
+                         "optimizer": optimizer.state_dict()}, rng, generator)
+
+
+def validate(run, validation, phase, teacher, student):
+    teacher.eval()
+    student.eval()
+    if phase == "teacher":
+        scores = validation.evaluate(lambda lr, hr: teacher(lr, hr))
+        run.log("val teacher (sees HR)", **{f"psnr_{k}": v for k, v in scores.items()})
+    else:
+        scores = validation.evaluate(lambda lr, hr: torch.cat([student(x[None]) for x in lr]))
+        run.log("val student", **{f"psnr_{k}": v for k, v in scores.items()},
+                **{f"gain_{k}": v - validation.bicubic[k] for k, v in scores.items()})

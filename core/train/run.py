@@ -1,0 +1,139 @@
+"""What every recipe shares: the budget (minutes or steps), cosine learning rates per phase,
+checkpoints with optimizer and RNG state, the log file, and a clean stop on SIGTERM/SIGINT."""
+
+import json
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+
+class TrainingRun:
+    """Tracks progress through a budget and owns the run folder.
+
+    Progress is a fraction 0..1 of the budget (wall-clock seconds of training, or steps when a
+    step budget is given); recipes split it into phases, e.g. teacher 0..0.3, student 0.3..1."""
+
+    def __init__(self, out_dir: Path, minutes: float | None, steps: int | None,
+                 checkpoint_minutes: float = 5.0, val_minutes: float = 5.0, val_steps: int | None = None):
+        if minutes is None and steps is None:
+            raise ValueError("give a budget: --minutes or --steps")
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.budget_seconds = minutes * 60.0 if minutes is not None else None
+        self.budget_steps = steps
+        self.checkpoint_seconds = checkpoint_minutes * 60.0
+        self.val_seconds = val_minutes * 60.0
+        self.val_steps = val_steps
+        self.step = 0
+        self.elapsed = 0.0            # training seconds accumulated over all sessions of the run
+        self._session_start = time.monotonic()
+        self._elapsed_at_session_start = 0.0
+        self._last_checkpoint = 0.0
+        self._last_val = 0.0
+        self.stop_requested = False
+        self._log = open(self.out_dir / "log.txt", "a", buffering=1)
+        signal.signal(signal.SIGTERM, self._request_stop)
+        signal.signal(signal.SIGINT, self._request_stop)
+
+    def _request_stop(self, signum, frame):
+        self.stop_requested = True
+
+    def log(self, message: str, **values):
+        parts = [f"step {self.step}", f"t {self.elapsed:.0f}s", message]
+        parts += [f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items()]
+        line = " | ".join(parts)
+        print(line, flush=True)
+        self._log.write(line + "\n")
+
+    def tick(self):
+        """Call once per finished optimizer step."""
+        self.step += 1
+        self.elapsed = self._elapsed_at_session_start + time.monotonic() - self._session_start
+
+    def progress(self) -> float:
+        if self.budget_steps is not None:
+            return min(self.step / self.budget_steps, 1.0)
+        return min(self.elapsed / self.budget_seconds, 1.0)
+
+    def finished(self) -> bool:
+        return self.progress() >= 1.0
+
+    def checkpoint_due(self) -> bool:
+        return self.elapsed - self._last_checkpoint >= self.checkpoint_seconds
+
+    def validation_due(self) -> bool:
+        if self.val_steps is not None:
+            return self.step % self.val_steps == 0
+        if self.elapsed - self._last_val >= self.val_seconds:
+            self._last_val = self.elapsed
+            return True
+        return False
+
+    # --- checkpoints -------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / "checkpoint.pt"
+
+    def save_checkpoint(self, state: dict, rng: np.random.Generator, generator: torch.Generator):
+        payload = {
+            "state": state,
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "last_val": self._last_val,
+            "numpy_rng": json.dumps(rng.bit_generator.state),
+            "torch_generator": generator.get_state(),
+            "torch_global": torch.get_rng_state(),
+            "python_random": json.dumps(random.getstate()),
+        }
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(payload, tmp)
+        os.replace(tmp, self.checkpoint_path)
+        self._last_checkpoint = self.elapsed
+        self.log("checkpoint saved")
+
+    def load_checkpoint(self, rng: np.random.Generator, generator: torch.Generator) -> dict | None:
+        """Restores counters and RNG states; returns the recipe's state (or None if no checkpoint)."""
+        if not self.checkpoint_path.exists():
+            return None
+        payload = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        self.step = payload["step"]
+        self.elapsed = self._elapsed_at_session_start = payload["elapsed"]
+        self._session_start = time.monotonic()
+        self._last_checkpoint = self.elapsed
+        self._last_val = payload["last_val"]
+        rng.bit_generator.state = json.loads(payload["numpy_rng"])
+        generator.set_state(payload["torch_generator"])
+        torch.set_rng_state(payload["torch_global"])
+        state = json.loads(payload["python_random"])
+        random.setstate((state[0], tuple(state[1]), state[2]))
+        self.log("resumed from checkpoint")
+        return payload["state"]
+
+    def save_weights(self, name: str, module: torch.nn.Module, metadata: dict[str, str]):
+        state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+        save_file(state, str(self.out_dir / name), metadata=metadata)
+        self.log(f"weights written to {self.out_dir / name}")
+
+
+def cosine_lr(base: float, fraction: float, floor: float = 0.02) -> float:
+    """Cosine decay from `base` to `floor * base` as `fraction` goes 0..1."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    return base * (floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * fraction)))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float):
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def seed_everything(seed: int) -> tuple[np.random.Generator, torch.Generator]:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    return np.random.default_rng(seed), generator

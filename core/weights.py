@@ -1,0 +1,329 @@
+"""The weights store: the bundled files in resources/weights/ (checked against manifest.json) and
+the user's models folder, where official checkpoints are recognised by their keys and shapes.
+
+Loading never runs pickled code: safetensors, or `torch.load(weights_only=True)`. Loading is
+strict: a file that does not fit the architecture is refused with an error naming the keys that
+are missing, unexpected or of the wrong shape.
+"""
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file as load_safetensors, save_file as save_safetensors
+
+from .archs import ARCHS
+from .errors import WeightsError
+
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "resources" / "weights"
+CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin")
+# Containers official checkpoints wrap their state dict in, in order of preference
+# (BasicSR keeps the EMA weights beside the raw ones).
+CONTAINER_KEYS = ("params_ema", "params", "state_dict")
+# Model ids whose network is another arch's (the model is a checkpoint of that arch), and the
+# configurations such a model offers.
+MODEL_ARCHS = {"realesrgan": "rrdbnet"}
+MODEL_CONFIGS = {"realesrgan": ("official",)}
+MAX_LISTED_KEYS = 5
+
+
+def arch_of(model: str) -> str:
+    return MODEL_ARCHS.get(model, model)
+
+
+def model_configs(model: str) -> list:
+    return list(MODEL_CONFIGS.get(model) or ARCHS[arch_of(model)].CONFIGS)
+
+
+def models_dir() -> Path:
+    """The user's models folder: $BLIND_UPSCALE_MODELS, else <app data>/blind-upscale/models."""
+    if os.environ.get("BLIND_UPSCALE_MODELS"):
+        return Path(os.environ["BLIND_UPSCALE_MODELS"]).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "blind-upscale" / "models"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=64)
+def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(Path(path))
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, computed once per (path, size, mtime)."""
+    stat = path.stat()
+    return _cached_sha256(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+# ---------------------------------------------------------------- reading checkpoints
+
+def _torch_load(path: Path, mmap: bool):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except RuntimeError as err:
+        # Legacy (non-zip) files cannot be memory-mapped; read them normally.
+        if mmap and "mmap" in str(err):
+            return torch.load(path, map_location="cpu", weights_only=True)
+        raise
+
+
+def load_state_dict(path, mmap: bool = False) -> dict:
+    """The tensors of a checkpoint file (safetensors or a PyTorch file), unwrapped from a
+    `params_ema` / `params` / `state_dict` container and from DataParallel's `module.` prefix.
+    `mmap=True` maps PyTorch zip files instead of reading them (cheap key/shape inspection)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        try:
+            state = load_safetensors(str(path))
+        except (SafetensorError, OSError, ValueError) as err:
+            raise WeightsError(f"{path.name} is not a readable safetensors file ({err})") from err
+    else:
+        try:
+            state = _torch_load(path, mmap)
+        except Exception as err:  # torch raises many types for bad files; all mean "unreadable"
+            if "Unsupported global" in str(err):
+                raise WeightsError(
+                    f"{path.name} was refused: it contains pickled objects other than tensors, "
+                    "which could run code; use a plain state dict or a safetensors file") from err
+            raise WeightsError(f"{path.name} is not a readable PyTorch checkpoint "
+                               f"({type(err).__name__}: {str(err).splitlines()[0][:200]})") from err
+    for key in CONTAINER_KEYS:
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict) or not state:
+        raise WeightsError(f"{path.name} holds no state dict")
+    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise WeightsError(f"{path.name} holds no tensors")
+    if all(k.startswith("module.") for k in tensors):
+        tensors = {k[len("module."):]: v for k, v in tensors.items()}
+    return tensors
+
+
+def save_state_dict(state: dict, path) -> None:
+    """Writes a safetensors file atomically (temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    save_safetensors({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- matching keys and shapes
+
+def native_state_dict(arch_id: str, state: dict) -> dict:
+    """Applies the arch's official-name mapping, if it has one."""
+    rename = getattr(ARCHS[arch_id], "native_state_dict", None)
+    return rename(state) if rename else state
+
+
+def _list(keys) -> str:
+    keys = sorted(keys)
+    shown = ", ".join(keys[:MAX_LISTED_KEYS])
+    return shown + (f" and {len(keys) - MAX_LISTED_KEYS} more" if len(keys) > MAX_LISTED_KEYS else "")
+
+
+def mismatch(expected: dict, state: dict) -> str:
+    """'' if `state` has exactly the keys and shapes of `expected` (key -> shape), else a sentence
+    naming the missing, unexpected and shape-mismatched keys."""
+    missing = expected.keys() - state.keys()
+    unexpected = state.keys() - expected.keys()
+    wrong = [f"{k} {tuple(state[k].shape)} instead of {tuple(expected[k])}"
+             for k in sorted(expected.keys() & state.keys())
+             if tuple(state[k].shape) != tuple(expected[k])]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys ({_list(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys ({_list(unexpected)})")
+    if wrong:
+        parts.append(f"{len(wrong)} keys with the wrong shape ({_list(wrong)})")
+    return "; ".join(parts)
+
+
+def load_strict(module: torch.nn.Module, state: dict, key_map=None, name: str = "the weights") -> None:
+    """Loads `state` (after `key_map(state)`, if given) into `module`, refusing any mismatch."""
+    if key_map is not None:
+        state = key_map(state)
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    problem = mismatch(expected, state)
+    if problem:
+        raise WeightsError(f"{name} do not fit {type(module).__name__}: {problem}")
+    module.load_state_dict(state, strict=True)
+
+
+@lru_cache(maxsize=None)
+def signature(arch_id: str, config: str) -> dict:
+    """key -> shape of an arch configuration, built on the meta device (no memory, no init)."""
+    with torch.device("meta"):
+        module = ARCHS[arch_id].build(config)
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+def detect(state: dict, name: str = "the weights") -> tuple:
+    """(arch_id, config) whose keys and shapes `state` has exactly (spandrel-style detection).
+    Raises WeightsError naming the nearest configuration and how it differs."""
+    best = None
+    for arch_id in ARCHS:
+        native = native_state_dict(arch_id, state)
+        for config in ARCHS[arch_id].CONFIGS:
+            expected = signature(arch_id, config)
+            problem = mismatch(expected, native)
+            if not problem:
+                return arch_id, config
+            shared = sum(1 for k in expected.keys() & native.keys()
+                         if tuple(native[k].shape) == expected[k])
+            score = shared / max(len(expected), len(native))
+            if best is None or score > best[0]:
+                best = (score, arch_id, config, problem)
+    _, arch_id, config, problem = best
+    raise WeightsError(f"{name} match no known architecture; nearest is {arch_id}:{config}, "
+                       f"which differs by {problem}")
+
+
+# ---------------------------------------------------------------- the two places weights live
+
+def read_manifest() -> dict:
+    path = BUNDLED_DIR / "manifest.json"
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text())["files"]
+
+
+def bundled_file(model: str, config: str):
+    """Path of the bundled weights of a model configuration, or None."""
+    for filename, entry in read_manifest().items():
+        if entry.get("model") == model and entry.get("config") == config:
+            path = BUNDLED_DIR / filename
+            return path if path.is_file() else None
+    return None
+
+
+def read_shapes(path) -> dict:
+    """key -> tensor with the right shape (meta tensors for safetensors), read without loading
+    the data: enough to recognise a checkpoint."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        return load_state_dict(path, mmap=True)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise WeightsError(f"{path.name} is not a readable safetensors file ({err})") from err
+
+
+@lru_cache(maxsize=256)
+def _identify(path: str, size: int, mtime_ns: int):
+    """(arch_id, config) of a user file, or None if it is unreadable or of no known arch."""
+    try:
+        return detect(read_shapes(path), Path(path).name)
+    except WeightsError:
+        return None
+
+
+def user_checkpoints() -> dict:
+    """(arch_id, config) -> [paths] of the recognised checkpoints in the user's models folder."""
+    found = {}
+    folder = models_dir()
+    if not folder.is_dir():
+        return found
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in CHECKPOINT_SUFFIXES or not path.is_file():
+            continue
+        stat = path.stat()
+        kind = _identify(str(path), stat.st_size, stat.st_mtime_ns)
+        if kind:
+            found.setdefault(kind, []).append(path)
+    return found
+
+
+def canonical_name(model: str, config: str) -> str:
+    """The file name the project writes (and prefers) for a model configuration."""
+    return f"{model}_{config}.safetensors"
+
+
+def user_file(model: str, config: str):
+    """The user's checkpoint for a model configuration: the canonically named file if it exists,
+    else the first recognised checkpoint of that arch and configuration, else None."""
+    canonical = models_dir() / canonical_name(model, config)
+    if canonical.is_file():
+        return canonical
+    candidates = user_checkpoints().get((arch_of(model), config), [])
+    return candidates[0] if candidates else None
+
+
+def weights_status(model: str, config: str) -> str:
+    """"bundled" | "user" | "missing"."""
+    if bundled_file(model, config):
+        return "bundled"
+    if user_file(model, config):
+        return "user"
+    return "missing"
+
+
+@dataclass
+class LoadedWeights:
+    module: torch.nn.Module  # in eval mode, on the CPU
+    sha256: str
+    path: Path
+    source: str              # "bundled" | "user"
+
+
+def load_model(model: str, config: str, how_to_get: str = "") -> LoadedWeights:
+    """The model's network with its weights: bundled (sha256 checked against the manifest) or the
+    user's. Missing weights raise a WeightsError naming what to put where (`how_to_get`)."""
+    arch_id = arch_of(model)
+    path = bundled_file(model, config)
+    source = "bundled"
+    if path is not None:
+        sha = file_sha256(path)
+        if sha != read_manifest()[path.name]["sha256"]:
+            raise WeightsError(f"bundled weights {path.name} are damaged (sha256 differs from "
+                               "the manifest); reinstall the plug-in")
+    else:
+        path, source = user_file(model, config), "user"
+        if path is None:
+            hint = f" ({how_to_get})" if how_to_get else ""
+            raise WeightsError(
+                f"no weights for {model}:{config}: put {canonical_name(model, config)} or the "
+                f"official checkpoint{hint} in {models_dir()}")
+        sha = file_sha256(path)
+    module = ARCHS[arch_id].build(config)
+    # Bundled and canonically named files are the project's own (native names); any other file
+    # is an official checkpoint and goes through the arch's official-name mapping.
+    official = source == "user" and path.name != canonical_name(model, config)
+    load_strict(module, load_state_dict(path),
+                key_map=(lambda s: native_state_dict(arch_id, s)) if official else None,
+                name=path.name)
+    return LoadedWeights(module.eval(), sha, path, source)
+
+
+def default_config(model: str) -> str:
+    """The first configuration with weights (bundled before user), else the first one."""
+    configs = model_configs(model)
+    for wanted in ("bundled", "user"):
+        for config in configs:
+            if weights_status(model, config) == wanted:
+                return config
+    return configs[0]
