@@ -126,6 +126,6 @@ def adapt(model, pairs: FacePairs, lr: float = INNER_LR, chunk: int = CHUNK) -> 
             loss = (weight * (hr - sr).abs()).sum() / count
             for (name, _), g in zip(params.items(), torch.autograd.grad(loss, tuple(params.values()))):
                 grads[name] += g
-            total += float(loss)
+            total += float(loss.detach())
         adapted = {name: (p - lr * grads[name]).detach() for name, p in params.items()}
     return adapted, total
