@@ -163,7 +163,7 @@ class JobRunner:
             job.result = to_raw(out, job.dtype).to_bytes()
             job.progress = 1.0
             with self.lock:
-                self._finish(job, "done", "done")
+                self._finish(job, "done", job.stage if job.stage.startswith("done") else "done")
         except Cancelled:
             with self.lock:
                 self._finish(job, "cancelled", "cancelled")

@@ -1,0 +1,300 @@
+"""Talk to the engine process over HTTP, and keep a local engine process running.
+
+Standard library only: this module runs inside Krita's embedded Python, which has neither numpy
+nor torch. The protocol is the one in docs/internals.md, "Engine protocol"; images travel as
+`plugin.raw_image.RawImage` bytes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+from plugin.raw_image import RawImage
+
+ENGINE_JSON = "engine.json"
+
+
+class EngineError(Exception):
+    """Anything that went wrong between the host and the engine, as one plain sentence."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class EngineClient:
+    """The client interface of docs/internals.md over HTTP (local or remote engine)."""
+
+    def __init__(self, url: str, token: str, timeout: float = 30.0):
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    def health(self) -> dict:
+        return self._json("GET", "/health")
+
+    def models(self) -> list[dict]:
+        return self._json("GET", "/models")
+
+    def analyse(self, image: RawImage, region=None) -> dict:
+        path = "/analyse"
+        if region is not None:
+            x, y, w, h = (int(v) for v in region)
+            path += "?" + urllib.parse.urlencode({"x": x, "y": y, "w": w, "h": h})
+        return self._json("POST", path, image.to_bytes())
+
+    def submit(self, image: RawImage, request: dict) -> str:
+        body = json.dumps(request).encode("utf-8") + b"\n" + image.to_bytes()
+        return str(self._json("POST", "/jobs", body)["job"])
+
+    def status(self, job_id: str) -> dict:
+        return self._json("GET", f"/jobs/{urllib.parse.quote(job_id)}")
+
+    def cancel(self, job_id: str) -> None:
+        self._json("POST", f"/jobs/{urllib.parse.quote(job_id)}/cancel", b"")
+
+    def result(self, job_id: str) -> RawImage:
+        payload = self._call("GET", f"/jobs/{urllib.parse.quote(job_id)}/result")
+        try:
+            return RawImage.from_bytes(payload)
+        except ValueError as exc:
+            raise EngineError(f"The engine sent an unreadable image: {exc}.") from None
+
+    def _json(self, method: str, path: str, body: bytes | None = None):
+        payload = self._call(method, path, body)
+        try:
+            return json.loads(payload.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise EngineError(f"The engine sent an unreadable answer to {path}.") from None
+
+    def _call(self, method: str, path: str, body: bytes | None = None) -> bytes:
+        req = urllib.request.Request(self.url + path, data=body, method=method)
+        req.add_header("Authorization", f"Bearer {self.token}")
+        if body is not None:
+            req.add_header("Content-Type", "application/octet-stream")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return resp.read()
+        except urllib.error.HTTPError as exc:
+            raise EngineError(_http_error_message(exc)) from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise EngineError(f"The engine at {self.url} is not reachable ({reason}).") from None
+
+
+def _http_error_message(exc: urllib.error.HTTPError) -> str:
+    try:
+        message = json.loads(exc.read().decode("utf-8"))["error"]
+    except Exception:
+        message = None
+    if exc.code == 401:
+        return "The engine refused the access token."
+    if message:
+        return str(message)
+    return f"The engine answered HTTP {exc.code} ({exc.reason})."
+
+
+def engine_python(configured: str | None, package_dir: Path) -> tuple[str, str | None] | None:
+    """Which python runs the engine, and from which project folder.
+
+    The user's setting wins; else the `engine.json` that `build.py package` wrote into the
+    plug-in (the venv the zip was built from); else None, and the panel must ask.
+    Never `sys.executable`: inside Krita that is not an interpreter with torch.
+    """
+    info = {}
+    path = Path(package_dir) / ENGINE_JSON
+    if path.is_file():
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            info = {}
+    root = info.get("root") or None
+    if configured:
+        return configured, root
+    python = info.get("python")
+    if python and Path(python).is_file():
+        return python, root
+    return None
+
+
+class EngineProcess:
+    """Starts `<python> -m core serve` on 127.0.0.1 with a fresh token, and watches it.
+
+    The engine writes its URL and token into a port file that only this process reads. A crash
+    or kill is noticed on the next request, which restarts the engine.
+    """
+
+    def __init__(self, python: str, root: str | None = None, start_timeout: float = 120.0,
+                 log_path: str | None = None):
+        self.python = python
+        self.root = root
+        self.start_timeout = start_timeout
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+        self.client: EngineClient | None = None
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        self._log = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def exit_code(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def ensure_running(self) -> EngineClient:
+        if self.running() and self.client is not None:
+            return self.client
+        self.stop()
+        return self.start()
+
+    def start(self) -> EngineClient:
+        if not Path(self.python).is_file():
+            raise EngineError(f"The engine's python {self.python} does not exist; "
+                              "choose the project's .venv/bin/python in the settings.")
+        self._tmp = tempfile.TemporaryDirectory(prefix="blind-upscale-")
+        port_file = Path(self._tmp.name) / "engine.port"
+        log = self.log_path or str(Path(self._tmp.name) / "engine.log")
+        self._log = open(log, "ab")
+        env = dict(os.environ)
+        if self.root:
+            env["PYTHONPATH"] = self.root + os.pathsep + env.get("PYTHONPATH", "")
+        cmd = [self.python, "-m", "core", "serve", "--port", "0", "--port-file", str(port_file)]
+        try:
+            self.proc = subprocess.Popen(cmd, cwd=self.root or None, env=env, stdin=subprocess.DEVNULL,
+                                         stdout=self._log, stderr=subprocess.STDOUT)
+        except OSError as exc:
+            self._cleanup()
+            raise EngineError(f"Could not start the engine with {self.python} ({exc}).") from None
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                tail = self.log_tail()
+                code = self.proc.returncode
+                self._cleanup()
+                raise EngineError(f"The engine exited while starting (code {code}): {tail}")
+            if port_file.is_file():
+                try:
+                    info = json.loads(port_file.read_text(encoding="utf-8"))
+                    client = EngineClient(info["url"], info["token"])
+                    client.health()
+                    self.client = client
+                    return client
+                except (ValueError, KeyError, EngineError):
+                    pass
+            time.sleep(0.1)
+        self.stop()
+        raise EngineError(f"The engine did not start within {self.start_timeout:.0f} s.")
+
+    def log_tail(self, lines: int = 3) -> str:
+        if self._log is None:
+            return ""
+        try:
+            text = Path(self._log.name).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return " | ".join(line for line in text.strip().splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        self.client = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+
+class SupervisedClient:
+    """The client interface over an `EngineProcess`.
+
+    New work (health, models, analyse, submit) starts the engine when it is not running, so the
+    request after a crash brings up a fresh one. Questions about a job (status, cancel, result)
+    never restart it: the job died with the old engine, and the answer is a plain report of that.
+    """
+
+    def __init__(self, process: EngineProcess):
+        self.process = process
+        self._lock = threading.Lock()
+
+    def _client(self, start: bool) -> EngineClient:
+        with self._lock:
+            if start:
+                return self.process.ensure_running()
+            if not self.process.running() or self.process.client is None:
+                raise self._crash_error()
+            return self.process.client
+
+    def _crash_error(self) -> EngineError:
+        code = self.process.exit_code()
+        if code is None:
+            return EngineError("The engine is not running; it will start on the next request.")
+        return EngineError(f"The engine stopped unexpectedly (exit code {code}); "
+                           "it will restart on the next request.")
+
+    def _do(self, call: Callable[[EngineClient], object], start: bool = True):
+        client = self._client(start)
+        try:
+            return call(client)
+        except EngineError:
+            # A refused connection and the process's exit are seen a moment apart.
+            deadline = time.monotonic() + 1.0
+            while self.process.running() and time.monotonic() < deadline:
+                try:
+                    client.health()
+                    break
+                except EngineError:
+                    time.sleep(0.05)
+            if not self.process.running():
+                raise self._crash_error() from None
+            raise
+
+    def health(self) -> dict:
+        return self._do(lambda c: c.health())
+
+    def models(self) -> list[dict]:
+        return self._do(lambda c: c.models())
+
+    def analyse(self, image: RawImage, region=None) -> dict:
+        return self._do(lambda c: c.analyse(image, region))
+
+    def submit(self, image: RawImage, request: dict) -> str:
+        return self._do(lambda c: c.submit(image, request))
+
+    def status(self, job_id: str) -> dict:
+        return self._do(lambda c: c.status(job_id), start=False)
+
+    def cancel(self, job_id: str) -> None:
+        self._do(lambda c: c.cancel(job_id), start=False)
+
+    def result(self, job_id: str) -> RawImage:
+        return self._do(lambda c: c.result(job_id), start=False)
+
+    def close(self) -> None:
+        with self._lock:
+            self.process.stop()
