@@ -34,7 +34,7 @@ def parse_args(argv=None):
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
     parser.add_argument("--val-minutes", type=float, default=5.0)
     parser.add_argument("--val-steps", type=int, help="validate every N steps instead of by time")
-    parser.add_argument("--log-every", type=int, default=50)
+    parser.add_argument("--log-every", type=int, default=40)
     args = parser.parse_args(argv)
     if args.minutes is None and args.steps is None:
         parser.error("give a budget: --minutes N or --steps N")

@@ -89,7 +89,7 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
         set_lr(sr_optimizer, lr_now)
         set_lr(condition_optimizer, lr_now)
         support_a, support_b, query_lr, query_hr = make_tasks(pool, args, rng, generator)
-        condition_step = run.step % args.condition_every == 0
+        condition_step = (run.step + 1) % args.condition_every == 0
         model.train()
         losses = {}
         with torch.set_grad_enabled(condition_step):

@@ -45,9 +45,10 @@ class PhotoPool:
         self.images = [im for im in images if min(im.shape[:2]) >= min_size]
         if not self.images:
             raise ValueError(f"no training image is at least {min_size} pixels on its short side")
-        # larger photos are drawn proportionally more often (by area)
-        areas = np.array([im.shape[0] * im.shape[1] for im in self.images], dtype=np.float64)
-        self.weights = areas / areas.sum()
+        # larger photos are drawn more often, by the square root of their area, so a few
+        # multi-megapixel wallpapers do not crowd out hundreds of small photos
+        sides = np.sqrt([im.shape[0] * im.shape[1] for im in self.images])
+        self.weights = sides / sides.sum()
 
     @classmethod
     def from_files(cls, files: list[tuple[Path, int]], min_size: int) -> "PhotoPool":
