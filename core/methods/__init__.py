@@ -1,7 +1,9 @@
 """Model id -> Upscaler class. Each method's engineer adds one registration line here."""
 from core.methods.base import Upscaler
 from core.methods.bicubic import Bicubic
+from core.methods.metaf2n import MetaF2NUpscaler
 
 METHODS: dict[str, type[Upscaler]] = {
     "bicubic": Bicubic,
+    "metaf2n": MetaF2NUpscaler,
 }

