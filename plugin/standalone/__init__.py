@@ -1,0 +1,1 @@
+"""The standalone Blind Upscale editor (PyQt6): `python -m plugin.standalone [IMAGE]`."""

@@ -1,0 +1,220 @@
+"""The standalone editor's main window: canvas, layers list, the Blind Upscale dock, menus."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ui.panel import Panel
+from ui.qt import (QAction, QDockWidget, QKeySequence, QLabel, QListWidget, QListWidgetItem,
+                   QMainWindow, QMessageBox, QFileDialog, QScrollArea, Qt, QUndoStack, QWidget)
+from ui.settings import Settings
+
+from plugin.standalone.canvas import Canvas
+from plugin.standalone.document import Document
+from plugin.standalone.host import StandaloneHost
+
+OPEN_FILTER = "Images (*.png *.jpg *.jpeg *.tif *.tiff *.webp *.bmp *.gif);;All files (*)"
+SAVE_FILTER = "PNG (*.png);;TIFF (*.tif *.tiff);;JPEG (*.jpg *.jpeg);;WebP (*.webp)"
+
+
+class LayersList(QListWidget):
+    """Top layer first; the check box is visibility, the current row is the active layer."""
+
+    def __init__(self, document: Document, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._filling = False
+        self.itemChanged.connect(self._on_item_changed)
+        self.currentRowChanged.connect(self._on_current_row)
+        self.set_document(document)
+
+    def set_document(self, document: Document) -> None:
+        self.document = document
+        document.changed.connect(self.refill)
+        self.refill()
+
+    def refill(self) -> None:
+        self._filling = True
+        self.clear()
+        for layer in reversed(self.document.layers):
+            raw = layer.raw
+            depth = {"u8": "8-bit", "u16": "16-bit", "f32": "float"}[raw.dtype]
+            item = QListWidgetItem(f"{layer.name}  ({raw.width}×{raw.height}, {depth})")
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if layer.visible else Qt.CheckState.Unchecked)
+            self.addItem(item)
+            if layer is self.document.active:
+                self.setCurrentItem(item)
+        self._filling = False
+
+    def layer_at(self, row: int):
+        layers = self.document.layers
+        return layers[len(layers) - 1 - row] if 0 <= row < len(layers) else None
+
+    def _on_item_changed(self, item: QListWidgetItem) -> None:
+        if not self._filling:
+            self.document.set_visible(self.layer_at(self.row(item)),
+                                      item.checkState() == Qt.CheckState.Checked)
+
+    def _on_current_row(self, row: int) -> None:
+        if not self._filling and self.layer_at(row) is not None:
+            self.document.set_active(self.layer_at(row))
+
+
+class EditorWindow(QMainWindow):
+    def __init__(self, document: Document, client, settings: Settings | None = None):
+        super().__init__()
+        self.client = client
+        self.document = document
+        self.undo_stack = QUndoStack(self)
+        self.canvas = Canvas(document)
+        self.setCentralWidget(self.canvas)
+        self.host = StandaloneHost(document, self.canvas, self.undo_stack)
+
+        self.layers = LayersList(document)
+        layers_dock = QDockWidget("Layers", self)
+        layers_dock.setObjectName("layers")
+        layers_dock.setWidget(self.layers)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, layers_dock)
+
+        self.panel = Panel(self.host, client, settings or Settings(), show_engine_settings=False)
+        scroller = QScrollArea()
+        scroller.setWidget(self.panel)
+        scroller.setWidgetResizable(True)
+        scroller.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroller.setMinimumWidth(self.panel.sizeHint().width() + 24)
+        self.panel_dock = QDockWidget("Blind Upscale", self)
+        self.panel_dock.setObjectName("blind_upscale")
+        self.panel_dock.setWidget(scroller)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.panel_dock)
+
+        self.position_label = QLabel()
+        self.size_label = QLabel()
+        self.statusBar().addWidget(self.position_label)
+        self.statusBar().addPermanentWidget(self.size_label)
+        self.canvas.cursor_moved.connect(lambda x, y: self.position_label.setText(f"{x}, {y}"))
+        self.canvas.view_changed.connect(self._show_size)
+        self.panel.job_finished.connect(lambda state: self.statusBar().showMessage(
+            {"done": "Blind Upscale finished.", "cancelled": "Blind Upscale cancelled.",
+             "failed": "Blind Upscale failed: see the panel."}[state], 5000))
+        self._build_menus()
+        self._watch(document)
+        self.resize(1280, 800)
+
+    # ---------------------------------------------------------------- menus
+    def _action(self, menu, text: str, slot, shortcut=None) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        return action
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self._action(file_menu, "&Open…", self.open_dialog, QKeySequence.StandardKey.Open)
+        self._action(file_menu, "&Save", self.save, QKeySequence.StandardKey.Save)
+        self._action(file_menu, "Save &As…", self.save_dialog, QKeySequence.StandardKey.SaveAs)
+        file_menu.addSeparator()
+        self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        edit_menu = bar.addMenu("&Edit")
+        undo = self.undo_stack.createUndoAction(self, "&Undo")
+        undo.setShortcut(QKeySequence(QKeySequence.StandardKey.Undo))
+        redo = self.undo_stack.createRedoAction(self, "&Redo")
+        redo.setShortcut(QKeySequence(QKeySequence.StandardKey.Redo))
+        edit_menu.addAction(undo)
+        edit_menu.addAction(redo)
+        edit_menu.addSeparator()
+        self._action(edit_menu, "Select &All", self.select_all, QKeySequence.StandardKey.SelectAll)
+        self._action(edit_menu, "&Deselect", lambda: self.document.set_selection(None), "Ctrl+Shift+A")
+
+        view_menu = bar.addMenu("&View")
+        self._action(view_menu, "Zoom &In", lambda: self.canvas.zoom_in(), QKeySequence.StandardKey.ZoomIn)
+        self._action(view_menu, "Zoom &Out", lambda: self.canvas.zoom_out(), QKeySequence.StandardKey.ZoomOut)
+        self._action(view_menu, "&Fit", lambda: self.canvas.fit(), "Ctrl+0")
+        self._action(view_menu, "&Actual Pixels", lambda: self.canvas.actual_size(), "Ctrl+1")
+        view_menu.addSeparator()
+        view_menu.addAction(self.panel_dock.toggleViewAction())
+
+        filter_menu = bar.addMenu("F&ilter")
+        self.upscale_action = self._action(filter_menu, "Blind Upscale", self.panel.run, "Ctrl+Shift+U")
+        self._action(filter_menu, "Cancel Blind Upscale", self.panel.cancel, "Esc")
+
+    # ---------------------------------------------------------------- documents
+    def _watch(self, document: Document) -> None:
+        document.changed.connect(self._show_size)
+        self._show_size()
+        name = document.path.name if document.path else "untitled"
+        self.setWindowTitle(f"{name} – Blind Upscale")
+
+    def _show_size(self) -> None:
+        d = self.document
+        self.size_label.setText(f"{d.width}×{d.height}  {self.canvas.zoom * 100:.0f}%")
+
+    def set_document(self, document: Document) -> None:
+        self.panel.cancel()
+        self.undo_stack.clear()
+        self.document = document
+        self.canvas.set_document(document)
+        self.layers.set_document(document)
+        self.host.set_document(document)
+        self._watch(document)
+        self.panel.schedule_preview()
+
+    def open_file(self, path: str | Path) -> bool:
+        from core.errors import BlindUpscaleError
+
+        try:
+            document = Document.from_file(path)
+        except BlindUpscaleError as exc:
+            QMessageBox.warning(self, "Open", str(exc))
+            return False
+        self.set_document(document)
+        return True
+
+    def open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", "", OPEN_FILTER)
+        if path:
+            self.open_file(path)
+
+    def save_file(self, path: str | Path) -> bool:
+        """Write the visible layers through core.image_io (16-bit and float kept where the format can)."""
+        from core.errors import BlindUpscaleError
+        from core.image_io import from_raw, save_image
+
+        try:
+            image = from_raw(self.document.flattened())
+            image.icc, image.exif = self.document.icc, self.document.exif
+            save_image(image, path)
+        except (BlindUpscaleError, ValueError, OSError) as exc:
+            QMessageBox.warning(self, "Save", str(exc))
+            return False
+        self.document.path = Path(path)
+        self.undo_stack.setClean()
+        self._watch(self.document)
+        self.statusBar().showMessage(f"Saved {path}", 5000)
+        return True
+
+    def save(self) -> None:
+        if self.document.path is None:
+            self.save_dialog()
+        else:
+            self.save_file(self.document.path)
+
+    def save_dialog(self) -> None:
+        start = str(self.document.path.with_name(self.document.path.stem + "_x4.png")) if self.document.path else ""
+        path, _ = QFileDialog.getSaveFileName(self, "Save image", start, SAVE_FILTER)
+        if path:
+            self.save_file(path)
+
+    def select_all(self) -> None:
+        from ui.host import Rect
+
+        self.document.set_selection(Rect(0, 0, self.document.width, self.document.height))
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.panel.cancel()
+        close = getattr(self.client, "close", None)
+        if close is not None:
+            close()
+        super().closeEvent(event)
