@@ -1,9 +1,11 @@
 """Image files and raw buffers <-> `Image` (float32 0..1, H×W×C, with bit depth, ICC and EXIF).
 
-Pillow reads and writes PNG, JPEG, TIFF and WebP. Pillow (13.0 here) has no 16-bit RGB(A) or
-float RGB mode: it silently truncates 16-bit RGB PNG/TIFF to 8 bits and cannot open float RGB
-TIFFs. Those files go through OpenCV (opencv-python-headless) instead; the file header is parsed
-here first, so the route and the pixel limit are decided before any pixel is decoded.
+Pillow reads and writes PNG, JPEG, TIFF and WebP. Pillow (13.0 here) has no 16-bit colour,
+16-bit gray+alpha or float colour mode: it silently truncates 16-bit RGB PNG/TIFF to 8 bits and
+cannot open float RGB TIFFs. Those files are read by OpenCV (opencv-python-headless), and
+written by the two small encoders below (16-bit PNG, 16-bit/float TIFF), which also keep the ICC
+profile (and EXIF in PNG). The file header is parsed here first, so the route and the pixel limit
+are decided before any pixel is decoded.
 Writes are atomic: a temporary file in the target folder, renamed over the target when complete.
 """
 from __future__ import annotations
@@ -85,8 +87,9 @@ def _png_header(head: bytes) -> _Header | None:
     return _Header(width, height, bits, channels, False)
 
 
-def _tiff_header(path: Path) -> _Header | None:
-    """Width, height, bits, samples and sample format from the first IFD of a classic TIFF."""
+def _tiff_tags(path: Path) -> tuple[str, dict[int, list]] | None:
+    """Byte order and the numeric tags of the first IFD of a classic TIFF (None if not one)."""
+    formats = {1: "B", 3: "H", 4: "I", 7: "B", 16: "Q"}  # BYTE, SHORT, LONG, UNDEFINED, LONG8
     with open(path, "rb") as f:
         order = f.read(2)
         if order not in (b"II", b"MM"):
@@ -98,24 +101,58 @@ def _tiff_header(path: Path) -> _Header | None:
                 return None
             f.seek(offset)
             (count,) = struct.unpack(e + "H", f.read(2))
+            entries = [struct.unpack(e + "HHI4s", f.read(12)) for _ in range(count)]
             tags = {}
-            for _ in range(count):
-                tag, typ, n, value = struct.unpack(e + "HHI4s", f.read(12))
-                if typ == 3:  # SHORT: first value is in the first two bytes
-                    tags[tag] = struct.unpack(e + "H", value[:2])[0]
-                elif typ == 4:
-                    tags[tag] = struct.unpack(e + "I", value)[0]
+            for tag, typ, n, value in entries:
+                if typ not in formats or not 0 < n <= 16_000_000:
+                    continue
+                size = struct.calcsize(formats[typ]) * n
+                if size > 4:
+                    f.seek(struct.unpack(e + "I", value)[0])
+                    value = f.read(size)
+                tags[tag] = list(struct.unpack(e + formats[typ] * n, value[:size]))
         except struct.error:
             return None
-    if 256 not in tags or 257 not in tags:
+    return e, tags
+
+
+def _tiff_header(path: Path) -> _Header | None:
+    parsed = _tiff_tags(path)
+    if parsed is None or 256 not in parsed[1] or 257 not in parsed[1]:
         return None
-    bits = tags.get(258, 1)
-    if tags.get(277, 1) > 2 and 258 in tags:
-        # BitsPerSample has one value per sample, stored at an offset: they are all equal here
-        with open(path, "rb") as f:
-            f.seek(tags[258])
-            bits = struct.unpack(e + "H", f.read(2))[0]
-    return _Header(tags[256], tags[257], bits, tags.get(277, 1), tags.get(339, 1) == 3)
+    tags = parsed[1]
+    return _Header(tags[256][0], tags[257][0], tags.get(258, [1])[0], tags.get(277, [1])[0],
+                   tags.get(339, [1])[0] == 3)
+
+
+def _read_tiff_strips(path: Path) -> np.ndarray:
+    """Interleaved, strip-based TIFFs (no or deflate compression, optional horizontal predictor
+    for integers): the 16-bit and float gray+alpha files neither Pillow nor OpenCV decode."""
+    e, tags = _tiff_tags(path)
+    width, height = tags[256][0], tags[257][0]
+    channels, bits = tags.get(277, [1])[0], tags.get(258, [1])[0]
+    compression, predictor = tags.get(259, [1])[0], tags.get(317, [1])[0]
+    is_float = tags.get(339, [1])[0] == 3
+    sample = {(16, False): "u2", (32, True): "f4"}.get((bits, is_float))
+    if (sample is None or compression not in (1, 8, 32946) or predictor not in (1, 2)
+            or (is_float and predictor != 1)
+            or tags.get(284, [1])[0] != 1 or 273 not in tags or 279 not in tags):
+        raise InputError(f"{path.name} is a kind of {bits}-bit TIFF this program cannot read "
+                         "(tiled, planar or an unsupported compression)")
+    chunks = []
+    with open(path, "rb") as f:
+        for offset, size in zip(tags[273], tags[279]):
+            f.seek(offset)
+            chunk = f.read(size)
+            chunks.append(zlib.decompress(chunk) if compression != 1 else chunk)
+    data = b"".join(chunks)
+    expected = width * height * channels * (bits // 8)
+    if len(data) < expected:
+        raise InputError(f"{path.name} is corrupt or truncated")
+    a = np.frombuffer(data[:expected], dtype=e + sample).reshape(height, width, channels)
+    if predictor == 2:
+        a = np.cumsum(a, axis=1, dtype=np.uint16)  # undo horizontal differencing (mod 2^16)
+    return a
 
 
 def _sniff(path: Path) -> tuple[str | None, _Header | None]:
@@ -143,7 +180,7 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     if header is not None:
         _check_size(path, header.width, header.height, max_pixels)
         if (header.channels >= 2 and header.bits == 16) or (header.is_float and header.channels > 1):
-            return _load_with_opencv(path, header)
+            return _load_high_depth(path, kind, header)
     try:
         with PILImage.open(path) as im:
             _check_size(path, im.width, im.height, max_pixels)
@@ -197,9 +234,18 @@ def _pil_to_float(im: PILImage.Image) -> tuple[np.ndarray, int]:
     return a.astype(np.float32) / 255.0, 8
 
 
-def _load_with_opencv(path: Path, header: _Header) -> Image:
+def _load_high_depth(path: Path, kind: str, header: _Header) -> Image:
+    """16-bit colour / gray+alpha and float colour files, which Pillow cannot decode."""
     import cv2
 
+    if header.channels == 2 and kind == "TIFF":
+        try:
+            a = _read_tiff_strips(path)
+        except (OSError, zlib.error, ValueError):
+            raise InputError(f"{path.name} is corrupt or truncated") from None
+        if a.dtype.kind == "f":
+            return _with_metadata(path, a.astype(np.float32), 32)
+        return _with_metadata(path, a.astype(np.float32) / 65535.0, 16)
     data = np.fromfile(path, dtype=np.uint8)
     a = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if a is None:
@@ -218,6 +264,13 @@ def _load_with_opencv(path: Path, header: _Header) -> Image:
         pixels, bits = a.astype(np.float32) / 255.0, 8
     else:
         pixels, bits = a.astype(np.float32), 32
+    if pixels.shape[2] != header.channels or (bits != header.bits and not header.is_float):
+        raise InputError(f"{path.name}: cannot decode this {header.bits}-bit "
+                         f"{header.channels}-channel file faithfully")
+    return _with_metadata(path, pixels, bits)
+
+
+def _with_metadata(path: Path, pixels: np.ndarray, bits: int) -> Image:
     icc = exif = None
     try:  # Pillow still reads the metadata of files whose pixels it cannot decode
         with PILImage.open(path) as im:
@@ -225,6 +278,8 @@ def _load_with_opencv(path: Path, header: _Header) -> Image:
             exif = im.info.get("exif") or None
     except (OSError, ValueError, SyntaxError):
         pass
+    if icc is None and _sniff(path)[0] == "TIFF":
+        icc = bytes(_tiff_tags(path)[1].get(34675, [])) or None
     return Image(np.ascontiguousarray(pixels), bits, icc, exif)
 
 
@@ -276,13 +331,9 @@ def _encode(image: Image, fmt: str, bits: int, quality: int) -> bytes:
     a = _quantise(image.pixels, bits)
     c = a.shape[2]
     if (bits == 16 and c >= 2) or (bits == 32 and c > 1):
-        return _encode_with_opencv(a, fmt, image)
-    if bits == 16:
-        im = PILImage.fromarray(a[..., 0].astype("<u2"), mode="I;16")
-    elif bits == 32:
-        im = PILImage.fromarray(a[..., 0], mode="F")
-    else:
-        im = PILImage.fromarray(a if c > 1 else a[..., 0], mode={1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[c])
+        return _encode_high_depth(a, fmt, image)
+    # Pillow infers the mode: uint16 2-D -> I;16, float32 2-D -> F, uint8 -> L/LA/RGB/RGBA.
+    im = PILImage.fromarray(np.ascontiguousarray(a if c > 1 else a[..., 0]))
     options: dict = {}
     if image.icc:
         options["icc_profile"] = image.icc
@@ -302,20 +353,68 @@ def _encode(image: Image, fmt: str, bits: int, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def _encode_with_opencv(a: np.ndarray, fmt: str, image: Image) -> bytes:
-    """16-bit colour / gray+alpha and float colour: OpenCV writes them, Pillow cannot."""
-    import cv2
-
-    if a.shape[2] == 2:  # OpenCV has no gray+alpha: store it as RGBA
-        a = np.concatenate([a[..., :1]] * 3 + [a[..., 1:]], axis=2)
-    a = a[..., [2, 1, 0, 3]] if a.shape[2] == 4 else a[..., ::-1]
-    ok, data = cv2.imencode(".png" if fmt == "PNG" else ".tif", np.ascontiguousarray(a))
-    if not ok:
-        raise InputError(f"cannot encode the image as {fmt}")
-    data = data.tobytes()
+def _encode_high_depth(a: np.ndarray, fmt: str, image: Image) -> bytes:
+    """16-bit colour or gray+alpha, and float colour: Pillow has no such modes, so these two
+    small encoders write them (PNG with iCCP/eXIf chunks; TIFF with the ICC tag, no EXIF)."""
     if fmt == "PNG":
-        data = _png_add_metadata(data, image.icc, image.exif)
-    return data
+        return _encode_png16(a, image.icc, image.exif)
+    return _encode_tiff(a, image.icc)
+
+
+def _encode_png16(a: np.ndarray, icc: bytes | None, exif: bytes | None) -> bytes:
+    h, w, c = a.shape
+    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
+    raw = np.ascontiguousarray(a.astype(">u2")).view(np.uint8).reshape(h, w * c * 2)
+    bpp = c * 2
+    filtered = raw.copy()
+    filtered[:, bpp:] = raw[:, bpp:] - raw[:, :-bpp]  # PNG "Sub" filter, modulo 256
+    scanlines = np.concatenate([np.ones((h, 1), np.uint8), filtered], axis=1)
+    png = (b"\x89PNG\r\n\x1a\n"
+           + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0))
+           + _png_chunk(b"IDAT", zlib.compress(scanlines.tobytes(), 6))
+           + _png_chunk(b"IEND", b""))
+    return _png_add_metadata(png, icc, exif)
+
+
+def _encode_tiff(a: np.ndarray, icc: bytes | None) -> bytes:
+    """A baseline little-endian TIFF, one deflate-compressed strip, interleaved samples."""
+    h, w, c = a.shape
+    is_float = a.dtype == np.float32
+    bits = 32 if is_float else 16
+    data = zlib.compress(np.ascontiguousarray(a.astype("<f4" if is_float else "<u2")).tobytes(), 6)
+    entries = [  # (tag, type, values) with type 3 = SHORT, 4 = LONG, 7 = UNDEFINED
+        (256, 4, [w]), (257, 4, [h]), (258, 3, [bits] * c), (259, 3, [8]),
+        (262, 3, [1 if c <= 2 else 2]), (273, 4, [0]), (277, 3, [c]), (278, 4, [h]),
+        (279, 4, [len(data)]), (284, 3, [1]),
+    ]
+    if c in (2, 4):
+        entries.append((338, 3, [2]))  # the last sample is unassociated alpha
+    entries.append((339, 3, [3 if is_float else 1] * c))
+    if icc:
+        entries.append((34675, 7, icc))
+    ifd_size = 2 + 12 * len(entries) + 4
+    extra = bytearray()
+    extra_at = 8 + ifd_size
+    fields = []
+    for tag, typ, values in entries:
+        payload = (bytes(values) if typ == 7
+                   else struct.pack("<%d%s" % (len(values), "H" if typ == 3 else "I"), *values))
+        fields.append((tag, typ, len(values), payload))
+        if len(payload) > 4:
+            extra += payload + b"\0" * (len(payload) % 2)
+    strip_at = extra_at + len(extra)
+    ifd = bytearray(struct.pack("<H", len(fields)))
+    cursor = extra_at
+    for tag, typ, count, payload in fields:
+        if tag == 273:
+            payload = struct.pack("<I", strip_at)
+        if len(payload) > 4:
+            ifd += struct.pack("<HHII", tag, typ, count, cursor)
+            cursor += len(payload) + len(payload) % 2
+        else:
+            ifd += struct.pack("<HHI", tag, typ, count) + payload.ljust(4, b"\0")
+    ifd += struct.pack("<I", 0)
+    return b"II*\0" + struct.pack("<I", 8) + bytes(ifd) + bytes(extra) + data
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
@@ -323,7 +422,7 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
 
 
 def _png_add_metadata(png: bytes, icc: bytes | None, exif: bytes | None) -> bytes:
-    """Insert iCCP and eXIf chunks right after IHDR (OpenCV writes neither)."""
+    """Insert iCCP and eXIf chunks right after IHDR."""
     extra = b""
     if icc:
         extra += _png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc))

@@ -1,0 +1,257 @@
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from PIL import ImageCms
+
+from core import image_io
+from core.errors import InputError
+from core.image_io import Image, from_buffer, from_raw, load_image, save_image, to_buffer, to_raw
+from plugin.raw_image import RawImage
+
+RNG = np.random.default_rng(0)
+
+
+def _pixels(h, w, c):
+    """A smooth gradient plus texture, so lossy codecs have something real to encode."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = np.stack([(x / w + k * 0.2 + 0.1 * np.sin(y / 3 + k)) % 1.0 for k in range(c)], axis=2)
+    return np.clip(base, 0, 1).astype(np.float32)
+
+
+def _quantised(pixels, bits):
+    top = 255 if bits == 8 else 65535
+    return np.round(pixels * top) / top
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_lossless_round_trip_keeps_channels_and_bit_depth(tmp_path, suffix, bits, channels):
+    pixels = _quantised(_pixels(13, 17, channels), bits)
+    path = save_image(Image(pixels, bits), tmp_path / f"x{suffix}")
+    back = load_image(path)
+    assert back.bit_depth == bits
+    assert back.pixels.shape == (13, 17, channels)
+    assert back.pixels.dtype == np.float32
+    np.testing.assert_allclose(back.pixels, pixels, atol=1e-6)
+
+
+def test_sixteen_bit_rgb_keeps_values_that_eight_bits_cannot_hold(tmp_path):
+    pixels = np.full((4, 4, 3), 1000 / 65535, np.float32)  # 3.9 in 8-bit terms
+    back = load_image(save_image(Image(pixels, 16), tmp_path / "x.png"))
+    assert back.bit_depth == 16
+    assert np.all(np.round(back.pixels * 65535) == 1000)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_float_tiff_round_trip_is_exact_float32(tmp_path, channels):
+    pixels = RNG.random((9, 11, channels), dtype=np.float32) * 1.5  # float sources may exceed 1
+    back = load_image(save_image(Image(pixels, 32), tmp_path / "x.tif"))
+    assert back.bit_depth == 32
+    np.testing.assert_array_equal(back.pixels, pixels)
+
+
+@pytest.mark.parametrize("suffix,channels,tolerance", [(".jpg", 3, 0.05), (".jpg", 1, 0.05),
+                                                       (".webp", 3, 0.06), (".webp", 4, 0.06)])
+def test_lossy_formats_round_trip_closely(tmp_path, suffix, channels, tolerance):
+    pixels = _pixels(32, 32, channels)
+    back = load_image(save_image(Image(pixels, 8), tmp_path / f"x{suffix}"))
+    expected_channels = 3 if suffix == ".webp" and channels == 1 else channels
+    assert back.channels == expected_channels
+    assert np.abs(back.pixels[..., :channels].mean() - pixels.mean()) < 0.01
+    assert np.abs(back.pixels[..., :min(channels, back.channels)]
+                  - pixels[..., :min(channels, back.channels)]).mean() < tolerance
+
+
+def _metadata():
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = PILImage.Exif()
+    exif[0x010F] = "Blind Upscale test camera"  # Make
+    return icc, exif.tobytes()
+
+
+@pytest.mark.parametrize("suffix,bits,channels", [(".png", 8, 3), (".png", 16, 3), (".png", 16, 4),
+                                                  (".jpg", 8, 3), (".tif", 8, 3), (".webp", 8, 3)])
+def test_icc_profile_and_exif_survive_a_save(tmp_path, suffix, bits, channels):
+    icc, exif = _metadata()
+    path = save_image(Image(_pixels(8, 8, channels), bits, icc, exif), tmp_path / f"x{suffix}")
+    back = load_image(path)
+    assert back.icc == icc
+    assert back.exif is not None
+    parsed = PILImage.Exif()
+    parsed.load(back.exif)
+    assert parsed[0x010F] == "Blind Upscale test camera"
+
+
+@pytest.mark.parametrize("bits,channels", [(16, 2), (16, 3), (16, 4), (32, 3)])
+def test_high_depth_tiff_keeps_the_icc_profile(tmp_path, bits, channels):
+    icc, _ = _metadata()
+    back = load_image(save_image(Image(_pixels(6, 7, channels), bits, icc), tmp_path / "x.tif"))
+    assert (back.bit_depth, back.channels, back.icc) == (bits, channels, icc)
+
+
+def test_pillow_reads_the_sixteen_bit_png_metadata_chunks_we_insert(tmp_path):
+    icc, exif = _metadata()
+    path = save_image(Image(_pixels(8, 8, 3), 16, icc, exif), tmp_path / "x.png")
+    with PILImage.open(path) as im:
+        im.load()  # a bad CRC would raise here
+        assert im.info["icc_profile"] == icc
+
+
+def test_palette_image_with_transparency_loads_as_rgba(tmp_path):
+    im = PILImage.new("P", (6, 5))
+    im.putpalette([255, 0, 0, 0, 255, 0] + [0] * 762)
+    im.info["transparency"] = 1
+    im.putpixel((0, 0), 1)
+    im.save(tmp_path / "p.png", transparency=1)
+    loaded = load_image(tmp_path / "p.png")
+    assert loaded.channels == 4
+    assert loaded.pixels[0, 0, 3] == 0.0 and loaded.pixels[1, 1, 3] == 1.0
+
+
+def _png(width, height, body=b""):
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + image_io._png_chunk(b"IHDR", ihdr) + body
+            + image_io._png_chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("name,payload,message", [
+    ("empty.png", b"", "empty file"),
+    ("noise.png", bytes(RNG.integers(0, 256, 500, dtype=np.uint8)), "not an image file"),
+    ("zero.png", _png(0, 10), "zero size"),
+    ("huge.png", _png(100_000, 100_000), "above the limit"),
+    ("nodata.png", _png(10, 10), "corrupt"),
+])
+def test_bad_files_give_one_clear_input_error(tmp_path, name, payload, message):
+    path = tmp_path / name
+    path.write_bytes(payload)
+    with pytest.raises(InputError, match=message):
+        load_image(path)
+
+
+def test_truncated_png_is_reported_corrupt(tmp_path):
+    path = save_image(Image(_pixels(64, 64, 3), 8), tmp_path / "x.png")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="corrupt or truncated"):
+        load_image(path)
+
+
+def test_truncated_sixteen_bit_png_is_reported_corrupt(tmp_path):
+    path = save_image(Image(_pixels(64, 64, 3), 16), tmp_path / "x.png")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="corrupt or truncated"):
+        load_image(path)
+
+
+def test_pixel_limit_is_configurable_and_checked_from_the_header(tmp_path):
+    path = save_image(Image(_pixels(50, 60, 3), 8), tmp_path / "x.png")
+    assert load_image(path, max_pixels=3000).width == 60
+    with pytest.raises(InputError, match="50 = 0.0 MP|above the limit"):
+        load_image(path, max_pixels=2999)
+
+
+def test_huge_tiff_header_is_refused_before_decoding(tmp_path):
+    path = save_image(Image(_pixels(10, 10, 3), 16), tmp_path / "x.tif")
+    data = bytearray(path.read_bytes())
+    # Rewrite ImageWidth/ImageLength in the first IFD to 60000 x 60000.
+    e = "<" if data[:2] == b"II" else ">"
+    (offset,) = struct.unpack(e + "I", data[4:8])
+    (count,) = struct.unpack(e + "H", data[offset:offset + 2])
+    for i in range(count):
+        at = offset + 2 + 12 * i
+        tag, typ = struct.unpack(e + "HH", data[at:at + 4])
+        if tag in (256, 257):
+            value = struct.pack(e + "H", 60000) + b"\0\0" if typ == 3 else struct.pack(e + "I", 60000)
+            data[at + 8:at + 12] = value
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="above the limit"):
+        load_image(path)
+
+
+def test_missing_file_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        load_image(tmp_path / "nope.png")
+
+
+def test_failed_save_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    target = tmp_path / "out.png"
+    target.write_bytes(b"previous")
+
+    def broken_encoder(*args, **kwargs):
+        raise InputError("encoder failed")
+
+    monkeypatch.setattr(image_io, "_encode", broken_encoder)
+    with pytest.raises(InputError):
+        save_image(Image(_pixels(4, 4, 3), 8), target)
+    assert target.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+
+
+def test_write_error_midway_removes_the_temporary(tmp_path, monkeypatch):
+    target = tmp_path / "out.png"
+
+    def failing_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(image_io.os, "replace", failing_replace)
+    with pytest.raises(OSError):
+        save_image(Image(_pixels(4, 4, 3), 8), target)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_jpeg_refuses_alpha_instead_of_dropping_it(tmp_path):
+    with pytest.raises(InputError, match="no alpha"):
+        save_image(Image(_pixels(4, 4, 4), 8), tmp_path / "x.jpg")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_extension_is_refused(tmp_path):
+    with pytest.raises(InputError, match="unknown extension"):
+        save_image(Image(_pixels(4, 4, 3), 8), tmp_path / "x.bmpx")
+
+
+@pytest.mark.parametrize("dtype,bits", [("u8", 8), ("u16", 16), ("f32", 32)])
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_raw_round_trip(dtype, bits, channels):
+    pixels = _quantised(_pixels(5, 7, channels), bits) if bits != 32 else _pixels(5, 7, channels)
+    image = Image(pixels, bits)
+    raw = to_raw(image)
+    assert (raw.dtype, raw.channels, raw.width, raw.height) == (dtype, channels, 7, 5)
+    np.testing.assert_allclose(from_raw(raw).pixels, pixels, atol=1e-6)
+    again = from_buffer(to_buffer(image))
+    assert again.bit_depth == bits
+    np.testing.assert_allclose(again.pixels, pixels, atol=1e-6)
+
+
+def test_raw_samples_are_little_endian_in_the_named_order():
+    pixels = np.array([[[1.0, 0.0, 0.0, 1.0]]], np.float32)
+    raw = to_raw(Image(pixels, 16))
+    assert raw.order == "RGBA"
+    assert raw.data == struct.pack("<4H", 65535, 0, 0, 65535)
+
+
+def test_bad_raw_buffer_is_an_input_error():
+    with pytest.raises(InputError, match="bad raw image"):
+        from_buffer(b'{"width": 2, "height": 2, "channels": 3, "dtype": "u8"}\n' + b"\0" * 5)
+    with pytest.raises(InputError, match="above the limit"):
+        from_buffer(RawImage(10, 10, 1, "u8", bytes(100)).to_bytes(), max_pixels=99)
+
+
+def test_png_metadata_chunks_have_valid_crcs():
+    icc, exif = _metadata()
+    png = image_io._png_add_metadata(_png(1, 1), icc, exif)
+    at = 8
+    kinds = []
+    while at < len(png):
+        (length,) = struct.unpack(">I", png[at:at + 4])
+        kind, body = png[at + 4:at + 8], png[at + 8:at + 8 + length]
+        (crc,) = struct.unpack(">I", png[at + 8 + length:at + 12 + length])
+        assert crc == zlib.crc32(kind + body)
+        kinds.append(kind)
+        at += 12 + length
+    assert kinds == [b"IHDR", b"iCCP", b"eXIf", b"IEND"]
