@@ -97,7 +97,8 @@ class IDRDDC(nn.Module):
 
     def forward(self, x, idr):
         b, c, h, w = x.shape
-        kernels = self.kernel(idr).reshape(b * c, 1, self.kernel_size, self.kernel_size)
+        # -1, not b * c: a constant shape keeps the kernel size known to the ONNX exporter
+        kernels = self.kernel(idr).reshape(-1, 1, self.kernel_size, self.kernel_size)
         out = F.conv2d(x.reshape(1, b * c, h, w), kernels, groups=b * c,
                        padding=self.kernel_size // 2)
         return out.reshape(b, c, h, w)
