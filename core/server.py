@@ -37,6 +37,9 @@ from plugin.raw_image import ORDERS, SAMPLE_SIZE, RawImage
 MAX_HEADER_LINE = 4096
 MAX_REQUEST_LINE = 65536
 MAX_QUEUED = 4
+DRAIN_LIMIT = 8 << 20
+"""A refused request's unread body up to this size is read and dropped, so the client, which
+sends its whole body before reading the answer, gets the error instead of a broken pipe."""
 KEEP_FINISHED = 4
 
 
@@ -214,6 +217,7 @@ class Handler(BaseHTTPRequestHandler):
         self._handle("DELETE")
 
     def _handle(self, method: str) -> None:
+        self._unread = 0
         try:
             self._authorise()
             url = urlsplit(self.path)
@@ -237,8 +241,10 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 raise HttpError(404, f"no such request: {method} {url.path}")
         except HttpError as exc:
+            self._drain()
             self._send_error(exc.status, exc.message)
         except BlindUpscaleError as exc:
+            self._drain()
             self._send_error(400, str(exc))
         except Exception as exc:
             traceback.print_exc()
@@ -253,7 +259,8 @@ class Handler(BaseHTTPRequestHandler):
             raise HttpError(401, "missing or wrong access token")
 
     def _health(self) -> dict:
-        return {**self.server.info, "busy": self.server.runner.busy()}
+        return {**self.server.info, "busy": self.server.runner.busy(),
+                "max_pixels": self.server.max_pixels}
 
     def _analyse(self, query: dict) -> dict:
         remaining = self._content_length()
@@ -271,7 +278,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _submit(self) -> dict:
         remaining = self._content_length()
-        line = self.rfile.readline(min(MAX_REQUEST_LINE, remaining) + 1)
+        line = self._readline(MAX_REQUEST_LINE)
         if not line.endswith(b"\n"):
             self.close_connection = True
             raise HttpError(400, "the job request must start with one line of JSON")
@@ -302,7 +309,25 @@ class Handler(BaseHTTPRequestHandler):
         if length < 0:
             self.close_connection = True
             raise HttpError(400, "Content-Length is negative")
+        self._unread = length
         return length
+
+    def _readline(self, limit: int) -> bytes:
+        line = self.rfile.readline(min(limit, self._unread))
+        self._unread -= len(line)
+        return line
+
+    def _drain(self) -> None:
+        if 0 < self._unread <= DRAIN_LIMIT:
+            try:
+                while self._unread > 0:
+                    chunk = self.rfile.read(min(self._unread, 1 << 20))
+                    if not chunk:
+                        break
+                    self._unread -= len(chunk)
+            except OSError:
+                pass
+        self.close_connection = True
 
     def _read_raw(self, remaining: int) -> tuple[RawImage, bool]:
         """Read one raw image of exactly `remaining` bytes, refusing it from its header alone.
@@ -310,7 +335,7 @@ class Handler(BaseHTTPRequestHandler):
         An optional header field `"transfer": "linear"` marks linear-light samples (Krita's
         high-depth default profile): the engine sRGB-encodes them for the model and linearises
         the result again, so the nets see the values they were trained on."""
-        head_line = self.rfile.readline(min(MAX_HEADER_LINE, remaining) + 1)
+        head_line = self._readline(MAX_HEADER_LINE)
         self.close_connection = True  # until the body is fully read
         if not head_line.endswith(b"\n"):
             raise HttpError(400, "the image must start with one line of JSON header")
@@ -342,6 +367,7 @@ class Handler(BaseHTTPRequestHandler):
         chunks, left = [], n
         while left:
             chunk = self.rfile.read(min(left, 1 << 20))
+            self._unread -= len(chunk)
             if not chunk:
                 raise HttpError(400, f"the request ended {left} bytes early")
             chunks.append(chunk)

@@ -41,14 +41,25 @@ class EngineClient:
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.max_pixels: int | None = None  # the engine's limit, learnt from health()
 
     def health(self) -> dict:
-        return self._json("GET", "/health")
+        info = self._json("GET", "/health")
+        if isinstance(info, dict) and isinstance(info.get("max_pixels"), int):
+            self.max_pixels = info["max_pixels"]
+        return info
+
+    def _check_size(self, image: RawImage) -> None:
+        if self.max_pixels is not None and image.width * image.height > self.max_pixels:
+            raise EngineError(f"The image is {image.width}x{image.height} = "
+                              f"{image.width * image.height / 1e6:.1f} MP, above the engine's limit "
+                              f"of {self.max_pixels / 1e6:.1f} MP; select a smaller area.")
 
     def models(self) -> list[dict]:
         return self._json("GET", "/models")
 
     def analyse(self, image: RawImage, region=None) -> dict:
+        self._check_size(image)
         path = "/analyse"
         if region is not None:
             x, y, w, h = (int(v) for v in region)
@@ -56,6 +67,7 @@ class EngineClient:
         return self._json("POST", path, image.to_bytes())
 
     def submit(self, image: RawImage, request: dict) -> str:
+        self._check_size(image)
         body = json.dumps(request).encode("utf-8") + b"\n" + image.to_bytes()
         return str(self._json("POST", "/jobs", body)["job"])
 
