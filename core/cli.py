@@ -84,7 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # argparse's REMAINDER refuses a first word starting with "--": the server parses its own options.
+    args = (argparse.Namespace(command="serve", args=argv[1:]) if argv[:1] == ["serve"]
+            else build_parser().parse_args(argv))
     try:
         if args.command == "models":
             return _models(args)

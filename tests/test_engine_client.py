@@ -1,0 +1,92 @@
+"""The engine supervisor with a real `python -m core serve` process: start, crash, restart, stop."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from plugin.engine_client import EngineClient, EngineError, EngineProcess, SupervisedClient, engine_python
+from plugin.raw_image import RawImage
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def gray(width, height) -> RawImage:
+    return RawImage(width, height, 1, "u8", bytes((x * 7 + y * 3) % 256 for y in range(height) for x in range(width)))
+
+
+@pytest.fixture()
+def supervised():
+    process = EngineProcess(sys.executable, str(ROOT), start_timeout=60)
+    client = SupervisedClient(process)
+    yield client, process
+    client.close()
+
+
+def test_engine_python_prefers_the_setting_then_engine_json(tmp_path):
+    assert engine_python(None, tmp_path) is None
+    (tmp_path / "engine.json").write_text(json.dumps({"python": sys.executable, "root": "/proj"}))
+    assert engine_python(None, tmp_path) == (sys.executable, "/proj")
+    assert engine_python("/opt/venv/bin/python", tmp_path) == ("/opt/venv/bin/python", "/proj")
+    (tmp_path / "engine.json").write_text(json.dumps({"python": "/gone/bin/python"}))
+    assert engine_python(None, tmp_path) is None
+
+
+def test_unreachable_engine_is_one_plain_sentence():
+    with pytest.raises(EngineError, match=r"not reachable"):
+        EngineClient("http://127.0.0.1:9", "t", timeout=2).health()
+
+
+def test_missing_python_is_reported():
+    with pytest.raises(EngineError, match="does not exist"):
+        EngineProcess("/no/such/python").start()
+
+
+def test_start_kill_mid_job_report_and_restart(supervised):
+    client, process = supervised
+    with pytest.raises(EngineError, match="not running"):
+        client.status("1-x")  # job questions never start an engine
+    health = client.health()
+    assert health["busy"] is False
+    first_pid = process.pid
+
+    job = client.submit(gray(600, 600), {"model": "bicubic", "tile": 16, "overlap": 0})
+    deadline = time.monotonic() + 30
+    while client.status(job)["state"] == "queued" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(first_pid, signal.SIGKILL)
+    with pytest.raises(EngineError, match=r"stopped unexpectedly \(exit code -9\).*restart"):
+        for _ in range(200):
+            client.status(job)
+            time.sleep(0.02)
+    with pytest.raises(EngineError, match="stopped unexpectedly"):
+        client.result(job)
+
+    # the next new request brings up a fresh engine
+    job = client.submit(gray(8, 8), {"model": "bicubic"})
+    assert process.pid != first_pid
+    while client.status(job)["state"] in ("queued", "running"):
+        time.sleep(0.02)
+    result = client.result(job)
+    assert (result.width, result.height, result.channels) == (32, 32, 1)
+
+    pid = process.pid
+    client.close()
+    assert not process.running()
+    with pytest.raises(OSError):
+        os.kill(pid, 0)
+
+
+def test_engine_that_cannot_start_says_why(tmp_path):
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho 'No module named torch' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    process = EngineProcess(str(fake), str(tmp_path), start_timeout=30)
+    with pytest.raises(EngineError, match=r"exited while starting \(code 3\): No module named torch"):
+        process.start()
+    assert not process.running()
