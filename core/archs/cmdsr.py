@@ -7,7 +7,7 @@ the BaseNet (an SRResNet) multiplies each body conv's input channels by its scal
 conv(x * s) equals the official per-sample modulated weight W * s.
 
 Differences from the official code, on purpose:
-- equalised learning rate is folded into the weights: `fold_official_state_dict` multiplies the
+- equalised learning rate is folded into the weights: `native_state_dict` multiplies the
   stored (unscaled) conv / linear weights by 1/sqrt(fan_in) once, at load;
 - the bias is the ordinary per-channel bias (the official batched `repeat_interleave` bias is only
   right for batch 1, which is how the released model was evaluated).
@@ -158,7 +158,7 @@ class CMDSRConditioner(nn.Module):
         return self.modulations(self.condition_net(support))
 
 
-def fold_official_state_dict(state: dict) -> dict:
+def native_state_dict(state: dict) -> dict:
     """Official CMDSR weights -> this module's: fold the equalised-lr scales (1/sqrt(fan_in)) of
     every BaseConv2d and EqualLinear (everything under `sr_net.`) into the stored weights.
     The ConditionNet uses plain convs and is copied unchanged."""
