@@ -191,3 +191,130 @@ def classic_degrade(hr: torch.Tensor, params: ClassicBatch, scale: int,
     if bool((params.noise_sigma > 0).any()):
         lr = add_gaussian_noise(lr, params.noise_sigma, generator)
     return quantize(lr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Real-ESRGAN-style second-order degradations (Wang et al., ICCVW 2021), with its default ranges
+
+@dataclass
+class StageSettings:
+    kernel_sigma: tuple[float, float]
+    resize_probs: tuple[float, float, float]       # up, down, keep
+    resize_range: tuple[float, float]
+    gaussian_sigma: tuple[float, float]            # 0..255 scale
+    poisson_scale: tuple[float, float]
+    blur_prob: float = 1.0
+    kernel_types: tuple[str, ...] = ("iso", "aniso", "generalized_iso", "generalized_aniso",
+                                     "plateau_iso", "plateau_aniso")
+    kernel_probs: tuple[float, ...] = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
+    sinc_prob: float = 0.1
+    beta_generalized: tuple[float, float] = (0.5, 4.0)
+    beta_plateau: tuple[float, float] = (1.0, 2.0)
+    gaussian_noise_prob: float = 0.5
+    gray_noise_prob: float = 0.4
+    jpeg_range: tuple[int, int] = (30, 95)
+
+
+FIRST_STAGE = StageSettings(kernel_sigma=(0.2, 3.0), resize_probs=(0.2, 0.7, 0.1),
+                            resize_range=(0.15, 1.5), gaussian_sigma=(1.0, 30.0),
+                            poisson_scale=(0.05, 3.0))
+SECOND_STAGE = StageSettings(kernel_sigma=(0.2, 1.5), resize_probs=(0.3, 0.4, 0.3),
+                             resize_range=(0.3, 1.2), gaussian_sigma=(1.0, 25.0),
+                             poisson_scale=(0.05, 2.5), blur_prob=0.8)
+FINAL_SINC_PROB = 0.8
+RESIZE_MODES = ("area", "bilinear", "bicubic")
+
+
+def _draw(low: float, high: float, generator: torch.Generator) -> float:
+    return float(_uniform(1, low, high, generator))
+
+
+def _chance(p: float, generator: torch.Generator) -> bool:
+    return float(torch.rand(1, generator=generator)) < p
+
+
+def random_kernel(stage: StageSettings, generator: torch.Generator) -> torch.Tensor:
+    """One 21 x 21 blur kernel of a random type and odd size 7..21."""
+    size = 2 * int(torch.randint(3, 11, (1,), generator=generator)) + 1
+    if _chance(stage.sinc_prob, generator):
+        low = math.pi / 3 if size < 13 else math.pi / 5
+        return pad_kernels(sinc_kernels(torch.tensor([_draw(low, math.pi, generator)]), size))
+    kind = stage.kernel_types[int(torch.multinomial(torch.tensor(stage.kernel_probs), 1, generator=generator))]
+    sx = _draw(*stage.kernel_sigma, generator)
+    if kind.endswith("iso") and not kind.endswith("aniso"):
+        sy, theta = sx, 0.0
+    else:
+        sy, theta = _draw(*stage.kernel_sigma, generator), _draw(0, math.pi, generator)
+    args = [torch.tensor([v]) for v in (sx, sy, theta)]
+    if kind.startswith("generalized"):
+        kernel = generalized_gaussian_kernels(*args, torch.tensor([_draw(*stage.beta_generalized, generator)]), size)
+    elif kind.startswith("plateau"):
+        kernel = plateau_kernels(*args, torch.tensor([_draw(*stage.beta_plateau, generator)]), size)
+    else:
+        kernel = anisotropic_gaussian_kernels(*args, size)
+    return pad_kernels(kernel)
+
+
+def _random_resize(image: torch.Tensor, stage: StageSettings, generator: torch.Generator) -> torch.Tensor:
+    kind = int(torch.multinomial(torch.tensor(stage.resize_probs), 1, generator=generator))
+    factor = (_draw(1.0, stage.resize_range[1], generator) if kind == 0 else
+              _draw(stage.resize_range[0], 1.0, generator) if kind == 1 else 1.0)
+    mode = RESIZE_MODES[int(torch.randint(0, 3, (1,), generator=generator))]
+    h, w = image.shape[-2:]
+    size = (max(int(h * factor), 1), max(int(w * factor), 1))
+    return _resize(image, size, mode)
+
+
+def _resize(image: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    if mode == "area":
+        return F.interpolate(image, size=size, mode="area")
+    return F.interpolate(image, size=size, mode=mode, align_corners=False)
+
+
+def _random_noise(image: torch.Tensor, stage: StageSettings, generator: torch.Generator) -> torch.Tensor:
+    gray = torch.tensor([_chance(stage.gray_noise_prob, generator)])
+    if _chance(stage.gaussian_noise_prob, generator):
+        sigma = torch.tensor([_draw(*stage.gaussian_sigma, generator) / 255])
+        return add_gaussian_noise(image, sigma, generator, gray)
+    return add_poisson_noise(image, torch.tensor([_draw(*stage.poisson_scale, generator)]), generator, gray)
+
+
+def _random_jpeg(image: torch.Tensor, stage: StageSettings, generator: torch.Generator) -> torch.Tensor:
+    quality = int(torch.randint(stage.jpeg_range[0], stage.jpeg_range[1] + 1, (1,), generator=generator))
+    return jpeg(image.clamp(0, 1), np.array([quality]))
+
+
+def realesrgan_degrade(hr: torch.Tensor, scale: int, generator: torch.Generator,
+                       first: StageSettings = FIRST_STAGE, second: StageSettings = SECOND_STAGE,
+                       final_sinc_prob: float = FINAL_SINC_PROB) -> torch.Tensor:
+    """B x 3 x H x W HR -> B x 3 x H/scale x W/scale LR through the second-order chain; each sample
+    draws its own kernels, resizes, noise and JPEG qualities."""
+    out = []
+    for image in hr:
+        x = image[None]
+        h, w = x.shape[-2:]
+        x = blur(x, random_kernel(first, generator))
+        x = _random_resize(x, first, generator)
+        x = _random_noise(x, first, generator)
+        x = _random_jpeg(x, first, generator)
+        if _chance(second.blur_prob, generator):
+            x = blur(x, random_kernel(second, generator))
+        factor = _draw(*second.resize_range, generator)
+        mode = RESIZE_MODES[int(torch.randint(0, 3, (1,), generator=generator))]
+        x = _resize(x, (max(int(h / scale * factor), 1), max(int(w / scale * factor), 1)), mode)
+        x = _random_noise(x, second, generator)
+        target = (h // scale, w // scale)
+        mode = RESIZE_MODES[int(torch.randint(0, 3, (1,), generator=generator))]
+        sinc = (sinc_kernels(torch.tensor([_draw(math.pi / 3, math.pi, generator)]), 2 * int(
+            torch.randint(3, 11, (1,), generator=generator)) + 1)
+            if _chance(final_sinc_prob, generator) else None)
+        if _chance(0.5, generator):
+            x = _resize(x, target, mode)
+            x = blur(x, sinc) if sinc is not None else x
+            x = _random_jpeg(x, second, generator)
+        else:
+            x = _random_jpeg(x, second, generator)
+            x = _resize(x, target, mode)
+            x = blur(x, sinc) if sinc is not None else x
+        out.append(quantize(x)[0])
+    return torch.stack(out)
