@@ -70,26 +70,24 @@ def build_pairs(targets: list[np.ndarray], scale: int = 4, patch: int = PATCH,
                 per_face: int = PATCHES_PER_FACE, max_faces: int = MAX_FACES,
                 seed: int = 0) -> FacePairs | None:
     """`per_face` random aligned (LR p×p, target (p·s)×(p·s)) pairs from each of the
-    `max_faces` largest targets big enough for a whole patch; if none is, the largest target
-    whole as the only pair (as the official test does for tiny faces); None if no target is at
-    least 4·scale pixels. The seed makes the result repeatable."""
+    `max_faces` largest targets. p is `patch`, or less when even the largest face is smaller
+    (the official test then uses the face whole); faces smaller than p are left out. None if
+    no target gives an LR input of at least 4×4. The seed makes the result repeatable."""
+    sides = [min(t.shape[0], t.shape[1]) // scale for t in targets]
+    if not sides or max(sides) < 4:
+        return None
+    patch = min(patch, max(sides))
     rng = np.random.default_rng(seed)
-    lr_patches, hr_patches, used = [], [], 0
-    for target in [t for t in targets if min(t.shape[:2]) >= patch * scale][:max_faces]:
+    lr_patches, hr_patches = [], []
+    used = [t for t, side in sorted(zip(targets, sides), key=lambda ts: -ts[1]) if side >= patch]
+    for target in used[:max_faces]:
         hr, lq = _target_and_input(target, scale)
         for _ in range(per_face):
             i = int(rng.integers(0, lq.shape[2] - patch + 1))
             j = int(rng.integers(0, lq.shape[3] - patch + 1))
             lr_patches.append(lq[:, :, i:i + patch, j:j + patch])
             hr_patches.append(hr[:, :, i * scale:(i + patch) * scale, j * scale:(j + patch) * scale])
-        used += 1
-    if not used:
-        small = [t for t in targets if min(t.shape[:2]) >= 4 * scale]
-        if not small:
-            return None
-        hr, lq = _target_and_input(small[0], scale)
-        lr_patches, hr_patches, used = [lq], [hr], 1
-    return FacePairs(torch.cat(lr_patches), torch.cat(hr_patches), used)
+    return FacePairs(torch.cat(lr_patches), torch.cat(hr_patches), min(len(used), max_faces))
 
 
 def _target_and_input(target: np.ndarray, scale: int) -> tuple[torch.Tensor, torch.Tensor]:

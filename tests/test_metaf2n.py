@@ -167,10 +167,12 @@ def test_pairs_are_aligned_shrunk_copies_of_the_target():
 
 def test_pairs_for_small_and_absent_faces():
     assert build_pairs([textured(12, 40)]) is None
-    tiny = build_pairs([textured(24, 30), textured(20, 20)])
-    assert tiny.faces == 1 and tiny.lr.shape == (1, 3, 6, 7) and tiny.hr.shape == (1, 3, 24, 28)
-    many = build_pairs([textured(64, 64, s) for s in range(6)], max_faces=4)
-    assert many.faces == 4 and len(many.lr) == 64
+    assert build_pairs([]) is None
+    # The largest face is 6 LR pixels high: 6×6 patches, and the 5-pixel face is left out.
+    small = build_pairs([textured(20, 20), textured(24, 30)])
+    assert small.faces == 1 and small.lr.shape == (16, 3, 6, 6) and small.hr.shape == (16, 3, 24, 24)
+    many = build_pairs([textured(64, 64, s) for s in range(6)] + [textured(40, 200)], max_faces=4)
+    assert many.faces == 4 and many.lr.shape == (64, 3, 16, 16)
 
 
 def test_face_targets_use_alignment_or_the_box():
