@@ -121,6 +121,23 @@ def cached_graphs(arch_id: str, config: str, model: torch.nn.Module, sha256: str
     return paths
 
 
+def engine_graphs(model_id: str, config: str, device: str, backend: str,
+                  how_to_get: str = "") -> dict:
+    """graph name -> runtime Graph of a model with its weights: the same split (estimator / SR)
+    on both backends; "onnx" exports the graphs on first use. Missing weights raise a
+    WeightsError that says what to put where (`how_to_get`)."""
+    from .runtimes import OnnxGraph, TorchGraph
+
+    loaded = weights.load_model(model_id, config, how_to_get)
+    arch_id = weights.arch_of(model_id)
+    specs = graph_specs(arch_id)
+    if backend == "onnx":
+        paths = cached_graphs(arch_id, config, loaded.module, loaded.sha256)
+        return {spec.name: OnnxGraph(paths[spec.name], device) for spec in specs}
+    return {spec.name: TorchGraph(spec.wrap(loaded.module), spec.inputs, spec.outputs, device)
+            for spec in specs}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.onnx_export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
