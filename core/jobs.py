@@ -291,8 +291,11 @@ def estimate_noise_sigma(gray: np.ndarray) -> float:
     hp = (g[:-2, :-2] - 2 * g[:-2, 1:-1] + g[:-2, 2:]
           - 2 * g[1:-1, :-2] + 4 * g[1:-1, 1:-1] - 2 * g[1:-1, 2:]
           + g[2:, :-2] - 2 * g[2:, 1:-1] + g[2:, 2:])
-    gx = np.abs(g[1:-1, 2:] - g[1:-1, :-2])
-    gy = np.abs(g[2:, 1:-1] - g[:-2, 1:-1])
+    # Edges are found on a smoothed copy: on the raw image, "flat" would also select the
+    # pixels where the noise happens to be small, and the estimate would come out low.
+    smooth = _box_blur(_box_blur(g, 5, 0), 5, 1)
+    gx = np.abs(smooth[1:-1, 2:] - smooth[1:-1, :-2])
+    gy = np.abs(smooth[2:, 1:-1] - smooth[:-2, 1:-1])
     edge = gx + gy
     flat = hp[edge <= np.median(edge)]
     if flat.size == 0:
@@ -341,7 +344,8 @@ BLUR_EFFECT_SHARP, BLUR_EFFECT_BLURRED = 0.25, 0.75
 def estimate_degradation(rgb: np.ndarray) -> dict:
     """Classical blur and noise estimates, both mapped to 0..1 like MM-RealSR's dials."""
     gray = _gray(rgb)
-    sigma = estimate_noise_sigma(gray)
+    # Per channel: averaging channels into gray would shrink independent colour noise by 1/3.
+    sigma = float(np.median([estimate_noise_sigma(rgb[..., c].astype(np.float64)) for c in range(3)]))
     effect = estimate_blur(gray)
     noise = float(np.clip(sigma / NOISE_SIGMA_AT_ONE, 0.0, 1.0))
     blur = float(np.clip((effect - BLUR_EFFECT_SHARP) / (BLUR_EFFECT_BLURRED - BLUR_EFFECT_SHARP),

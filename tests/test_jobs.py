@@ -1,0 +1,178 @@
+import threading
+
+import numpy as np
+import pytest
+
+from core import methods
+from core.errors import Cancelled, InputError, ModelError, WeightsError
+from core.image_io import Image
+from core.jobs import Engine, UpscaleRequest, estimate_degradation
+from core.methods.base import Upscaler
+from core.methods.bicubic import bicubic_upscale
+from core.registry import ConfigSpec, get_model, list_models
+
+
+def _scene(h=64, w=80, seed=0):
+    """A photo-like test scene: smooth shading, edges and fine texture."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    shade = 0.5 + 0.3 * np.sin(x / 9) * np.cos(y / 7)
+    squares = ((x // 12 + y // 12) % 2) * 0.2
+    texture = 0.05 * np.sin(x * 1.3 + y * 0.7)
+    base = shade + squares + texture
+    rgb = np.stack([base, base * 0.9 + 0.05, 1 - base * 0.8], axis=2)
+    return np.clip(rgb + rng.normal(0, 0.002, rgb.shape), 0, 1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return Engine()
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+@pytest.mark.parametrize("bits", [8, 16])
+def test_bicubic_keeps_channels_alpha_and_bit_depth(engine, channels, bits):
+    rgb = _scene(24, 20)
+    pixels = {1: rgb[..., :1], 2: np.concatenate([rgb[..., :1], rgb[..., 2:]], 2),
+              3: rgb, 4: np.concatenate([rgb, rgb[..., :1]], 2)}[channels]
+    out = engine.upscale(Image(pixels, bits, b"icc", b"exif"), UpscaleRequest(tile=16, overlap=4))
+    assert out.pixels.shape == (96, 80, channels)
+    assert (out.bit_depth, out.icc, out.exif) == (bits, b"icc", b"exif")
+    assert out.pixels.min() >= 0 and out.pixels.max() <= 1
+    if channels in (2, 4):  # alpha is the bicubic of the input alpha, clipped
+        expected = np.clip(bicubic_upscale(pixels[..., -1][None, None], 4)[0, 0], 0, 1)
+        np.testing.assert_allclose(out.pixels[..., -1], expected, atol=1e-5)
+
+
+def test_bicubic_result_is_the_baseline_function(engine):
+    rgb = _scene(40, 44)
+    out = engine.upscale(Image(rgb), UpscaleRequest(tile=0))
+    expected = np.clip(bicubic_upscale(rgb.transpose(2, 0, 1)[None], 4)[0].transpose(1, 2, 0), 0, 1)
+    np.testing.assert_allclose(out.pixels, expected, atol=1e-6)
+
+
+def test_region_is_cropped_before_upscaling(engine):
+    rgb = _scene(40, 44)
+    out = engine.upscale(Image(rgb), UpscaleRequest(region=(4, 8, 20, 12), tile=0))
+    crop = engine.upscale(Image(np.ascontiguousarray(rgb[8:20, 4:24])), UpscaleRequest(tile=0))
+    assert out.pixels.shape == (48, 80, 3)
+    np.testing.assert_array_equal(out.pixels, crop.pixels)
+
+
+@pytest.mark.parametrize("region", [(30, 30, 20, 20), (0, 0, 0, 5)])
+def test_bad_region_is_an_input_error(engine, region):
+    with pytest.raises(InputError, match="region"):
+        engine.upscale(Image(_scene(40, 44)), UpscaleRequest(region=region))
+
+
+def test_other_scales(engine):
+    out = engine.upscale(Image(_scene(10, 12)), UpscaleRequest(scale=2))
+    assert out.pixels.shape == (20, 24, 3)
+
+
+def test_progress_rises_to_one_with_stages(engine):
+    seen = []
+    engine.upscale(Image(_scene(64, 80)), UpscaleRequest(tile=32, overlap=8),
+                   lambda fraction, stage: seen.append((fraction, stage)))
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any("tile" in stage for _, stage in seen)
+
+
+def test_cancel_event_stops_the_job(engine):
+    cancel = threading.Event()
+
+    def progress(fraction, stage):
+        if "tile 1/" in stage:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        engine.upscale(Image(_scene(64, 80)), UpscaleRequest(tile=32, overlap=8), progress, cancel)
+
+
+class _NeedsWeights(Upscaler):
+    """A model id whose only configuration has no weights file (as on a fresh install)."""
+
+    id = "needs-weights"
+    family = "Test"
+    title = "Needs weights"
+    summary = "Used to check how missing weights are reported."
+
+    @classmethod
+    def configs(cls):
+        return [ConfigSpec("needs-weights:full", 1000, "missing")]
+
+
+def test_missing_weights_are_listed_and_refused(engine, monkeypatch):
+    monkeypatch.setitem(methods.METHODS, "needs-weights", _NeedsWeights)
+    listed = {m.id: m.to_dict() for m in list_models()}
+    assert listed["needs-weights"]["weights"] == "missing"
+    assert listed["needs-weights"]["configs"][0]["weights"] == "missing"
+    with pytest.raises(WeightsError, match="weights of needs-weights:full are missing"):
+        engine.upscale(Image(_scene(8, 8)), UpscaleRequest(model="needs-weights"))
+
+
+def test_unknown_model_and_config(engine):
+    with pytest.raises(ModelError, match="unknown model 'nope'"):
+        engine.upscale(Image(_scene(8, 8)), UpscaleRequest(model="nope"))
+    with pytest.raises(ModelError, match="no configuration 'huge'"):
+        get_model("bicubic").config("huge")
+
+
+def test_every_registered_model_describes_itself():
+    for spec in list_models():
+        d = spec.to_dict()
+        assert d["id"] and d["family"] and d["title"] and d["summary"]
+        assert d["scale"] >= 1 and d["configs"]
+        assert d["weights"] in ("bundled", "user", "missing")
+        for config in d["configs"]:
+            assert config["id"].startswith(d["id"] + ":")
+
+
+@pytest.mark.parametrize("data,message", [
+    ({"scale": 0}, "scale"), ({"device": "tpu"}, "device"), ({"backend": "tf"}, "backend"),
+    ({"tile": 8}, "tile"), ({"blur": 1.5}, "blur"), ({"noise": "lots"}, "noise"),
+    ({"region": [1, 2, 3]}, "region"), ({"support": [0, 0, -1, 4]}, "support"),
+    ({"faces": "some"}, "faces"), ({"faces": [[1, 2, 3]]}, "face box"), ({"colour": 1}, "unknown"),
+])
+def test_request_validation(data, message):
+    with pytest.raises(InputError, match=message):
+        UpscaleRequest.from_dict(data)
+
+
+def test_request_round_trips_through_json_fields():
+    request = UpscaleRequest.from_dict({"model": "bicubic", "region": [1, 2, 3, 4],
+                                        "faces": [[0, 0, 8, 8]], "blur": 0.5})
+    assert request.region == (1, 2, 3, 4) and request.faces == [(0, 0, 8, 8)]
+    assert UpscaleRequest.from_dict(request.to_dict()) == request
+
+
+def _blurred(rgb, radius):
+    from PIL import Image as PILImage
+    from PIL import ImageFilter
+
+    im = PILImage.fromarray((rgb * 255 + 0.5).astype(np.uint8)).filter(ImageFilter.GaussianBlur(radius))
+    return np.asarray(im).astype(np.float32) / 255
+
+
+def test_classical_estimates_rank_noise_and_blur():
+    clean = _scene(96, 96)
+    rng = np.random.default_rng(5)
+    noisy = np.clip(clean + rng.normal(0, 15 / 255, clean.shape), 0, 1).astype(np.float32)
+    blurred = _blurred(clean, 2.0)
+    e_clean, e_noisy, e_blur = (estimate_degradation(x) for x in (clean, noisy, blurred))
+    assert e_noisy["noise"] > e_clean["noise"] + 0.3
+    assert abs(e_noisy["noise_sigma"] - 15 / 255) < 4 / 255
+    assert e_blur["blur"] > e_clean["blur"] + 0.2
+    for e in (e_clean, e_noisy, e_blur):
+        assert 0 <= e["blur"] <= 1 and 0 <= e["noise"] <= 1
+
+
+def test_analyse_reports_estimates_and_faces(engine):
+    rgb = _scene(64, 64)
+    result = engine.analyse(Image(rgb), region=(8, 8, 40, 40))
+    assert set(result) == {"blur", "noise", "method", "faces"}
+    assert result["method"] in ("classical", "de-net")
+    assert isinstance(result["faces"], list)
+    with pytest.raises(InputError, match="region"):
+        engine.analyse(Image(rgb), region=(60, 60, 10, 10))
