@@ -1,0 +1,122 @@
+"""Krita pixel bytes <-> the host-neutral RawImage, with the standard library only.
+
+Measured on Krita 5.1.5 (research/hosts.md): U8 and U16 layers are B,G,R,A; F16 and F32 are
+R,G,B,A; gray layers are gray, alpha. High-depth documents default to a linear-light profile;
+those pixels travel marked `"transfer": "linear"` so the engine encodes them for the model and
+linearises the result again.
+"""
+from __future__ import annotations
+
+import struct
+import sys
+from array import array
+
+from plugin.raw_image import RawImage
+
+SUPPORTED_MODELS = {"RGBA": 4, "GRAYA": 2}
+SUPPORTED_DEPTHS = ("U8", "U16", "F16", "F32")
+RAW_DTYPE = {"U8": "u8", "U16": "u16", "F16": "f32", "F32": "f32"}
+SAMPLE_BYTES = {"U8": 1, "U16": 2, "F16": 2, "F32": 4}
+_HALF_CHUNK = 1 << 16
+
+
+class UnsupportedLayer(Exception):
+    """The layer's colour model or depth cannot be upscaled; the message says what to do."""
+
+
+class LinearRawImage(RawImage):
+    """A RawImage whose samples are linear light; its header says so (`"transfer": "linear"`)."""
+
+    def header(self) -> dict:
+        return {**super().header(), "transfer": "linear"}
+
+
+def is_linear_profile(profile: str) -> bool:
+    """Krita's linear profiles carry 'g10' (gamma 1.0) or 'linear' in their names."""
+    name = (profile or "").lower()
+    return "g10" in name or "linear" in name
+
+
+def check_format(model: str, depth: str) -> None:
+    if model not in SUPPORTED_MODELS:
+        raise UnsupportedLayer(
+            f"Blind Upscale works on RGB and gray layers; this layer is {model}. "
+            "Convert it with Image > Convert Image Color Space (RGB/Alpha) first.")
+    if depth not in SUPPORTED_DEPTHS:
+        raise UnsupportedLayer(f"Blind Upscale cannot read {depth} layers (U8, U16, F16 and F32 work).")
+
+
+def _swap_red_blue(samples):
+    """B,G,R,A <-> R,G,B,A on a flat sequence of samples (bytearray or array)."""
+    out = array(samples.typecode, samples) if isinstance(samples, array) else bytearray(samples)
+    out[0::4] = samples[2::4]
+    out[2::4] = samples[0::4]
+    return out
+
+
+def _little_endian(values: array) -> array:
+    if sys.byteorder == "big":
+        values = array(values.typecode, values)
+        values.byteswap()
+    return values
+
+
+def _half_to_float(data: bytes) -> array:
+    out = array("f")
+    step = _HALF_CHUNK * 2
+    for start in range(0, len(data), step):
+        chunk = data[start:start + step]
+        out.extend(struct.unpack(f"<{len(chunk) // 2}e", chunk))
+    return out
+
+
+def _float_to_half(values: array) -> bytes:
+    parts = []
+    for start in range(0, len(values), _HALF_CHUNK):
+        chunk = values[start:start + _HALF_CHUNK]
+        parts.append(struct.pack(f"<{len(chunk)}e", *(min(65504.0, max(-65504.0, v)) for v in chunk)))
+    return b"".join(parts)
+
+
+def krita_to_raw(data: bytes, width: int, height: int, model: str, depth: str, profile: str = "") -> RawImage:
+    """Bytes from `Node.pixelData` -> RawImage (RGBA or GA; F16 widened to f32)."""
+    check_format(model, depth)
+    channels = SUPPORTED_MODELS[model]
+    data = bytes(data)
+    if depth == "U8":
+        samples = _swap_red_blue(data) if channels == 4 else data
+        payload = bytes(samples)
+    elif depth == "U16":
+        values = array("H")
+        values.frombytes(data)
+        if channels == 4:
+            values = _swap_red_blue(values)
+        payload = _little_endian(values).tobytes()
+    elif depth == "F16":
+        payload = _little_endian(_half_to_float(data)).tobytes()
+    else:
+        payload = data
+    kind = LinearRawImage if is_linear_profile(profile) else RawImage
+    return kind(width, height, channels, RAW_DTYPE[depth], payload)
+
+
+def raw_to_krita(image: RawImage, model: str, depth: str) -> bytes:
+    """RawImage from the engine (same dtype and channels as sent) -> bytes for `setPixelData`."""
+    check_format(model, depth)
+    channels = SUPPORTED_MODELS[model]
+    if image.channels != channels or image.dtype != RAW_DTYPE[depth]:
+        raise ValueError(f"the engine returned {image.channels} channels of {image.dtype}, "
+                         f"expected {channels} of {RAW_DTYPE[depth]}")
+    if depth == "U8":
+        return bytes(_swap_red_blue(image.data)) if channels == 4 else image.data
+    if depth == "U16":
+        values = array("H")
+        values.frombytes(image.data)
+        values = _little_endian(values)
+        return (_swap_red_blue(values) if channels == 4 else values).tobytes()
+    values = array("f")
+    values.frombytes(image.data)
+    values = _little_endian(values)
+    if depth == "F16":
+        return _float_to_half(values)
+    return values.tobytes()

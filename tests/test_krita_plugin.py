@@ -1,0 +1,247 @@
+"""The Krita plug-in against a mock `krita` module (tests/mock_krita) on PyQt6, the Krita 6 path.
+
+Pixel layouts follow what was measured in Krita 5.1.5 (B,G,R,A for U8/U16, R,G,B,A for F16/F32).
+The end-to-end tests drive the real panel and a real engine server over HTTP on 127.0.0.1.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import sys
+import tempfile
+import threading
+from array import array
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+_SETTINGS_DIR = tempfile.mkdtemp(prefix="blind-upscale-krita-test-")
+os.environ["BLIND_UPSCALE_SETTINGS"] = os.path.join(_SETTINGS_DIR, "settings.json")
+HERE = Path(__file__).resolve().parent
+for path in (HERE / "mock_krita", HERE.parent / "plugin" / "krita"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import krita  # noqa: E402  (the mock)
+from blind_upscale import extension, pixels  # noqa: E402
+from blind_upscale.host import KritaHost  # noqa: E402
+from core.image_io import from_raw, to_raw  # noqa: E402
+from core.jobs import Engine, UpscaleRequest  # noqa: E402
+from core.server import EngineServer  # noqa: E402
+from plugin.raw_image import RawImage  # noqa: E402
+from ui.host import Rect  # noqa: E402
+from ui.qt import QT_MAJOR, QApplication  # noqa: E402
+
+
+def krita_bytes(width, height, model="RGBA", depth="U8") -> bytes:
+    """A deterministic pattern in Krita's own layout for the colour model and depth."""
+    channels = krita.CHANNELS[model]
+    values = [((x * 37 + y * 11 + c * 71) % 255) / 255.0
+              for y in range(height) for x in range(width) for c in range(channels)]
+    if depth == "U8":
+        return bytes(round(v * 255) for v in values)
+    if depth == "U16":
+        return array("H", (round(v * 65535) for v in values)).tobytes()
+    if depth == "F16":
+        return struct.pack(f"<{len(values)}e", *values)
+    return array("f", values).tobytes()
+
+
+def make_document(app, width=12, height=8, model="RGBA", depth="U8", profile="sRGB-elle-V2-srgbtrc.icc"):
+    doc = app.createDocument(width, height, "test", model, depth, profile, 300.0)
+    layer = doc.createNode("Photo", "paintlayer")
+    layer.setPixelData(krita_bytes(width, height, model, depth), 0, 0, width, height)
+    doc.rootNode().addChildNode(layer, None)
+    layer.writes.clear()
+    doc.undo_steps.clear()
+    doc.setActiveNode(layer)
+    app.setActiveDocument(doc)
+    return doc, layer
+
+
+# ---------------------------------------------------------------- pixel layouts
+def test_qt_binding_is_pyqt6():
+    assert QT_MAJOR == 6
+
+
+def test_u8_bgra_becomes_rgba_and_back():
+    bgra = bytes([10, 20, 30, 255, 1, 2, 3, 4])
+    raw = pixels.krita_to_raw(bgra, 2, 1, "RGBA", "U8")
+    assert (raw.channels, raw.dtype, raw.data) == (4, "u8", bytes([30, 20, 10, 255, 3, 2, 1, 4]))
+    assert type(raw) is RawImage and "transfer" not in raw.header()
+    assert pixels.raw_to_krita(raw, "RGBA", "U8") == bgra
+
+
+def test_u16_bgra_becomes_rgba_and_back():
+    bgra = array("H", [100, 200, 300, 65535]).tobytes()
+    raw = pixels.krita_to_raw(bgra, 1, 1, "RGBA", "U16", "sRGB-elle-V2-g10.icc")
+    assert array("H", raw.data).tolist() == [300, 200, 100, 65535]
+    assert raw.header()["transfer"] == "linear"
+    assert RawImage.from_bytes(raw.to_bytes()).data == raw.data
+    assert pixels.raw_to_krita(raw, "RGBA", "U16") == bgra
+
+
+def test_f16_is_widened_to_f32_in_rgba_order_and_narrowed_back():
+    values = [0.25, 0.5, 1.0, 0.75, 0.0, 2.0, 0.125, 1.0]
+    half = struct.pack("<8e", *values)
+    raw = pixels.krita_to_raw(half, 2, 1, "RGBA", "F16", "sRGB-elle-V2-g10.icc")
+    assert (raw.dtype, array("f", raw.data).tolist()) == ("f32", values)
+    assert pixels.raw_to_krita(raw, "RGBA", "F16") == half
+
+
+def test_f32_and_gray_pass_through():
+    data = array("f", [0.1, 0.2, 0.3, 1.0]).tobytes()
+    raw = pixels.krita_to_raw(data, 1, 1, "RGBA", "F32", "sRGB-elle-V2-srgbtrc.icc")
+    assert raw.data == data and "transfer" not in raw.header()
+    gray = pixels.krita_to_raw(bytes([9, 255, 7, 128]), 2, 1, "GRAYA", "U8")
+    assert (gray.channels, gray.order, gray.data) == (2, "GA", bytes([9, 255, 7, 128]))
+
+
+def test_other_colour_models_are_refused_clearly():
+    with pytest.raises(pixels.UnsupportedLayer, match="RGB and gray layers; this layer is CMYKA.*Convert"):
+        pixels.krita_to_raw(bytes(5), 1, 1, "CMYKA", "U8")
+
+
+# ---------------------------------------------------------------- host adapter
+@pytest.fixture()
+def app(qapp):
+    return krita.Krita.reset()
+
+
+def test_layer_pixels_are_rgba(app):
+    doc, layer = make_document(app, 4, 3)
+    host = KritaHost(app)
+    assert host.has_image() and host.layer_size() == (4, 3) and host.layer_name() == "Photo"
+    raw = host.layer_pixels(Rect(1, 1, 2, 2))
+    bgra = bytes(layer.pixelData(1, 1, 2, 2))
+    assert raw.data[0::4] == bgra[2::4] and raw.data[2::4] == bgra[0::4] and raw.data[3::4] == bgra[3::4]
+
+
+def test_selection_bounds_and_coverage(app):
+    doc, _ = make_document(app, 10, 10)
+    host = KritaHost(app)
+    assert host.selection() is None
+    whole = krita.Selection()
+    whole.select(2, 3, 4, 2, 255)
+    doc.setSelection(whole)
+    assert host.selection().bounds == Rect(2, 3, 4, 2) and host.selection().mask is None
+    soft = krita.Selection(8, 8, 4, 4, bytes(range(0, 160, 10)))
+    doc.setSelection(soft)
+    sel = host.selection()
+    assert sel.bounds == Rect(8, 8, 2, 2) and sel.mask == bytes([0, 10, 40, 50])
+
+
+def test_non_paint_layers_are_refused(app):
+    doc, _ = make_document(app)
+    group = doc.createNode("Group", "grouplayer")
+    doc.rootNode().addChildNode(group, None)
+    doc.setActiveNode(group)
+    host = KritaHost(app)
+    assert not host.has_image()
+    with pytest.raises(pixels.UnsupportedLayer, match="Select a paint layer.*grouplayer"):
+        host.layer_pixels()
+
+
+def test_apply_result_scales_and_adds_a_layer_without_touching_the_source(app):
+    doc, layer = make_document(app, 6, 4, depth="U16", profile="sRGB-elle-V2-g10.icc")
+    host = KritaHost(app)
+    host.layer_pixels()
+    source = Rect(2, 1, 3, 2)
+    result = RawImage(12, 8, 4, "u16", array("H", range(12 * 8 * 4)).tobytes())
+    mask = bytes([0, 255, 255, 255, 255, 0])
+    host.apply_result(result, source, 4, "Blind Upscale ×4 (Bicubic)", "Blind Upscale", mask=mask)
+
+    assert (doc.width(), doc.height()) == (24, 16)
+    assert layer.writes == []  # the user's layer is never written to
+    names = [n.name() for n in doc.rootNode().childNodes()]
+    assert names == ["Photo", "Blind Upscale ×4 (Bicubic)"]
+    new = doc.rootNode().childNodes()[1]
+    assert new.writes == [(8, 4, 12, 8)]
+    stored = RawImage(12, 8, 4, "u16", pixels.raw_to_krita(result, "RGBA", "U16"))
+    assert bytes(new.pixelData(8, 4, 12, 8)) == stored.data
+    coverage = new.childNodes()[0]
+    assert coverage.type() == "transparencymask"
+    scaled = bytes(coverage.pixelData(8, 4, 12, 8))
+    assert scaled[0] == 0 and scaled[6] == 255 and scaled[-1] == 0
+    assert doc.activeNode() is new
+
+
+def test_apply_result_checks_everything_before_changing_the_document(app):
+    doc, layer = make_document(app, 6, 4)
+    host = KritaHost(app)
+    host.layer_pixels()
+    wrong = RawImage(8, 8, 4, "u8", bytes(8 * 8 * 4))
+    with pytest.raises(pixels.UnsupportedLayer, match="returned 8x8 pixels, expected 24x16"):
+        host.apply_result(wrong, Rect(0, 0, 6, 4), 4, "x", "x")
+    wrong_type = RawImage(24, 16, 4, "f32", bytes(24 * 16 * 16))
+    with pytest.raises(ValueError, match="expected 4 of u8"):
+        host.apply_result(wrong_type, Rect(0, 0, 6, 4), 4, "x", "x")
+    assert (doc.width(), doc.height()) == (6, 4)
+    assert [n.name() for n in doc.rootNode().childNodes()] == ["Photo"] and doc.undo_steps == []
+
+
+# ---------------------------------------------------------------- the plug-in end to end
+@pytest.fixture()
+def engine_server():
+    server = EngineServer(("127.0.0.1", 0), Engine(), "krita-test")
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def start_plugin(app, url, token):
+    settings_file = Path(os.environ["BLIND_UPSCALE_SETTINGS"])
+    settings_file.write_text(f'{{"engine_mode": "remote", "engine_url": "{url}", "engine_token": "{token}", '
+                             f'"model": "bicubic", "live_preview": false}}')
+    extension.BlindUpscaleDocker.instances.clear()
+    extension.register()
+    plugin = app.extensions[-1]
+    window = app.activeWindow()
+    plugin.createActions(window)
+    docker = app.factories[-1].create()
+    docker.setParent(window.qwindow())
+    return plugin, window.actions["blind_upscale"], docker.panel
+
+
+def test_the_action_upscales_the_active_layer_without_a_dialog(app, engine_server, qtbot):
+    doc, layer = make_document(app, 10, 6)
+    plugin, (action, menu), panel = start_plugin(app, engine_server.url, "krita-test")
+    assert menu == "tools/scripts" and action.objectName() == "blind_upscale"
+    assert app.factories[-1].position == krita.DockWidgetFactoryBase.DockPosition.DockRight
+    with qtbot.waitSignal(panel.job_finished, timeout=30000) as finished:
+        action.trigger()  # the models may still be loading: the run starts when they are
+    assert finished.args == ["done"], panel.status_label.text()
+    assert (doc.width(), doc.height()) == (40, 24) and layer.writes == []
+    new = doc.rootNode().childNodes()[1]
+    got = pixels.krita_to_raw(bytes(new.pixelData(0, 0, 40, 24)), 40, 24, "RGBA", "U8")
+    source = pixels.krita_to_raw(krita_bytes(10, 6), 10, 6, "RGBA", "U8")
+    expected = to_raw(Engine().upscale(from_raw(source), UpscaleRequest(model="bicubic")), "u8")
+    assert got.data == expected.data
+    assert QApplication.activeModalWidget() is None
+
+
+def test_engine_failure_leaves_the_document_untouched(app, qtbot):
+    doc, layer = make_document(app, 10, 6)
+    plugin, (action, _), panel = start_plugin(app, "http://127.0.0.1:9", "t")
+    with qtbot.waitSignal(panel.job_finished, timeout=30000) as finished:
+        panel.models = [{"id": "bicubic", "title": "Bicubic", "scale": 4, "controls": [],
+                         "adaptation": [], "weights": "bundled"}]
+        panel._fill_models()
+        action.trigger()
+    assert finished.args == ["failed"]
+    assert "not reachable" in panel.status_label.text()
+    assert (doc.width(), doc.height()) == (10, 6)
+    assert [n.name() for n in doc.rootNode().childNodes()] == ["Photo"] and doc.undo_steps == []
+
+
+def test_managed_engine_without_a_python_asks_instead_of_guessing(app, monkeypatch):
+    monkeypatch.delenv("BLIND_UPSCALE_PYTHON", raising=False)
+    Path(os.environ["BLIND_UPSCALE_SETTINGS"]).write_text('{"engine_mode": "managed"}')
+    connection = extension.EngineConnection(app, extension.Settings())
+    assert connection.connect() is None and "python is not set" in connection.problem
+    app.writeSetting("blind_upscale", "engine_python", sys.executable)
+    client = connection.connect()
+    assert client.process.python == sys.executable and not client.process.running()
