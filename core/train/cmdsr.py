@@ -112,7 +112,7 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
         run.tick()
 
         if run.step % args.log_every == 0:
-            run.log("train", lr=lr_now, **{k: float(v) for k, v in losses.items()})
+            run.log("train", lr=lr_now, **{k: float(v.detach()) for k, v in losses.items()})
         if run.validation_due():
             validate(run, validation, model)
         if run.checkpoint_due():
@@ -125,6 +125,7 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
         run.log("finished")
     else:
         run.log("stopped before the end of the budget; continue with --resume")
+    run.close()
     return run
 
 

@@ -98,7 +98,7 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
         run.tick()
 
         if run.step % args.log_every == 0:
-            run.log(phase, lr=optimizer.param_groups[0]["lr"], **{k: float(v) for k, v in losses.items()})
+            run.log(phase, lr=optimizer.param_groups[0]["lr"], **{k: float(v.detach()) for k, v in losses.items()})
         if run.validation_due():
             validate(run, validation, phase, teacher, student)
         if run.checkpoint_due():
@@ -111,6 +111,7 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
         run.log("finished")
     else:
         run.log("stopped before the end of the budget; continue with --resume")
+    run.close()
     return run
 
 

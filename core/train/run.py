@@ -38,11 +38,17 @@ class TrainingRun:
         self._last_val = 0.0
         self.stop_requested = False
         self._log = open(self.out_dir / "log.txt", "a", buffering=1)
-        signal.signal(signal.SIGTERM, self._request_stop)
-        signal.signal(signal.SIGINT, self._request_stop)
+        self._previous_handlers = {sig: signal.signal(sig, self._request_stop)
+                                   for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def _request_stop(self, signum, frame):
         self.stop_requested = True
+
+    def close(self):
+        """Restores the signal handlers and closes the log."""
+        for sig, handler in self._previous_handlers.items():
+            signal.signal(sig, handler)
+        self._log.close()
 
     def log(self, message: str, **values):
         parts = [f"step {self.step}", f"t {self.elapsed:.0f}s", message]
@@ -124,7 +130,7 @@ class TrainingRun:
 def cosine_lr(base: float, fraction: float, floor: float = 0.02) -> float:
     """Cosine decay from `base` to `floor * base` as `fraction` goes 0..1."""
     fraction = min(max(fraction, 0.0), 1.0)
-    return base * (floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * fraction)))
+    return float(base * (floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * fraction))))
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float):

@@ -31,8 +31,10 @@ def to_numpy(images: torch.Tensor) -> list[np.ndarray]:
 class ValidationSet:
     """HR crops and their fixed LR versions for each setting; bicubic PSNR computed once."""
 
-    def __init__(self, settings: list[str], seed: int = 2023, size: int = 256):
-        self.hr = kodak_validation_crops(size=size)
+    def __init__(self, settings: list[str], seed: int = 2023, size: int = 256,
+                 hr: torch.Tensor | None = None):
+        """`hr`: N x 3 x H x W images to validate on (default: kodak24 centre crops of `size`)."""
+        self.hr = kodak_validation_crops(size=size) if hr is None else hr
         all_settings = classic_settings()
         self.lr = {}
         for name in settings:

@@ -1,0 +1,65 @@
+"""Classic and Real-ESRGAN-style degradations: kernels, shapes, ranges, seeded reproducibility."""
+import math
+
+import torch
+
+from core import degradations as deg
+
+
+def test_kernels_are_normalised_and_centred():
+    kernels = torch.cat([
+        deg.isotropic_gaussian_kernels(torch.tensor([0.2, 2.0, 4.0])),
+        deg.anisotropic_gaussian_kernels(torch.tensor([3.0]), torch.tensor([0.5]), torch.tensor([1.0])),
+        deg.generalized_gaussian_kernels(torch.tensor([2.0]), torch.tensor([1.0]), torch.tensor([0.3]),
+                                         torch.tensor([0.5]), 21),
+        deg.plateau_kernels(torch.tensor([2.0]), torch.tensor([1.0]), torch.tensor([0.3]),
+                            torch.tensor([1.5]), 21),
+        deg.pad_kernels(deg.sinc_kernels(torch.tensor([math.pi / 3]), 13)),
+    ])
+    assert kernels.shape == (7, 21, 21)
+    assert torch.allclose(kernels.sum(dim=(1, 2)), torch.ones(7), atol=1e-5)
+    # point-symmetric about the centre, so blurring does not shift the image
+    assert torch.allclose(kernels, kernels.flip(1).flip(2), atol=1e-6)
+    assert int(kernels[1].argmax()) == 10 * 21 + 10
+
+
+def test_wider_sigma_spreads_the_kernel():
+    narrow, wide = deg.isotropic_gaussian_kernels(torch.tensor([1.0, 3.0]))
+    assert narrow[10, 10] > wide[10, 10]
+    assert wide[10, 0] > narrow[10, 0]
+
+
+def test_blur_keeps_a_flat_image_flat():
+    flat = torch.full((2, 3, 24, 24), 0.4)
+    kernels = deg.isotropic_gaussian_kernels(torch.tensor([1.0, 4.0]))
+    assert torch.allclose(deg.blur(flat, kernels), flat, atol=1e-6)
+
+
+def test_classic_degrade_is_seeded_and_8bit():
+    hr = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+
+    def run(seed):
+        g = torch.Generator().manual_seed(seed)
+        return deg.classic_degrade(hr, deg.sample_anisotropic(3, g, noise=(5.0, 25.0)), 4, g)
+
+    a, b, c = run(1), run(1), run(2)
+    assert a.shape == (3, 3, 16, 16)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(a, (a * 255).round() / 255)
+    assert 0 <= float(a.min()) and float(a.max()) <= 1
+
+
+def test_noise_level_matches_sigma():
+    g = torch.Generator().manual_seed(0)
+    flat = torch.full((1, 3, 128, 128), 0.5)
+    noisy = deg.add_gaussian_noise(flat, torch.tensor([10 / 255]), g)
+    assert abs(float((noisy - flat).std()) * 255 - 10) < 0.3
+
+
+def test_realesrgan_degrade_shapes_and_reproducibility():
+    hr = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    a = deg.realesrgan_degrade(hr, 4, torch.Generator().manual_seed(5))
+    b = deg.realesrgan_degrade(hr, 4, torch.Generator().manual_seed(5))
+    assert a.shape == (2, 3, 16, 16)
+    assert torch.equal(a, b)
+    assert 0 <= float(a.min()) and float(a.max()) <= 1

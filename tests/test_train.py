@@ -1,0 +1,111 @@
+"""Smoke runs of the training recipes: a few steps on synthetic photos, tiny patches.
+Real training never runs here."""
+import os
+import signal
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from core.archs import cmdsr, kdsr
+from core.train import cmdsr as cmdsr_recipe
+from core.train import kdsr as kdsr_recipe
+from core.train.__main__ import parse_args
+from core.train.data import PhotoPool
+from core.train.validation import ValidationSet
+
+
+def synthetic_photos(count=3, size=160):
+    """Smooth gradients with a few sharp-edged shapes: enough structure for blur to matter."""
+    rng = np.random.default_rng(0)
+    photos = []
+    for _ in range(count):
+        yy, xx = np.mgrid[0:size, 0:size] / size
+        image = np.stack([xx, yy, 0.5 * (xx + yy)], axis=2)
+        for _ in range(6):
+            y, x, r = rng.integers(0, size, 3)
+            image[max(y - r // 4, 0):y + r // 4, max(x - r // 4, 0):x + r // 4] = rng.random(3)
+        photos.append((image * 255).astype(np.uint8))
+    return photos
+
+
+def validation(settings, size=64):
+    hr = torch.from_numpy(np.stack(synthetic_photos(2, size)).astype(np.float32) / 255).permute(0, 3, 1, 2)
+    return ValidationSet(settings, hr=hr.contiguous())
+
+
+def log_lines(out):
+    return (out / "log.txt").read_text().splitlines()
+
+
+class StoppingPool(PhotoPool):
+    """Sends this process SIGTERM while drawing batch number `stop_at`, as `kill` would."""
+
+    def __init__(self, images, min_size, stop_at):
+        super().__init__(images, min_size)
+        self.calls, self.stop_at = 0, stop_at
+
+    def batch(self, count, size, rng):
+        self.calls += 1
+        if self.calls == self.stop_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return super().batch(count, size, rng)
+
+
+def test_kdsr_recipe_stops_cleanly_resumes_and_runs_all_phases(tmp_path):
+    out = tmp_path / "kdsr"
+    val = validation(["iso2.0"])
+    args = parse_args(["kdsr", "--out", str(out), "--batch", "2", "--patch", "8", "--steps", "10",
+                       "--val-steps", "5", "--log-every", "1"])
+    run = kdsr_recipe.train(args, StoppingPool(synthetic_photos(), 32, stop_at=4), val)
+    assert run.step == 4  # the step in flight finishes, then the run saves and stops
+    assert (out / "checkpoint.pt").exists() and not (out / "kdsr_lite.safetensors").exists()
+    assert "stopped before the end" in log_lines(out)[-1]
+
+    args.resume = True
+    run = kdsr_recipe.train(args, PhotoPool(synthetic_photos(), min_size=32), val)
+    lines = log_lines(out)
+    assert run.step == 10
+    assert any("resumed from checkpoint" in line for line in lines)
+    phases = [line.split("| phase ")[1] for line in lines if "| phase " in line]
+    assert phases == ["teacher", "student_kd", "student"]
+    assert any("val student" in line and "psnr_iso2.0" in line for line in lines)
+    assert any("| kd " in line and "| l1 " in line for line in lines)
+    student = kdsr.build("lite")
+    student.load_state_dict(load_file(str(out / "kdsr_lite.safetensors")), strict=True)
+    teacher = kdsr.build_teacher("lite")
+    teacher.load_state_dict(load_file(str(out / "teacher.safetensors")), strict=True)
+
+
+def test_same_seed_same_weights(tmp_path):
+    def weights_after(out):
+        args = parse_args(["kdsr", "--out", str(out), "--batch", "2", "--patch", "8", "--steps", "2",
+                           "--val-steps", "100"])
+        kdsr_recipe.train(args, PhotoPool(synthetic_photos(), min_size=32), validation(["iso2.0"]))
+        return load_file(str(out / "kdsr_lite.safetensors"))
+
+    a, b = weights_after(tmp_path / "a"), weights_after(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cmdsr_recipe_trains_with_tasks_and_contrastive_steps(tmp_path):
+    out = tmp_path / "cmdsr"
+    pool = PhotoPool(synthetic_photos(size=160), min_size=128)
+    args = parse_args(["cmdsr", "--out", str(out), "--steps", "4", "--tasks", "2", "--queries", "2",
+                       "--region", "128", "--patch", "8", "--condition-every", "2", "--val-steps", "4",
+                       "--log-every", "1"])
+    before = cmdsr.build("lite")
+    cmdsr_recipe.train(args, pool, validation(["iso2.6+n15"], size=128))
+    lines = log_lines(out)
+    assert sum("| contrast " in line for line in lines) == 2
+    assert any(line.split(" | ")[2] == "val" for line in lines)
+    state = load_file(str(out / "cmdsr_lite.safetensors"))
+    assert state.keys() == before.state_dict().keys()
+
+
+def test_task_contrastive_loss_prefers_separated_tasks():
+    g = torch.Generator().manual_seed(0)
+    same = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    good = cmdsr_recipe.task_contrastive_loss(same, same.clone(), g)
+    bad = cmdsr_recipe.task_contrastive_loss(same, same.flip(0), g)
+    assert float(good) < float(bad)
