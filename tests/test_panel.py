@@ -23,7 +23,10 @@ MODELS = [
     {"id": "mmrealsr", "family": "MM-RealSR", "title": "MM-RealSR", "summary": "blur and noise dials",
      "scale": 4, "controls": [{"name": "blur", "label": "Blur", "min": 0, "max": 1, "default": None},
                               {"name": "noise", "label": "Noise", "min": 0, "max": 1, "default": None}],
-     "adaptation": [], "configs": [], "weights": "bundled"},
+     "adaptation": [], "weights": "user",
+     "configs": [{"id": "mmrealsr:official", "params": 26_000_000, "weights": "user"},
+                 {"id": "mmrealsr:lite", "params": 900_000, "weights": "bundled"},
+                 {"id": "mmrealsr:big", "params": 90_000_000, "weights": "missing"}]},
     {"id": "cmdsr", "family": "CMDSR", "title": "CMDSR", "summary": "adapts to a sample",
      "scale": 4, "controls": [], "adaptation": ["support_set"], "configs": [], "weights": "bundled"},
     {"id": "metaf2n", "family": "MetaF2N", "title": "MetaF2N", "summary": "learns from faces",
@@ -227,3 +230,29 @@ def test_settings_persist(tmp_path, qtbot, panel):
     widget.engine_mode_combo.setCurrentIndex(widget.engine_mode_combo.findData("remote"))
     reloaded = Settings(widget.settings.path)
     assert (reloaded.model, reloaded.selection_use, reloaded.engine_mode) == ("cmdsr", "support", "remote")
+
+
+def test_variant_picker_lists_configs_with_weights(qtbot, panel):
+    widget, client, _host = panel
+    pick(widget, "mmrealsr")
+    assert not widget.config_combo.isHidden()
+    assert [widget.config_combo.itemData(i) for i in range(widget.config_combo.count())] == ["official", "lite"]
+    widget.config_combo.setCurrentIndex(1)
+    run_and_wait(qtbot, widget)
+    assert client.submitted[-1][1]["config"] == "lite"
+    pick(widget, "bicubic")
+    assert widget.config_combo.isHidden()
+    run_and_wait(qtbot, widget)
+    assert "config" not in client.submitted[-1][1]
+
+
+def test_unreadable_layer_reported_not_raised(qtbot, panel):
+    widget, client, host = panel
+
+    def refuse(rect=None):
+        raise ValueError("CMYK layers are not supported; convert the image to RGB")
+
+    host.layer_pixels = refuse
+    widget.run_button.click()
+    assert widget.status_label.text() == "Cannot read the layer: CMYK layers are not supported; convert the image to RGB"
+    assert client.submitted == [] and widget.run_button.isEnabled()

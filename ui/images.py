@@ -25,8 +25,32 @@ def to_u8(raw: RawImage) -> bytes:
     return bytes(0 if v <= 0.0 else 255 if v >= 1.0 else int(v * 255.0 + 0.5) for v in floats)
 
 
+def _float_qimage(raw: RawImage) -> QImage | None:
+    """Float samples through Qt's own RGBA32FPx4 conversion (Qt 6.2+), which clips and rounds in
+    C++; None when this Qt lacks the format."""
+    fmt = getattr(QImage.Format, "Format_RGBA32FPx4", None)
+    if fmt is None:
+        return None
+    source = array.array("f")
+    source.frombytes(raw.data)
+    if sys.byteorder != "little":
+        source.byteswap()
+    c, n = raw.channels, raw.width * raw.height
+    rgba = array.array("f", bytes(4 * 4 * n))
+    colour = source[0::c] if c <= 2 else None
+    for k in range(3):
+        rgba[k::4] = colour if colour is not None else source[k::c]
+    rgba[3::4] = source[c - 1::c] if c in (2, 4) else array.array("f", [1.0]) * n
+    image = QImage(rgba.tobytes(), raw.width, raw.height, raw.width * 16, fmt)
+    return image.convertToFormat(QImage.Format.Format_RGBA8888)
+
+
 def to_qimage(raw: RawImage) -> QImage:
     """A QImage that owns a copy of `raw`'s pixels, RGBA8888 (or RGB888 / Grayscale8)."""
+    if raw.dtype == "f32":
+        converted = _float_qimage(raw)
+        if converted is not None:
+            return converted
     samples = to_u8(raw)
     w, h, c = raw.width, raw.height, raw.channels
     if c == 2:

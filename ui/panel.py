@@ -142,6 +142,10 @@ class Panel(QWidget):
         self.model_summary = QLabel()
         self.model_summary.setWordWrap(True)
         form.addRow(self.model_summary)
+        self.config_combo = QComboBox()
+        self.config_combo.currentIndexChanged.connect(self._on_config_picked)
+        self.config_label = QLabel("Variant")
+        form.addRow(self.config_label, self.config_combo)
         self.scale_combo = QComboBox()
         self.scale_combo.currentIndexChanged.connect(
             lambda: self._set_from_widget("scale", self.scale_combo.currentData()))
@@ -346,6 +350,23 @@ class Panel(QWidget):
             return
         self._set_from_widget("model", self.model_combo.itemData(index))
 
+    def _on_config_picked(self, index: int) -> None:
+        if self._updating or index < 0:
+            return
+        configs = dict(self.settings.configs)
+        configs[self.settings.model] = self.config_combo.itemData(index)
+        self.settings.set("configs", configs)
+
+    def current_config(self) -> str | None:
+        """The chosen configuration of the current model if its weights are present, else None
+        (the engine's default: the first configuration with weights)."""
+        model = self.current_model()
+        chosen = self.settings.configs.get(self.settings.model)
+        if model is None or chosen is None:
+            return None
+        present = {c["id"].split(":", 1)[-1] for c in model.get("configs", []) if c.get("weights") != "missing"}
+        return chosen if chosen in present else None
+
     def _on_dial(self, name: str, value: int) -> None:
         self.dial_values[name].setText(f"{value / DIAL_STEPS:.2f}")
         self._set_from_widget(name, value / DIAL_STEPS)
@@ -358,7 +379,7 @@ class Panel(QWidget):
         if name == "model":
             self._show_model()
             self._refresh_faces()
-        if name in ("model", "scale", "device", "blur", "noise", "selection_use", "auto_faces",
+        if name in ("model", "configs", "scale", "device", "blur", "noise", "selection_use", "auto_faces",
                     "live_preview"):
             self.schedule_preview()
 
@@ -399,6 +420,19 @@ class Panel(QWidget):
         if model and self.scale_combo.currentData() != self.settings.scale:
             self.settings.set("scale", self.scale_combo.currentData())
         self.model_summary.setText(model.get("summary", "") if model else "")
+        self._updating = True
+        self.config_combo.clear()
+        usable = [c for c in (model.get("configs", []) if model else []) if c.get("weights") != "missing"]
+        for config in usable:
+            name = config["id"].split(":", 1)[-1]
+            params = config.get("params") or 0
+            size = f", {params / 1e6:.1f} M parameters" if params else ""
+            self.config_combo.addItem(f"{name} ({config['weights']}{size})", name)
+        chosen = self.current_config()
+        self.config_combo.setCurrentIndex(max(0, self.config_combo.findData(chosen)) if usable else -1)
+        self._updating = False
+        self.config_combo.setVisible(len(usable) > 1)
+        self.config_label.setVisible(len(usable) > 1)
         controls = {c["name"] for c in model.get("controls", [])} if model else set()
         self.dials_box.setVisible(bool(controls & set(self.dials)))
         for name, slider in self.dials.items():
@@ -428,6 +462,8 @@ class Panel(QWidget):
         width, height = self.host.layer_size()
         source, mask = Rect(0, 0, width, height), None
         request: dict = {"model": s.model, "scale": s.scale, "device": s.device, "tile": s.tile}
+        if self.current_config() is not None:
+            request["config"] = self.current_config()
         controls = {c["name"] for c in model.get("controls", [])} if model else set()
         for name in ("blur", "noise"):
             if name in controls:
@@ -468,11 +504,16 @@ class Panel(QWidget):
             self._show_error("There is no layer to upscale.")
             return
         self._cancel_preview()
-        request, source, mask = self.build_request()
-        image = self.host.layer_pixels()
+        try:
+            request, source, mask = self.build_request()
+            image = self.host.layer_pixels()
+            layer_name = self.host.layer_name()
+        except Exception as exc:  # the host cannot give this layer (format, size): say why
+            self._show_error(f"Cannot read the layer: {plain_error(exc)}")
+            return
         job = _Job("run", request, source)
         job.mask = mask
-        job.layer_name = self.host.layer_name()
+        job.layer_name = layer_name
         self.run_job = job
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
@@ -621,10 +662,14 @@ class Panel(QWidget):
         self._cancel_preview()
         self.preview_generation += 1
         generation = self.preview_generation
-        request, _source, _mask = self.build_request()
+        try:
+            request, _source, _mask = self.build_request()
+            image = self.host.layer_pixels()
+        except Exception as exc:  # shown where the preview would be; Run reports it too
+            self.preview_status.setText(f"Preview: cannot read the layer: {plain_error(exc)}")
+            return
         request["region"] = list(rect.as_tuple())
         request["tile"] = 0
-        image = self.host.layer_pixels()
         before = images.to_qimage(images.crop(image, *rect.as_tuple()))
         self.before_label.setPixmap(QPixmap.fromImage(before.scaled(
             rect.width * 4, rect.height * 4, Qt.AspectRatioMode.KeepAspectRatio,
@@ -669,7 +714,11 @@ class Panel(QWidget):
             return
         selection = self.host.selection()
         region = selection.bounds.as_tuple() if selection is not None and self.selection_use() != "face" else None
-        image = self.host.layer_pixels()
+        try:
+            image = self.host.layer_pixels()
+        except Exception as exc:
+            self._show_error(f"Cannot read the layer: {plain_error(exc)}")
+            return
         client = self.client
         self.auto_button.setEnabled(False)
         self.auto_button.setText("Estimating…")
@@ -697,7 +746,12 @@ class Panel(QWidget):
         if revision == self._faces_revision:
             return
         self._faces_revision = revision
-        image = self.host.layer_pixels()
+        try:
+            image = self.host.layer_pixels()
+        except Exception as exc:
+            self.faces_list.clear()
+            self.faces_list.addItem(f"Cannot read the layer: {plain_error(exc)}")
+            return
         client = self.client
         self.faces = []
         self.faces_list.clear()

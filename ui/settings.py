@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ui.qt import QObject, QStandardPaths, Signal
@@ -22,6 +22,7 @@ TILE_SIZES = (0, 128, 256, 512, 1024)
 @dataclass
 class Values:
     model: str = "bicubic"
+    configs: dict = field(default_factory=dict)  # model id -> chosen configuration ("lite", ...)
     scale: int = 4
     device: str = "auto"
     tile: int = 256
@@ -109,7 +110,12 @@ _FIELD_TYPES = {f.name: type(getattr(Values(), f.name)) for f in fields(Values)}
 
 def _checked(name: str, value):
     kind = _FIELD_TYPES[name]
-    if kind is bool:
+    if kind is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                  for k, v in value.items()):
+            raise TypeError(f"{name} must map names to names")
+        value = dict(value)
+    elif kind is bool:
         if not isinstance(value, bool):
             raise TypeError(f"{name} must be true or false")
     elif kind is int:
