@@ -54,7 +54,7 @@ def face_targets(rgb: np.ndarray, faces: list[Face]) -> list[np.ndarray]:
     crops = []
     for face in faces:
         if face.landmarks is not None:
-            crop, _ = align_face(rgb, face.landmarks, native_face_size(face.landmarks))
+            crop, _ = align_face(rgb, face.landmarks, native_face_size(face.landmarks, largest=1024))
         else:
             x0, y0 = max(0, int(round(face.box[0]))), max(0, int(round(face.box[1])))
             x1 = min(w, int(round(face.box[0] + face.box[2])))

