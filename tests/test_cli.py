@@ -1,0 +1,139 @@
+"""`python -m core` end to end, as a subprocess, on images the tests make."""
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.image_io import Image, load_image, save_image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "core", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _pixels(h, w, c):
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    return np.stack([(x / w + y / h * k / 3) % 1 for k in range(c)], axis=2).astype(np.float32)
+
+
+def _assert_one_line_error(result, fragment):
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    made = {
+        "rgb8": save_image(Image(_pixels(12, 10, 3), 8), folder / "rgb8.png"),
+        "rgba8": save_image(Image(_pixels(12, 10, 4), 8), folder / "rgba8.png"),
+        "gray8": save_image(Image(_pixels(12, 10, 1), 8), folder / "gray8.png"),
+        "rgb16": save_image(Image(_pixels(12, 10, 3), 16), folder / "rgb16.png"),
+        "rgba16": save_image(Image(_pixels(12, 10, 4), 16), folder / "rgba16.tif"),
+    }
+    (folder / "corrupt.png").write_bytes(made["rgb8"].read_bytes()[:60])
+    (folder / "empty.png").write_bytes(b"")
+    ihdr = struct.pack(">IIBBBBB", 0, 12, 8, 2, 0, 0, 0)
+    (folder / "zero.png").write_bytes(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr
+                                      + b"\0\0\0\0")
+    made.update(corrupt=folder / "corrupt.png", empty=folder / "empty.png", zero=folder / "zero.png")
+    return made
+
+
+@pytest.mark.parametrize("name,channels,bits", [("rgb8", 3, 8), ("rgba8", 4, 8), ("gray8", 1, 8),
+                                                ("rgb16", 3, 16), ("rgba16", 4, 16)])
+def test_upscale_bicubic_keeps_alpha_and_bit_depth(inputs, tmp_path, name, channels, bits):
+    out = tmp_path / f"out{inputs[name].suffix}"
+    result = run("upscale", inputs[name], out, "--model", "bicubic", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["output"] == str(out) and summary["width"] == 40 and summary["height"] == 48
+    image = load_image(out)
+    assert (image.width, image.height, image.channels, image.bit_depth) == (40, 48, channels, bits)
+    source = load_image(inputs[name])
+    if channels == 4:  # alpha was upscaled, not dropped or made opaque
+        assert abs(image.pixels[..., 3].mean() - source.pixels[..., 3].mean()) < 0.02
+
+
+def test_upscale_with_region_scale_and_tiles(inputs, tmp_path):
+    out = tmp_path / "out.png"
+    result = run("upscale", inputs["rgb8"], out, "--model", "bicubic", "--region", "2,3,6,5",
+                 "--scale", "2", "--tile", "16", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert str(out) in result.stdout
+    assert load_image(out).pixels.shape == (10, 12, 3)
+
+
+@pytest.mark.parametrize("case,args,fragment", [
+    ("unknown model", ["rgb8", "--model", "nope"], "unknown model 'nope'"),
+    ("bad region", ["rgb8", "--model", "bicubic", "--region", "5,5,50,50"], "reaches outside"),
+    ("malformed region", ["rgb8", "--model", "bicubic", "--region", "1,2,x,4"], "integers"),
+    ("corrupt file", ["corrupt", "--model", "bicubic"], "corrupt"),
+    ("empty file", ["empty", "--model", "bicubic"], "empty file"),
+    ("zero size", ["zero", "--model", "bicubic"], "zero size"),
+    ("huge image", ["rgb8", "--model", "bicubic", "--max-pixels", "100"], "above the limit"),
+    ("bad dial", ["rgb8", "--model", "bicubic", "--blur", "3"], "blur must be"),
+    ("missing input", ["missing", "--model", "bicubic"], "does not exist"),
+])
+def test_failures_are_one_line_and_leave_no_output(inputs, tmp_path, case, args, fragment):
+    source = inputs.get(args[0], tmp_path / "missing.png")
+    out = tmp_path / "out.png"
+    result = run("upscale", source, out, *args[1:])
+    _assert_one_line_error(result, fragment)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_jpeg_output_with_alpha_is_refused_before_work(inputs, tmp_path):
+    result = run("upscale", inputs["rgba8"], tmp_path / "out.jpg", "--model", "bicubic")
+    _assert_one_line_error(result, "no alpha")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_usage_errors_are_one_line_too():
+    result = run("upscale", "only-one-path")
+    _assert_one_line_error(result, "required")
+    assert result.returncode == 2
+
+
+def test_models_json_lists_every_model_with_its_weights_status():
+    result = run("models", "--json")
+    assert result.returncode == 0, result.stderr
+    models = {m["id"]: m for m in json.loads(result.stdout)}
+    assert models["bicubic"]["weights"] == "bundled"
+    for m in models.values():
+        assert set(m) >= {"id", "family", "title", "summary", "scale", "controls", "adaptation",
+                          "configs", "weights"}
+
+
+def test_models_table(monkeypatch, capsys):
+    from core import methods
+    from core.cli import main
+    from core.methods.bicubic import Bicubic
+
+    monkeypatch.setattr(methods, "METHODS", {"bicubic": Bicubic})
+    assert main(["models"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[:2] == ["bicubic", "Bicubic"]
+
+
+def test_analyse_json(inputs):
+    result = run("analyse", inputs["rgb8"], "--region", "0,0,10,10", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert 0 <= report["blur"] <= 1 and 0 <= report["noise"] <= 1
+    assert isinstance(report["faces"], list)
+
+
+def test_analyse_bad_region_in_process(inputs, capsys):
+    from core.cli import main
+
+    assert main(["analyse", str(inputs["rgb8"]), "--region", "8,8,9,9", "--json"]) == 1
+    assert capsys.readouterr().err == "error: region 8,8,9,9 reaches outside the 10x12 image\n"
