@@ -81,6 +81,7 @@ class _Job:
         self.id: str | None = None
         self.cancelled = False
         self.fetching = False
+        self.polling = False
         self.mask: bytes | None = None
         self.layer_name = ""
         self.started = time.monotonic()
@@ -544,30 +545,37 @@ class Panel(QWidget):
         self._poll_timer.start()
 
     def _poll_jobs(self) -> None:
-        busy = False
-        for job in (self.run_job, self.preview_job):
-            if job is None or job.id is None or job.fetching:
-                busy = busy or job is not None
-                continue
-            busy = True
-            try:
-                status = self.client.status(job.id)
-            except Exception as exc:  # the engine went away: say so and stop following the job
-                self._job_ended(job, "failed", plain_error(exc))
-                continue
-            state = status.get("state")
-            if job.kind == "run":
-                self.progress.setValue(int(1000 * float(status.get("progress") or 0.0)))
-                stage = status.get("stage") or STATE_WORDS.get(state, "")
-                self.progress.setFormat("Cancelling…" if job.cancelled else f"{stage} %p%")
-            if state == "done":
-                job.fetching = True
-                client = self.client
-                self._calls.start(lambda j=job: client.result(j.id), lambda r, e, j=job: self._on_result(j, r, e))
-            elif state in ("failed", "cancelled"):
-                self._job_ended(job, state, status.get("error") or "")
-        if not busy:
+        """Ask for the status of the jobs in flight, one question at a time per job, off the GUI
+        thread (a remote engine may answer slowly)."""
+        active = [job for job in (self.run_job, self.preview_job) if job is not None]
+        if not active:
             self._poll_timer.stop()
+            return
+        for job in active:
+            if job.id is None or job.fetching or job.polling:
+                continue
+            job.polling = True
+            client = self.client
+            self._calls.start(lambda j=job: client.status(j.id), lambda r, e, j=job: self._on_status(j, r, e))
+
+    def _on_status(self, job: _Job, status, error) -> None:
+        job.polling = False
+        if job is not self.run_job and job is not self.preview_job:
+            return  # finished or superseded meanwhile
+        if error is not None:  # the engine went away: say so and stop following the job
+            self._job_ended(job, "failed", plain_error(error))
+            return
+        state = status.get("state")
+        if job.kind == "run":
+            self.progress.setValue(int(1000 * float(status.get("progress") or 0.0)))
+            stage = status.get("stage") or STATE_WORDS.get(state, "")
+            self.progress.setFormat("Cancelling…" if job.cancelled else f"{stage} %p%")
+        if state == "done":
+            job.fetching = True
+            client = self.client
+            self._calls.start(lambda: client.result(job.id), lambda r, e: self._on_result(job, r, e))
+        elif state in ("failed", "cancelled"):
+            self._job_ended(job, state, status.get("error") or "")
 
     def _on_result(self, job: _Job, result: RawImage | None, error) -> None:
         if error is not None:

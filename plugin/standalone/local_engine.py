@@ -47,6 +47,7 @@ class LocalEngine:
         self._queue: "queue.Queue[_LocalJob | None]" = queue.Queue()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._compute = threading.Lock()  # one engine computation at a time (shared model objects)
         self._busy = False
         self._worker = threading.Thread(target=self._work, name="blind-upscale-engine", daemon=True)
         self._worker.start()
@@ -66,7 +67,8 @@ class LocalEngine:
         from core.image_io import from_raw
 
         box = tuple(int(v) for v in region) if region is not None else None
-        return _call(self.engine.analyse, from_raw(image), box)
+        with self._compute:
+            return _call(self.engine.analyse, from_raw(image), box)
 
     def submit(self, image: RawImage, request: dict) -> str:
         from core.jobs import UpscaleRequest
@@ -124,7 +126,8 @@ class LocalEngine:
                 job.state, job.stage = "running", "starting"
             self._busy = True
             try:
-                self._run(job)
+                with self._compute:
+                    self._run(job)
             finally:
                 self._busy = False
                 job.image = None
