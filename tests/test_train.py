@@ -109,3 +109,33 @@ def test_task_contrastive_loss_prefers_separated_tasks():
     good = cmdsr_recipe.task_contrastive_loss(same, same.clone(), g)
     bad = cmdsr_recipe.task_contrastive_loss(same, same.flip(0), g)
     assert float(good) < float(bad)
+
+
+def test_export_bundles_weights_with_a_manifest_entry(tmp_path):
+    from core import weights
+    from core.train.export import export
+
+    source = tmp_path / "run.safetensors"
+    weights.save_state_dict(cmdsr.build("lite").state_dict(), source)
+    bundle = tmp_path / "bundle"
+    (bundle).mkdir()
+    (bundle / "manifest.json").write_text('{"files": {"other.safetensors": {"sha256": "x"}}}')
+    target = export(source, "cmdsr", "lite", bundle)
+    manifest = __import__("json").loads((bundle / "manifest.json").read_text())["files"]
+    assert target.name == "cmdsr_lite.safetensors"
+    assert manifest["cmdsr_lite.safetensors"]["sha256"] == weights.sha256_file(target)
+    assert manifest["cmdsr_lite.safetensors"]["card"] == "cmdsr_lite.md"
+    assert "other.safetensors" in manifest
+
+
+def test_export_refuses_weights_of_another_shape(tmp_path):
+    import pytest
+
+    from core import weights
+    from core.errors import WeightsError
+    from core.train.export import export
+
+    source = tmp_path / "run.safetensors"
+    weights.save_state_dict(kdsr.build("lite").state_dict(), source)
+    with pytest.raises(WeightsError, match="do not fit"):
+        export(source, "cmdsr", "lite", tmp_path / "bundle")
