@@ -125,11 +125,17 @@ def _relative_box(box: Box, region: Box | None) -> Box:
     return (box[0] - region[0], box[1] - region[1], box[2], box[3])
 
 
+MAX_OUTPUT_PIXELS = 400_000_000
+"""Largest result accepted by default: 400 MP is 4.8 GB as float32 RGB, and the tile canvas needs
+as much again; larger jobs are refused before any work instead of exhausting memory."""
+
+
 class Engine:
     """Runs jobs; keeps loaded models so the next job with the same model starts at once."""
 
-    def __init__(self, max_cached_models: int = 2):
+    def __init__(self, max_cached_models: int = 2, max_output_pixels: int = MAX_OUTPUT_PIXELS):
         self._models: dict[tuple, object] = {}
+        self.max_output_pixels = max_output_pixels
         self._max_cached = max_cached_models
         self._lock = threading.Lock()
 
@@ -180,6 +186,12 @@ class Engine:
         if isinstance(request.faces, list):
             local.faces = [_relative_box(b, region) for b in request.faces]
 
+        out_pixels = pixels.shape[0] * pixels.shape[1] * request.scale ** 2
+        if out_pixels > self.max_output_pixels:
+            raise InputError(
+                f"the result would be {out_pixels / 1e6:.0f} MP, above the limit of "
+                f"{self.max_output_pixels / 1e6:.0f} MP; upscale a smaller region")
+
         report(0.0, "loading model")
         upscaler = self.load(request.model, request.config, request.device, request.backend)
         if is_cancelled():
@@ -207,18 +219,20 @@ class Engine:
             cancel=is_cancelled)
         if scale != request.scale:
             out = _resize(out, pixels.shape[0] * request.scale, pixels.shape[1] * request.scale)
-        rgb = out[0].transpose(1, 2, 0)
 
         report(0.96, "finishing")
+        # One output-sized buffer besides the canvas: filled channel by channel, clipped in place.
+        result = np.empty((out.shape[2], out.shape[3], channels), np.float32)
         if channels <= 2:
-            rgb = rgb.mean(axis=2, keepdims=True)
-        result = rgb
+            np.mean(out[0], axis=0, out=result[..., 0])
+        else:
+            result[..., :3] = out[0].transpose(1, 2, 0)
+        del out
         if channels in (2, 4):
-            alpha = bicubic_upscale(pixels[..., -1][None, None], request.scale)[0, 0]
-            result = np.concatenate([rgb, alpha[..., None]], axis=2)
-        result = np.clip(result, 0.0, 1.0).astype(np.float32)
+            result[..., -1] = bicubic_upscale(pixels[..., -1][None, None], request.scale)[0, 0]
+        np.clip(result, 0.0, 1.0, out=result)
         report(1.0, f"done in {time.perf_counter() - started:.1f} s")
-        return Image(np.ascontiguousarray(result), image.bit_depth, image.icc, image.exif)
+        return Image(result, image.bit_depth, image.icc, image.exif)
 
     # ------------------------------------------------------------ analyse
     def analyse(self, image: Image, region: Box | None = None) -> dict:

@@ -176,3 +176,10 @@ def test_analyse_reports_estimates_and_faces(engine):
     assert isinstance(result["faces"], list)
     with pytest.raises(InputError, match="region"):
         engine.analyse(Image(rgb), region=(60, 60, 10, 10))
+
+
+def test_too_large_result_is_refused_before_any_work():
+    small_engine = Engine(max_output_pixels=1000)
+    with pytest.raises(InputError, match="the result would be"):
+        small_engine.upscale(Image(_scene(10, 10)), UpscaleRequest())
+    assert small_engine.upscale(Image(_scene(7, 8)), UpscaleRequest()).pixels.shape == (28, 32, 3)
