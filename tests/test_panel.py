@@ -198,10 +198,10 @@ def test_selection_roles(qtbot, panel):
 
 def test_engine_error_in_plain_words(qtbot, panel):
     widget, client, host = panel
-    client.fail_with = "MM-RealSR weights are missing; put them in the models folder."
+    client.fail_with = "the weights of mmrealsr:lite are missing: put them in the models folder"
     pick(widget, "mmrealsr")
     assert run_and_wait(qtbot, widget) == "failed"
-    assert widget.status_label.text() == client.fail_with
+    assert widget.status_label.text() == "The weights of mmrealsr:lite are missing: put them in the models folder."
     assert host.applied == []
     assert widget.run_button.isEnabled()
 
@@ -254,5 +254,5 @@ def test_unreadable_layer_reported_not_raised(qtbot, panel):
 
     host.layer_pixels = refuse
     widget.run_button.click()
-    assert widget.status_label.text() == "Cannot read the layer: CMYK layers are not supported; convert the image to RGB"
+    assert widget.status_label.text() == "Cannot read the layer: CMYK layers are not supported; convert the image to RGB."
     assert client.submitted == [] and widget.run_button.isEnabled()

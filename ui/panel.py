@@ -32,8 +32,24 @@ SELECTION_USE_LABELS = {
     "face": "Face",
 }
 SELECTION_USE_NEEDS = {"support": "support_set", "face": "faces"}
+SELECTION_USE_TIPS = {
+    "area": "Upscale only the selected area; the result layer covers it.",
+    "support": "Upscale the whole layer; the selection is a sample of the degradation (blur, noise) "
+               "the method adapts to. Methods that adapt to a sample: CMDSR.",
+    "face": "Upscale the whole layer; the selection is a face the method learns from. "
+            "Methods that learn from faces: MetaF2N.",
+}
 DEVICE_LABELS = {"auto": "Auto", "cpu": "CPU", "cuda": "CUDA (GPU)"}
 STATE_WORDS = {"queued": "Waiting for the engine", "running": "Working"}
+
+
+def sentence(text: str) -> str:
+    """`text` as a sentence: capital first letter, final full stop."""
+    text = text.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?", "…")) else text + "."
 
 
 def plain_error(error: BaseException) -> str:
@@ -43,7 +59,7 @@ def plain_error(error: BaseException) -> str:
         return f"Cannot reach the engine ({message or type(error).__name__})."
     if not message:
         return f"The engine failed ({type(error).__name__})."
-    return message[0].upper() + message[1:]
+    return sentence(message)
 
 
 class _Calls(QObject):
@@ -192,6 +208,7 @@ class Panel(QWidget):
         self.use_buttons: dict[str, QRadioButton] = {}
         for use, label in SELECTION_USE_LABELS.items():
             button = QRadioButton(label)
+            button.setToolTip(SELECTION_USE_TIPS[use])
             button.toggled.connect(lambda on, u=use: on and self._set_from_widget("selection_use", u))
             self.use_group.addButton(button)
             use_layout.addWidget(button)
@@ -603,7 +620,7 @@ class Panel(QWidget):
             if job is self.preview_job:
                 self.preview_job = None
                 if state == "failed" and job.generation == self.preview_generation:
-                    self.preview_status.setText(f"Preview failed: {message}")
+                    self.preview_status.setText(f"Preview failed: {sentence(message)}")
             return
         self._finish_run(job, state, message)
 
@@ -626,7 +643,7 @@ class Panel(QWidget):
         else:
             self.progress.setValue(0)
             self.progress.setFormat("Failed")
-            self._show_error(message or "The engine failed without saying why.")
+            self._show_error(sentence(message) or "The engine failed without saying why.")
         self.job_finished.emit(state)
         self.schedule_preview()
 

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from ui.qt import QApplication, QMessageBox, exec_dialog
+    from ui.qt import QApplication, exec_dialog
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Blind Upscale")
@@ -53,9 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     window = EditorWindow(blank, client)
     window.show()
     path = args.image or sample_image()
-    if path is not None and not window.open_file(path):
-        QMessageBox.information(window, "Blind Upscale", "Use File ‣ Open to load an image.")
-    return exec_dialog(app)
+    if path is not None:
+        window.open_file(path)  # a file it cannot read is reported in a message box
+    status = exec_dialog(app)
+    close = getattr(client, "close", None)
+    if close is not None:
+        close()  # stop the engine thread before the interpreter tears torch down
+    return status
 
 
 if __name__ == "__main__":
