@@ -225,6 +225,8 @@ class Document:
         self._selection = selection
 
     def scaleImage(self, w, h, xres, yres, strategy):
+        if not all(isinstance(v, int) for v in (w, h, xres, yres)):
+            raise TypeError("scaleImage(self, int, int, int, int, str): arguments must be int")  # as libkis
         for node in self._root.children:
             node._scale(w, h)
         if self._selection is not None:

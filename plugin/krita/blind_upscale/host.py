@@ -119,7 +119,7 @@ class KritaHost(Host):
         if (layer.colorModel(), layer.colorDepth()) != (model, depth):
             layer.setColorSpace(model, depth, node.colorProfile())
         # Everything that can fail has been checked: from here on the document changes.
-        doc.scaleImage(doc.width() * scale, doc.height() * scale, doc.xRes(), doc.yRes(), "Bicubic")
+        doc.scaleImage(doc.width() * scale, doc.height() * scale, round(doc.xRes()), round(doc.yRes()), "Bicubic")
         doc.waitForDone()
         layer.setPixelData(data, source.x * scale, source.y * scale, width, height)
         parent = node.parentNode() or doc.rootNode()

@@ -1,0 +1,159 @@
+"""Test driver for tests/test_krita_integration.py, installed next to the packaged plug-in.
+
+Once Krita's window exists it: (1) opens `small.png`, triggers the `blind_upscale` action with the
+plug-in's default settings and records the document and the new layer's pixels; (2) opens
+`large.png`, triggers the action with 16-pixel tiles, kills the engine process while the job runs,
+and records the document again and the panel's error. It writes `report.json` into
+$BLIND_UPSCALE_TEST_DIR and leaves with os._exit (Krita would otherwise ask to save changes).
+"""
+import hashlib
+import json
+import os
+import signal
+import time
+import traceback
+
+from krita import Extension, Krita
+
+try:
+    from PyQt6.QtCore import QTimer
+except ImportError:
+    from PyQt5.QtCore import QTimer
+
+OUT = os.environ.get("BLIND_UPSCALE_TEST_DIR", "")
+WATCHDOG_S = 150
+report = {"steps": []}
+
+
+def log(step):
+    report["steps"].append([round(time.monotonic() - STARTED, 2), step])
+
+
+def finish(code=0):
+    try:
+        with open(os.path.join(OUT, "report.json"), "w") as f:
+            json.dump(report, f)
+    finally:
+        os._exit(code)
+
+
+def fail(message):
+    report["error"] = message
+    finish(2)
+
+
+def guarded(fn):
+    def wrapper(*args):
+        try:
+            fn(*args)
+        except Exception:
+            fail(traceback.format_exc())
+    return wrapper
+
+
+def panel():
+    from blind_upscale.extension import BlindUpscaleDocker
+    return BlindUpscaleDocker.instances[0].panel if BlindUpscaleDocker.instances else None
+
+
+def open_document(name):
+    app = Krita.instance()
+    doc = app.openDocument(os.path.join(OUT, name))
+    app.activeWindow().addView(doc)
+    app.setActiveDocument(doc)
+    doc.waitForDone()
+    doc.setActiveNode(doc.topLevelNodes()[0])
+    return doc
+
+
+def describe(doc):
+    nodes = doc.topLevelNodes()
+    return {"size": [doc.width(), doc.height()], "layers": [n.name() for n in nodes],
+            "depth": doc.colorDepth(), "model": doc.colorModel(),
+            "first_layer_sha1": hashlib.sha1(bytes(nodes[0].pixelData(0, 0, doc.width(), doc.height()))).hexdigest()}
+
+
+@guarded
+def start():
+    log("window created")
+    if panel() is None:
+        fail("the Blind Upscale docker was not created")
+    doc = open_document("small.png")
+    report["small_before"] = describe(doc)
+    p = panel()
+    p.job_finished.connect(on_small_finished)
+    log("trigger 1")
+    Krita.instance().action("blind_upscale").trigger()
+
+
+@guarded
+def on_small_finished(state):
+    p = panel()
+    p.job_finished.disconnect(on_small_finished)
+    log(f"job 1 {state}")
+    doc = Krita.instance().activeDocument()
+    report["small_state"] = state
+    report["small_status"] = p.status_label.text()
+    report["small_after"] = describe(doc)
+    before = report["small_before"]["layers"]
+    new = [n for n in doc.topLevelNodes() if n.name() not in before][0]
+    report["new_layer"] = {"name": new.name(), "type": new.type(),
+                           "bounds": [new.bounds().x(), new.bounds().y(), new.bounds().width(), new.bounds().height()]}
+    with open(os.path.join(OUT, "new_layer.bgra"), "wb") as f:
+        f.write(bytes(new.pixelData(0, 0, doc.width(), doc.height())))
+    QTimer.singleShot(100, start_large)
+
+
+@guarded
+def start_large():
+    doc = open_document("large.png")
+    report["large_before"] = describe(doc)
+    p = panel()
+    p.settings.set("tile", 16)
+    p.job_finished.connect(on_large_finished)
+    log("trigger 2")
+    Krita.instance().action("blind_upscale").trigger()
+    QTimer.singleShot(50, kill_when_running)
+
+
+@guarded
+def kill_when_running():
+    p = panel()
+    job = p.run_job
+    if job is not None and job.id is not None:
+        status = p.client.status(job.id)
+        if status["state"] == "running" and status["progress"] > 0.3:
+            from blind_upscale.extension import BlindUpscaleExtension
+            process = BlindUpscaleExtension.instance.connection.client.process
+            report["killed_at"] = status
+            log(f"kill engine {process.pid}")
+            os.kill(process.pid, signal.SIGKILL)
+            return
+        if status["state"] not in ("queued", "running"):
+            fail(f"the large job ended before it could be killed: {status}")
+    QTimer.singleShot(20, kill_when_running)
+
+
+@guarded
+def on_large_finished(state):
+    log(f"job 2 {state}")
+    doc = Krita.instance().activeDocument()
+    report["large_state"] = state
+    report["large_status"] = panel().status_label.text()
+    report["large_after"] = describe(doc)
+    finish(0)
+
+
+class TestDriver(Extension):
+    def setup(self):
+        notifier = Krita.instance().notifier()
+        notifier.setActive(True)
+        notifier.windowCreated.connect(lambda: QTimer.singleShot(500, start))
+        QTimer.singleShot(WATCHDOG_S * 1000, lambda: fail(f"watchdog: no result after {WATCHDOG_S} s"))
+
+    def createActions(self, window):
+        pass
+
+
+STARTED = time.monotonic()
+Krita.instance().addExtension(TestDriver(Krita.instance()))
