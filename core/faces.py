@@ -4,7 +4,7 @@ Two detectors, both offline:
 - YuNet through `yuface` (default): weights compiled into the wheel, numpy only. It works on
   images up to 960 px, so larger images are detected on a downscaled copy.
 - RetinaFace mobilenet0.25 through facexlib, used when `retinaface_mobilenet0.25_Final.pth`
-  is in the models folder and facexlib imports (it needs torchvision). As in MetaF2N, images
+  (or facexlib's `detection_mobilenet0.25_Final.pth`) is in the models folder and facexlib imports (it needs torchvision). As in MetaF2N, images
   above 1500 px are detected on a copy 1000 px long. The network is built
   and loaded here with `torch.load(weights_only=True)`; facexlib's `init_detection_model` is
   not called because it downloads whenever its own file name is absent.
@@ -25,6 +25,7 @@ from torch.nn import functional as F
 from core.errors import WeightsError
 
 RETINAFACE_FILE = "retinaface_mobilenet0.25_Final.pth"
+FACEXLIB_RETINAFACE_FILE = "detection_mobilenet0.25_Final.pth"  # the same file, facexlib's name
 YUNET_MAX_SIDE = 960
 # MetaF2N's generate_test_faces.py detects images above 1500 px on a copy 1000 px long.
 RETINAFACE_MAX_SIDE = 1500
@@ -88,9 +89,10 @@ def detect(rgb: np.ndarray, models_dir=None, region=None, min_score: float | Non
     if models_dir is None:
         from core.weights import models_dir as user_models_dir
         models_dir = user_models_dir()
-    weights = Path(models_dir) / RETINAFACE_FILE
+    weights = next((Path(models_dir) / name for name in (RETINAFACE_FILE, FACEXLIB_RETINAFACE_FILE)
+                    if (Path(models_dir) / name).is_file()), None)
     note = ""
-    if weights.is_file():
+    if weights is not None:
         try:
             detector = RetinaFaceDetector(weights)
         except ImportError as err:

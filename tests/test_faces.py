@@ -124,12 +124,13 @@ def test_gray_and_tiny_images(tmp_path):
     assert tiny.faces == [] and "too small" in tiny.note
 
 
-def test_retinaface_runs_when_its_weights_are_present(tmp_path):
+@pytest.mark.parametrize("name", [RETINAFACE_FILE, faces.FACEXLIB_RETINAFACE_FILE])
+def test_retinaface_runs_when_its_weights_are_present(tmp_path, name):
     from facexlib.detection.retinaface import RetinaFace
 
     torch.manual_seed(0)
     net = RetinaFace(network_name="mobile0.25", half=False, device=torch.device("cpu"))
-    torch.save(net.state_dict(), tmp_path / RETINAFACE_FILE)
+    torch.save(net.state_dict(), tmp_path / name)
     faces.RetinaFaceDetector._cache.clear()
     result = detect(synthetic_scene(), models_dir=tmp_path)
     assert result.detector == "retinaface" and result.note == ""
