@@ -1,0 +1,70 @@
+"""The Krita zip: the layout Krita's importer needs, and a plug-in that runs from the zip alone."""
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from plugin.packaging import build_packages, venv_python
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_zip_layout(tmp_path):
+    (path,) = build_packages(ROOT, tmp_path / "dist")
+    assert path == tmp_path / "dist" / "blind_upscale-krita.zip"
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        desktop = configparser.ConfigParser()
+        desktop.read_string(archive.read("blind_upscale.desktop").decode("utf-8"))
+        engine = json.loads(archive.read("blind_upscale/engine.json"))
+        action = archive.read("blind_upscale/blind_upscale.action").decode("utf-8")
+    assert desktop["Desktop Entry"]["X-KDE-Library"] == "blind_upscale"
+    assert desktop["Desktop Entry"]["ServiceTypes"] == "Krita/PythonPlugin"
+    # Krita's importer needs the folder entries themselves, not only the files in them.
+    for folder in ("blind_upscale/", "blind_upscale/ui/", "blind_upscale/plugin/"):
+        assert folder in names
+    files = {n for n in names if not n.endswith("/")}
+    for folder in {n.rsplit("/", 1)[0] + "/" for n in files if "/" in n}:
+        assert folder in names, folder
+    expected = {"blind_upscale/__init__.py", "blind_upscale/extension.py", "blind_upscale/host.py",
+                "blind_upscale/pixels.py", "blind_upscale/plugin/__init__.py",
+                "blind_upscale/plugin/engine_client.py", "blind_upscale/plugin/raw_image.py",
+                "blind_upscale/ui/__init__.py", "blind_upscale/ui/panel.py", "blind_upscale/ui/qt.py"}
+    assert expected <= files
+    assert not any("__pycache__" in n or n.endswith(".pyc") or "/core/" in n for n in names)
+    assert engine == {"python": str(venv_python(ROOT)), "root": str(ROOT)}
+    assert '<Action name="blind_upscale">' in action and "<text>Blind Upscale</text>" in action
+    assert "<shortcut>Ctrl+Alt+U</shortcut>" in action
+
+
+def test_plugin_runs_from_the_zip_alone_without_numpy_or_torch(tmp_path):
+    (path,) = build_packages(ROOT, tmp_path / "dist")
+    pykrita = tmp_path / "pykrita"
+    with zipfile.ZipFile(path) as archive:
+        archive.extractall(pykrita)
+    script = (
+        "import sys\n"
+        "from PyQt6.QtWidgets import QApplication\n"
+        "app = QApplication([])\n"
+        "import blind_upscale, krita\n"
+        "k = krita.Krita.instance()\n"
+        "assert type(k.extensions[0]).__name__ == 'BlindUpscaleExtension', k.extensions\n"
+        "assert k.factories[0].dock_id == 'blind_upscale_docker'\n"
+        "import plugin.engine_client, ui.panel\n"
+        f"assert plugin.engine_client.__file__.startswith({str(pykrita)!r}), plugin.engine_client.__file__\n"
+        f"assert ui.panel.__file__.startswith({str(pykrita)!r}), ui.panel.__file__\n"
+        "heavy = sorted({'numpy', 'torch', 'core', 'PIL'} & set(sys.modules))\n"
+        "assert not heavy, heavy\n"
+        "print('ok')\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["BLIND_UPSCALE_SETTINGS"] = str(tmp_path / "settings.json")
+    env["PYTHONPATH"] = os.pathsep.join([str(pykrita), str(ROOT / "tests" / "mock_krita")])
+    env["QT_QPA_PLATFORM"] = "offscreen"
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
