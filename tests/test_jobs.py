@@ -104,7 +104,8 @@ class _NeedsWeights(Upscaler):
 
 
 def test_missing_weights_are_listed_and_refused(engine, monkeypatch):
-    monkeypatch.setitem(methods.METHODS, "needs-weights", _NeedsWeights)
+    monkeypatch.setattr(methods, "METHODS", {"bicubic": methods.METHODS["bicubic"],
+                                             "needs-weights": _NeedsWeights})
     listed = {m.id: m.to_dict() for m in list_models()}
     assert listed["needs-weights"]["weights"] == "missing"
     assert listed["needs-weights"]["configs"][0]["weights"] == "missing"
