@@ -100,7 +100,6 @@ class MetaF2N(nn.Module):
         super().__init__()
         self.backbone = RRDBNet(**(backbone or RRDB_CONFIGS["official"]))
         self.mask_net = MaskNet(mask_feat)
-        self.scale = self.backbone.scale
 
     def forward(self, x):
         return self.backbone(x)
