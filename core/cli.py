@@ -105,6 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         sys.stderr.write("error: out of memory; try a smaller --tile or a smaller image\n")
         return EXIT_ERROR
+    except Exception as exc:  # a bug, not bad input: still one line, the traceback on request
+        if os.environ.get("BLIND_UPSCALE_DEBUG"):
+            raise
+        sys.stderr.write(f"error: unexpected {type(exc).__name__}: {exc} "
+                         "(set BLIND_UPSCALE_DEBUG=1 to see the traceback)\n")
+        return EXIT_ERROR
 
 
 def _models(args) -> int:

@@ -212,11 +212,17 @@ class Engine:
         scale = upscaler.tile_scale(local)
         lo, hi = _TILES
         nchw = np.ascontiguousarray(color.transpose(2, 0, 1)[None])
-        out = tiled_upscale(
-            lambda t: upscaler.run_tile(t, context), nchw, scale, request.tile, request.overlap,
-            progress=lambda done, total: report(lo + (hi - lo) * done / total,
-                                                f"upscaling tile {done}/{total}"),
-            cancel=is_cancelled)
+        try:
+            out = tiled_upscale(
+                lambda t: upscaler.run_tile(t, context), nchw, scale, request.tile, request.overlap,
+                progress=lambda done, total: report(lo + (hi - lo) * done / total,
+                                                    f"upscaling tile {done}/{total}"),
+                cancel=is_cancelled)
+        except (MemoryError, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and "out of memory" not in str(exc).lower():
+                raise
+            raise BlindUpscaleError(f"out of memory while upscaling with tiles of {request.tile} px; "
+                                    "try a smaller tile size or a smaller region") from None
         if scale != request.scale:
             out = _resize(out, pixels.shape[0] * request.scale, pixels.shape[1] * request.scale)
 

@@ -137,3 +137,19 @@ def test_analyse_bad_region_in_process(inputs, capsys):
 
     assert main(["analyse", str(inputs["rgb8"]), "--region", "8,8,9,9", "--json"]) == 1
     assert capsys.readouterr().err == "error: region 8,8,9,9 reaches outside the 10x12 image\n"
+
+
+def test_unexpected_errors_are_one_line_unless_debugging(monkeypatch, capsys, inputs, tmp_path):
+    from core import cli, jobs
+
+    def broken(self, *args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(jobs.Engine, "upscale", broken)
+    out = tmp_path / "out.png"
+    assert cli.main(["upscale", str(inputs["rgb8"]), str(out), "--model", "bicubic"]) == 1
+    assert capsys.readouterr().err.startswith("error: unexpected ZeroDivisionError: a bug")
+    assert not out.exists()
+    monkeypatch.setenv("BLIND_UPSCALE_DEBUG", "1")
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["upscale", str(inputs["rgb8"]), str(out), "--model", "bicubic"])

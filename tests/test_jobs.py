@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from core import methods
-from core.errors import Cancelled, InputError, ModelError, WeightsError
+from core.errors import BlindUpscaleError, Cancelled, InputError, ModelError, WeightsError
 from core.image_io import Image
 from core.jobs import Engine, UpscaleRequest, estimate_degradation
 from core.methods.base import Upscaler
@@ -184,3 +184,20 @@ def test_too_large_result_is_refused_before_any_work():
     with pytest.raises(InputError, match="the result would be"):
         small_engine.upscale(Image(_scene(10, 10)), UpscaleRequest())
     assert small_engine.upscale(Image(_scene(7, 8)), UpscaleRequest()).pixels.shape == (28, 32, 3)
+
+
+class _RunsOutOfMemory(_NeedsWeights):
+    id = "oom"
+
+    @classmethod
+    def configs(cls):
+        return [ConfigSpec("oom:lite", 10, "bundled")]
+
+    def run_tile(self, tile, context):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+def test_out_of_memory_in_a_tile_becomes_a_clear_error(monkeypatch):
+    monkeypatch.setattr(methods, "METHODS", {"oom": _RunsOutOfMemory})
+    with pytest.raises(BlindUpscaleError, match="out of memory while upscaling with tiles of 64 px"):
+        Engine().upscale(Image(_scene(8, 8)), UpscaleRequest(model="oom", tile=64))
