@@ -185,9 +185,7 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         with PILImage.open(path) as im:
             _check_size(path, im.width, im.height, max_pixels)
             icc = im.info.get("icc_profile") or None
-            exif = im.info.get("exif") or None
-            if exif is None and hasattr(im, "getexif") and len(im.getexif()):
-                exif = im.getexif().tobytes()
+            exif = im.info.get("exif") or (_tiff_metadata_tags(im) if im.format == "TIFF" else None)
             im.load()
             pixels, bits = _pil_to_float(im)
     except InputError:
@@ -198,6 +196,21 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     except (OSError, ValueError, SyntaxError, struct.error, EOFError) as exc:
         raise InputError(f"{path.name} is corrupt or truncated ({exc})") from None
     return Image(pixels, bits, icc, exif)
+
+
+_TIFF_LAYOUT_TAGS = {254, 255, 256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 284, 317, 320, 322,
+                     323, 324, 325, 338, 339, 530, 532, 34675}
+"""TIFF tags that describe the pixel layout or the ICC profile: never carried over as metadata."""
+
+
+def _tiff_metadata_tags(im: PILImage.Image) -> bytes | None:
+    """A TIFF keeps its EXIF-like tags (Make, Model, DateTime, the Exif IFD...) in its first IFD,
+    mixed with the layout tags; keep only the former."""
+    tags = im.getexif()
+    for tag in list(tags):
+        if tag in _TIFF_LAYOUT_TAGS:
+            del tags[tag]
+    return tags.tobytes() if len(tags) else None
 
 
 def _check_size(path: Path, width: int, height: int, max_pixels: int) -> None:

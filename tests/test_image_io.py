@@ -255,3 +255,15 @@ def test_png_metadata_chunks_have_valid_crcs():
         kinds.append(kind)
         at += 12 + length
     assert kinds == [b"IHDR", b"iCCP", b"eXIf", b"IEND"]
+
+
+def test_tiff_metadata_leaves_the_layout_tags_behind(tmp_path):
+    _, exif = _metadata()
+    source = save_image(Image(_pixels(6, 5, 3), 8, None, exif), tmp_path / "a.tif")
+    loaded = load_image(source)
+    parsed = PILImage.Exif()
+    parsed.load(loaded.exif)
+    assert parsed[0x010F] == "Blind Upscale test camera"
+    assert 256 not in parsed and 273 not in parsed
+    again = load_image(save_image(Image(_pixels(12, 10, 3), 8, None, loaded.exif), tmp_path / "b.tif"))
+    assert (again.width, again.height) == (10, 12)
