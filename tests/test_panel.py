@@ -42,6 +42,7 @@ class RecordingClient:
         self.analysed: list[tuple | None] = []
         self.cancelled: list[str] = []
         self.fail_with: str | None = None
+        self.held: set[str] = set()  # jobs that stay "running" until removed from here
 
     def health(self):
         return {"version": "test", "device": "cpu", "busy": False}
@@ -58,6 +59,8 @@ class RecordingClient:
         return str(len(self.submitted))
 
     def status(self, job_id):
+        if job_id in self.held:
+            return {"state": "running", "progress": 0.5, "stage": "upscaling tile 1/2", "error": None}
         if self.fail_with:
             return {"state": "failed", "progress": 0.0, "stage": "", "error": self.fail_with}
         return {"state": "done", "progress": 1.0, "stage": "finished", "error": None}
@@ -256,3 +259,34 @@ def test_unreadable_layer_reported_not_raised(qtbot, panel):
     widget.run_button.click()
     assert widget.status_label.text() == "Cannot read the layer: CMYK layers are not supported; convert the image to RGB."
     assert client.submitted == [] and widget.run_button.isEnabled()
+
+
+def test_a_preview_overtaken_by_a_change_is_cancelled_and_never_shown(qtbot, panel):
+    widget, client, _host = panel
+    pick(widget, "mmrealsr")
+    client.held.add("1")
+    widget.settings.set("live_preview", True)
+    qtbot.waitUntil(lambda: len(client.submitted) == 1, timeout=5000)
+    shown = []
+    widget.preview_updated.connect(shown.append)
+    widget.dials["blur"].setValue(66)
+    qtbot.waitUntil(lambda: bool(shown), timeout=5000)
+    client.held.clear()
+    qtbot.wait(300)
+    assert client.cancelled == ["1"]
+    assert shown == [2] and widget.preview_generation == 2
+    assert client.submitted[1][1]["blur"] == 0.66
+
+
+def test_run_shows_stage_and_cancel_reaches_the_engine(qtbot, panel):
+    widget, client, host = panel
+    client.held.add("1")
+    widget.run_button.click()
+    qtbot.waitUntil(lambda: "upscaling tile 1/2" in widget.progress.format(), timeout=5000)
+    assert widget.cancel_button.isEnabled() and not widget.run_button.isEnabled()
+    widget.cancel_button.click()
+    qtbot.waitUntil(lambda: client.cancelled == ["1"], timeout=5000)
+    with qtbot.waitSignal(widget.job_finished, timeout=5000) as finished:
+        client.held.clear()  # the engine finished the job anyway: the panel still drops it
+    assert finished.args == ["cancelled"]
+    assert host.applied == []

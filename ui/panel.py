@@ -17,7 +17,7 @@ from ui.host import Host, Rect
 from ui.qt import (QButtonGroup, QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout,
                    QLabel, QLineEdit, QListWidget, QListWidgetItem, QObject, QPixmap,
                    QProgressBar, QPushButton, QRadioButton, QSlider, QStandardItemModel, Qt,
-                   QTimer, QVBoxLayout, QWidget, Signal)
+                   QTimer, QVBoxLayout, QWidget, Signal, is_deleted)
 from ui.settings import DEVICES, TILE_SIZES, Settings
 
 PREVIEW_SOURCE = 40      # side of the preview crop in layer pixels
@@ -81,8 +81,9 @@ class _Calls(QObject):
 
         threading.Thread(target=work, name="blind-upscale-call", daemon=True).start()
 
-    @staticmethod
-    def _deliver(callback, result, error) -> None:
+    def _deliver(self, callback, result, error) -> None:
+        if is_deleted(self):  # the panel went away while the call was out: nobody to tell
+            return
         callback(result, error)
 
 

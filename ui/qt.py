@@ -20,16 +20,25 @@ def _load_binding():
     major = _krita_qt_major()
     if major != 5:
         try:
-            from PyQt6 import QtCore, QtGui, QtWidgets
-            return 6, QtCore, QtGui, QtWidgets
+            from PyQt6 import QtCore, QtGui, QtWidgets, sip
+            return 6, QtCore, QtGui, QtWidgets, sip
         except ImportError:
             if major == 6:
                 raise
     from PyQt5 import QtCore, QtGui, QtWidgets  # type: ignore[no-redef]
-    return 5, QtCore, QtGui, QtWidgets
+    try:
+        from PyQt5 import sip  # type: ignore[no-redef]
+    except ImportError:  # Debian and older PyQt5 builds ship sip as a top-level module
+        import sip  # type: ignore[no-redef]
+    return 5, QtCore, QtGui, QtWidgets, sip
 
 
-QT_MAJOR, QtCore, QtGui, QtWidgets = _load_binding()
+QT_MAJOR, QtCore, QtGui, QtWidgets, sip = _load_binding()
+
+
+def is_deleted(obj) -> bool:
+    """True once Qt has destroyed the C++ side of `obj` (a widget closed while a call was out)."""
+    return sip.isdeleted(obj)
 
 Qt = QtCore.Qt
 QObject = QtCore.QObject
