@@ -22,8 +22,9 @@ CONFIGS = {
     "official-l": {"n_feats": 128, "n_blocks": 28, "n_resblocks": 5, "scale": 4},
     # KDSR-GAN student (`n_sr_blocks 42, n_encoder_res 6`, 18.85 M).
     "gan": {"n_feats": 128, "n_blocks": 42, "n_resblocks": 6, "scale": 4},
-    # CPU configuration trained by this project: ~0.49 M parameters.
-    "lite": {"n_feats": 32, "n_blocks": 10, "n_resblocks": 2, "scale": 4},
+    # CPU configuration trained by this project: ~0.49 M parameters. It adds a bicubic image skip
+    # (the net predicts the residual over bicubic), which a CPU-sized training budget needs.
+    "lite": {"n_feats": 32, "n_blocks": 10, "n_resblocks": 2, "scale": 4, "image_skip": True},
 }
 
 # The DIV2K RGB mean the official SR net subtracts before and adds after the network.
@@ -147,20 +148,31 @@ class Upsampler(nn.Sequential):
 
 class KDSRNet(nn.Module):
     """The SR net G: head conv, IDR-DCRB group + conv with a long skip, upsampler, output conv.
-    Input and output are RGB in 0..1."""
+    Input and output are RGB in 0..1. With `image_skip` the output is added to the bicubic
+    upscale of the input (lite only; the official nets have no such skip); the output conv then
+    starts at zero, so training starts from bicubic."""
 
-    def __init__(self, n_feats: int, n_blocks: int, scale: int):
+    def __init__(self, n_feats: int, n_blocks: int, scale: int, image_skip: bool = False):
         super().__init__()
+        self.scale = scale
+        self.image_skip = image_skip
         self.sub_mean = MeanShift(-1)
         self.add_mean = MeanShift(+1)
         self.head = nn.Sequential(conv3x3(3, n_feats))
         self.body = nn.Sequential(IDRDCRBGroup(n_feats, n_blocks), conv3x3(n_feats, n_feats))
         self.tail = nn.Sequential(Upsampler(scale, n_feats), conv3x3(n_feats, 3))
+        if image_skip:
+            nn.init.zeros_(self.tail[1].weight)
+            nn.init.zeros_(self.tail[1].bias)
 
     def forward(self, x, idr):
-        x = self.head(self.sub_mean(x))
+        centred = self.sub_mean(x)
+        x = self.head(centred)
         res = self.body[1](self.body[0](x, idr)) + x
-        return self.add_mean(self.tail(res))
+        out = self.tail(res)
+        if self.image_skip:
+            out = out + F.interpolate(centred, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        return self.add_mean(out)
 
 
 class KDSRStudent(nn.Module):
@@ -168,10 +180,11 @@ class KDSRStudent(nn.Module):
 
     `estimate` and `upscale` are separate so tiled inference computes one IDR per image."""
 
-    def __init__(self, n_feats: int, n_blocks: int, n_resblocks: int, scale: int = 4):
+    def __init__(self, n_feats: int, n_blocks: int, n_resblocks: int, scale: int = 4,
+                 image_skip: bool = False):
         super().__init__()
         self.scale = scale
-        self.G = KDSRNet(n_feats, n_blocks, scale)
+        self.G = KDSRNet(n_feats, n_blocks, scale, image_skip)
         self.E_st = KDIDE(n_feats, n_resblocks, in_channels=3)
 
     def estimate(self, lr):
@@ -189,10 +202,11 @@ class KDSRStudent(nn.Module):
 class KDSRTeacher(nn.Module):
     """Training-only model (official `BlindSR_TA`): E sees LR and the pixel-unshuffled HR."""
 
-    def __init__(self, n_feats: int, n_blocks: int, n_resblocks: int, scale: int = 4):
+    def __init__(self, n_feats: int, n_blocks: int, n_resblocks: int, scale: int = 4,
+                 image_skip: bool = False):
         super().__init__()
         self.scale = scale
-        self.G = KDSRNet(n_feats, n_blocks, scale)
+        self.G = KDSRNet(n_feats, n_blocks, scale, image_skip)
         self.E = KDIDE(n_feats, n_resblocks, in_channels=3 + 3 * scale * scale)
 
     def estimate(self, lr, hr):
