@@ -3,10 +3,10 @@
     python -m plugin.standalone.screenshot [--image IMAGE] [--out docs/screenshot.png]
 
 Without a display it re-runs itself under `xvfb-run` (apt-get install xvfb xauth). Without
---image it paints its own low-resolution test card (text and shapes, shrunk 4x with blur), so the
-screenshot carries nothing but this project's own pixels. It selects a region, picks the first
-method with weights (learned ones before bicubic), waits for the live preview, runs Blind Upscale
-on the selection and saves the window.
+--image it shows the project's sample photo (resources/samples), or, when that is absent, paints
+its own low-resolution test card. It selects a region, picks the first method with weights
+(learned ones before bicubic), waits for the live preview, runs Blind Upscale on the selection
+and saves the window.
 """
 from __future__ import annotations
 
@@ -71,7 +71,9 @@ def take(image: Path | None, out: Path) -> None:
 
     scratch = Path(tempfile.mkdtemp(prefix="blind-upscale-shot-"))
     try:
-        source = image or test_card(scratch / "card.png")
+        from plugin.standalone.__main__ import sample_image
+
+        source = image or sample_image() or test_card(scratch / "card.png")
         engine = LocalEngine()
         settings = Settings(scratch / "settings.json")
         window = EditorWindow(Document.from_file(source), engine, settings)
@@ -92,7 +94,7 @@ def take(image: Path | None, out: Path) -> None:
                 return
             panel.model_combo.setCurrentIndex(panel.model_combo.findData(model))
             d = window.document
-            window.document.set_selection(Rect(d.width // 8, d.height // 2, d.width // 2, d.height // 3))
+            window.document.set_selection(Rect(d.width // 4, d.height // 8, d.width // 2, d.height // 2))
             panel.preview_updated.connect(lambda _g: QTimer.singleShot(200, run), type=_single_shot())
 
         def run() -> None:
@@ -113,7 +115,7 @@ def take(image: Path | None, out: Path) -> None:
             app.quit()
 
         window.panel.models_loaded.connect(pick_model)
-        QTimer.singleShot(180_000, lambda: fail("timed out after 3 minutes"))
+        QTimer.singleShot(600_000, lambda: fail("timed out after 10 minutes"))
         app.exec()
         window.close()
         if failures:
@@ -131,7 +133,7 @@ def _single_shot():
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m plugin.standalone.screenshot", description=__doc__.splitlines()[0])
-    parser.add_argument("--image", type=Path, help="image to show (default: a painted test card)")
+    parser.add_argument("--image", type=Path, help="image to show (default: the sample photo)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshot.png")
     args = parser.parse_args(argv)
     if not os.environ.get("DISPLAY") and os.environ.get("QT_QPA_PLATFORM") != "offscreen":
