@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from plugin.packaging import build_packages
 ROOT = Path(__file__).resolve().parents[1]
 IMPORTER = Path("/usr/share/krita/pykrita/plugin_importer/plugin_importer.py")
 DRIVER = Path(__file__).resolve().parent / "krita_driver"
-NEEDED = ("krita", "xvfb-run", "xauth")
+NEEDED = ("krita", "kritarunner", "xvfb-run", "xauth")
 
 
 def require_krita() -> None:
@@ -50,7 +49,15 @@ def make_image(path: Path, width: int, height: int, seed: int) -> np.ndarray:
     return rgba
 
 
-def make_profile(home: Path, zip_path: Path) -> dict:
+@pytest.fixture(scope="module")
+def profile(tmp_path_factory):
+    """One throw-away Krita profile for the module, with the packaged plug-in imported by Krita's
+    own importer and the test driver beside it. Krita's first start in a new profile is slow, the
+    ones after take seconds: both tests share it. Returns (resources folder, environment)."""
+    require_krita()
+    base = tmp_path_factory.mktemp("krita")
+    (zip_path,) = build_packages(ROOT, base / "dist")
+    home = base / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("QT_", "XDG_", "BLIND_UPSCALE_"))}
     env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"),
                XDG_DATA_HOME=str(home / ".local" / "share"), XDG_CACHE_HOME=str(home / ".cache"),
@@ -62,25 +69,24 @@ def make_profile(home: Path, zip_path: Path) -> dict:
     (config / "kritadisplayrc").write_text("[General]\nOpenGLRenderer=none\n")
     resources = home / ".local" / "share" / "krita"
     resources.mkdir(parents=True)
+    # kritarunner keeps its resources under its own name: share Krita's, built once per profile.
+    (resources.parent / "kritarunner").symlink_to(resources)
     imported = subprocess.run(["python3", str(IMPORTER), str(zip_path), str(resources)],
                               capture_output=True, text=True, timeout=60)
     assert "Imported plugin: Blind Upscale" in imported.stdout, imported.stdout + imported.stderr
     pykrita = resources / "pykrita"
     shutil.copy(DRIVER / "blind_upscale_test_driver.desktop", pykrita)
     shutil.copytree(DRIVER / "blind_upscale_test_driver", pykrita / "blind_upscale_test_driver")
-    return env
+    return resources, env
 
 
-def test_packaged_plugin_in_real_krita(tmp_path):
-    require_krita()
-    dist = tmp_path / "dist"
-    (zip_path,) = build_packages(ROOT, dist)
+def test_packaged_plugin_in_real_krita(profile, tmp_path):
+    resources, env = profile
     work = tmp_path / "work"
     work.mkdir()
     small = make_image(work / "small.png", 24, 16, seed=1)
     make_image(work / "large.png", 640, 640, seed=2)
-    env = make_profile(tmp_path / "home", zip_path)
-    env["BLIND_UPSCALE_TEST_DIR"] = str(work)
+    env = {**env, "BLIND_UPSCALE_TEST_DIR": str(work), "BLIND_UPSCALE_SETTINGS": str(tmp_path / "settings.json")}
 
     cli_out = work / "cli.png"
     cli = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "core", "upscale",
@@ -94,7 +100,7 @@ def test_packaged_plugin_in_real_krita(tmp_path):
                               "krita", "--nosplash"], env=env, stdout=out, stderr=subprocess.STDOUT,
                              timeout=180)
     report_path = work / "report.json"
-    engine_log = tmp_path / "home" / ".local" / "share" / "krita" / "blind_upscale_engine.log"
+    engine_log = resources / "blind_upscale_engine.log"
     context = (f"exit {run.returncode}\nkrita log tail:\n{log.read_text(errors='replace')[-3000:]}\n"
                f"engine log tail:\n{engine_log.read_text(errors='replace')[-2000:] if engine_log.exists() else '-'}")
     assert report_path.exists(), context
@@ -123,3 +129,51 @@ def test_packaged_plugin_in_real_krita(tmp_path):
     assert report["large_state"] == "failed"
     assert "stopped unexpectedly" in report["large_status"], report["large_status"]
     assert report["large_after"] == report["large_before"]
+
+
+def test_host_adapter_in_real_krita_for_every_depth(profile, tmp_path):
+    """kritarunner (no window, seconds in a used profile): pixels of U8/U16/F16/F32 RGBA and U8 gray
+    documents come out in RGBA/GA order with linear profiles marked; results go back in exactly."""
+    resources, env = profile
+    pykrita = resources / "pykrita"  # the plug-in as Krita's importer installed it
+    colours = np.array([[[200, 30, 10], [10, 200, 30]], [[30, 10, 200], [120, 120, 120]]], np.uint8)
+    png = colours.repeat(3, axis=0).repeat(4, axis=1)  # 6x8, one colour per quadrant
+    PILImage.fromarray(png).save(tmp_path / "in.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**env, "QT_QPA_PLATFORM": "offscreen", "BLIND_UPSCALE_SETTINGS": str(tmp_path / "settings.json"),
+           "PYTHONPATH": os.pathsep.join([str(pykrita), str(DRIVER)])}
+    run = subprocess.run(["kritarunner", "-s", "host_probe", "-f", "main", str(out), str(tmp_path / "in.png")],
+                         env=env, capture_output=True, text=True, timeout=150)
+    report_path = out / "host_probe.json"
+    assert report_path.exists(), run.stdout[-2000:] + run.stderr[-2000:]
+    report = json.loads(report_path.read_text())
+    assert "error" not in report, report["error"]
+
+    def srgb(linear):
+        return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * np.power(linear, 1 / 2.4) - 0.055)
+
+    samples = {"u8": np.uint8, "u16": "<u2", "f32": "<f4"}
+    for key, info in report.items():
+        if key == "CMYKA_U8":
+            assert "Convert it with Image > Convert Image Color Space" in info["refused"]
+            continue
+        header = info["header"]
+        raw = np.frombuffer((out / f"{key}.raw").read_bytes(), samples[header["dtype"]])
+        raw = raw.reshape(6, 8, header["channels"]).astype(np.float64)
+        assert info["after"]["size"] == [32, 24] and info["round_trip_equal"], info
+        if key == "GRAYA_U8":
+            assert header["order"] == "GA" and (raw[..., 1] == 255).all()
+            assert len(np.unique(raw[..., 0])) == 4
+            continue
+        assert header["order"] == "RGBA"
+        top = {"u8": 255.0, "u16": 65535.0, "f32": 1.0}[header["dtype"]]
+        rgb = raw[..., :3] / top
+        if info["depth"] == "U8":
+            assert "transfer" not in header
+        else:
+            assert header["transfer"] == "linear" and "g10" in info["profile"]
+            rgb = srgb(rgb)
+        np.testing.assert_allclose(rgb * 255, png, atol=1.0, err_msg=key)  # R first: not BGR
+        assert np.allclose(raw[..., 3], top)
+    assert report["RGBA_U8"]["alpha_corners"] == [128, 255]  # soft selection shapes the alpha

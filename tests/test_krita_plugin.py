@@ -99,6 +99,16 @@ def test_f32_and_gray_pass_through():
     assert (gray.channels, gray.order, gray.data) == (2, "GA", bytes([9, 255, 7, 128]))
 
 
+def test_coverage_multiplies_alpha_for_every_sample_type():
+    u8 = pixels.with_coverage(RawImage(2, 1, 2, "u8", bytes([7, 200, 9, 255])), bytes([255, 128]))
+    assert u8.data == bytes([7, 200, 9, 128])
+    u16 = pixels.with_coverage(RawImage(1, 1, 4, "u16", array("H", [1, 2, 3, 65535]).tobytes()), bytes([51]))
+    assert array("H", u16.data).tolist() == [1, 2, 3, 13107]
+    linear = pixels.LinearRawImage(1, 1, 4, "f32", array("f", [0.5, 0.5, 0.5, 1.0]).tobytes())
+    f32 = pixels.with_coverage(linear, bytes([0]))
+    assert array("f", f32.data).tolist() == [0.5, 0.5, 0.5, 0.0] and f32.header()["transfer"] == "linear"
+
+
 def test_other_colour_models_are_refused_clearly():
     with pytest.raises(pixels.UnsupportedLayer, match="RGB and gray layers; this layer is CMYKA.*Convert"):
         pixels.krita_to_raw(bytes(5), 1, 1, "CMYKA", "U8")
@@ -159,13 +169,12 @@ def test_apply_result_scales_and_adds_a_layer_without_touching_the_source(app):
     assert names == ["Photo", "Blind Upscale ×4 (Bicubic)"]
     new = doc.rootNode().childNodes()[1]
     assert new.writes == [(8, 4, 12, 8)]
-    stored = RawImage(12, 8, 4, "u16", pixels.raw_to_krita(result, "RGBA", "U16"))
-    assert bytes(new.pixelData(8, 4, 12, 8)) == stored.data
-    coverage = new.childNodes()[0]
-    assert coverage.type() == "transparencymask"
-    scaled = bytes(coverage.pixelData(8, 4, 12, 8))
-    assert scaled[0] == 0 and scaled[6] == 255 and scaled[-1] == 0
-    assert doc.activeNode() is new
+    written = pixels.krita_to_raw(bytes(new.pixelData(8, 4, 12, 8)), 12, 8, "RGBA", "U16")
+    got, sent = array("H", written.data), array("H", result.data)
+    assert got[0::4] == sent[0::4] and got[1::4] == sent[1::4] and got[2::4] == sent[2::4]
+    alpha = got[3::4]  # the selection's coverage, scaled x4, shapes the new layer's alpha
+    assert alpha[0] == 0 and alpha[-1] == 0 and alpha[6] == sent[3::4][6]
+    assert new.childNodes() == [] and doc.activeNode() is new
 
 
 def test_apply_result_checks_everything_before_changing_the_document(app):

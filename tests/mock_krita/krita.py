@@ -215,9 +215,6 @@ class Document:
     def createNode(self, name, kind):
         return Node(self, name, kind, self._model, self._depth, self._profile)
 
-    def createTransparencyMask(self, name):
-        return Node(self, name, "transparencymask", self._model, self._depth, self._profile)
-
     def selection(self):
         return self._selection
 

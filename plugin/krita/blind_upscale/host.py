@@ -11,7 +11,7 @@ import hashlib
 
 from krita import Krita
 
-from .pixels import UnsupportedLayer, check_format, krita_to_raw, raw_to_krita
+from .pixels import UnsupportedLayer, check_format, krita_to_raw, raw_to_krita, with_coverage
 from plugin.raw_image import RawImage
 from ui.host import Host, Rect, Selection
 from ui.qt import QImage, Qt
@@ -112,22 +112,21 @@ class KritaHost(Host):
         if (image.width, image.height) != (width, height):
             raise UnsupportedLayer(f"The engine returned {image.width}x{image.height} pixels, "
                                    f"expected {width}x{height}.")
+        if mask:
+            image = with_coverage(image, _scale_mask(mask, source.width, source.height, scale))
         data = raw_to_krita(image, model, depth)
-        scaled_mask = _scale_mask(mask, source.width, source.height, scale) if mask else None
 
         layer = doc.createNode(name, "paintlayer")
         if (layer.colorModel(), layer.colorDepth()) != (model, depth):
             layer.setColorSpace(model, depth, node.colorProfile())
+        if layer is None:
+            raise UnsupportedLayer("Krita could not create the result layer.")
         # Everything that can fail has been checked: from here on the document changes.
         doc.scaleImage(doc.width() * scale, doc.height() * scale, round(doc.xRes()), round(doc.yRes()), "Bicubic")
         doc.waitForDone()
         layer.setPixelData(data, source.x * scale, source.y * scale, width, height)
         parent = node.parentNode() or doc.rootNode()
         parent.addChildNode(layer, node)
-        if scaled_mask is not None:
-            coverage = doc.createTransparencyMask("Selection")
-            coverage.setPixelData(scaled_mask, source.x * scale, source.y * scale, width, height)
-            layer.addChildNode(coverage, None)
         doc.setActiveNode(layer)
         doc.refreshProjection()
 

@@ -78,6 +78,32 @@ def _float_to_half(values: array) -> bytes:
     return b"".join(parts)
 
 
+def with_coverage(image: RawImage, coverage: bytes) -> RawImage:
+    """The image with its alpha multiplied by a selection coverage (one byte per pixel, 0..255).
+
+    Krita 5.1's libkis cannot fill a transparency mask (setPixelData on one is a no-op, measured),
+    so a soft selection shapes the result layer's own alpha instead.
+    """
+    if image.channels not in (2, 4):
+        raise ValueError("the result has no alpha channel to apply the selection to")
+    if len(coverage) != image.width * image.height:
+        raise ValueError("the selection mask does not match the result's size")
+    step = image.channels
+    if image.dtype == "u8":
+        out = bytearray(image.data)
+        out[step - 1::step] = bytes((a * c + 127) // 255 for a, c in zip(out[step - 1::step], coverage))
+        return type(image)(image.width, image.height, image.channels, image.dtype, bytes(out))
+    values = array("H" if image.dtype == "u16" else "f")
+    values.frombytes(image.data)
+    values = _little_endian(values)
+    if image.dtype == "u16":
+        scaled = array("H", ((a * c + 127) // 255 for a, c in zip(values[step - 1::step], coverage)))
+    else:
+        scaled = array("f", (a * c / 255.0 for a, c in zip(values[step - 1::step], coverage)))
+    values[step - 1::step] = scaled
+    return type(image)(image.width, image.height, image.channels, image.dtype, _little_endian(values).tobytes())
+
+
 def krita_to_raw(data: bytes, width: int, height: int, model: str, depth: str, profile: str = "") -> RawImage:
     """Bytes from `Node.pixelData` -> RawImage (RGBA or GA; F16 widened to f32)."""
     check_format(model, depth)
