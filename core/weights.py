@@ -318,12 +318,3 @@ def load_model(model: str, config: str, how_to_get: str = "") -> LoadedWeights:
                 name=path.name)
     return LoadedWeights(module.eval(), sha, path, source)
 
-
-def default_config(model: str) -> str:
-    """The first configuration with weights (bundled before user), else the first one."""
-    configs = model_configs(model)
-    for wanted in ("bundled", "user"):
-        for config in configs:
-            if weights_status(model, config) == wanted:
-                return config
-    return configs[0]

@@ -89,7 +89,6 @@ def test_user_checkpoint_is_found_by_keys_and_loads(models_dir):
     (models_dir / "notes.txt").write_text("not a checkpoint")
     assert weights.weights_status("mmrealsr", "lite") == "user"
     assert weights.weights_status("mmrealsr", "official") == "missing"
-    assert weights.default_config("mmrealsr") == "lite"
     loaded = weights.load_model("mmrealsr", "lite")
     assert loaded.source == "user" and len(loaded.sha256) == 64
     x = torch.rand(1, 3, 12, 12)
