@@ -52,7 +52,8 @@ class RecordingClient:
 
     def analyse(self, image, region=None):
         self.analysed.append(region)
-        return {"blur": 0.25, "noise": 0.75, "faces": [[2, 3, 10, 12, 0.9], [20, 4, 8, 8, 0.8]]}
+        return {"blur": 0.25, "noise": 0.75, "faces": [[2.2, 3.0, 9.6, 12.0, 0.9], [20, 4, 8, 8, 0.8],
+                                                        [60.0, 40.0, 9.0, 9.0, 0.7]]}
 
     def submit(self, image, request):
         self.submitted.append((image, dict(request)))
@@ -188,11 +189,12 @@ def test_selection_roles(qtbot, panel):
     assert request["support"] == [4, 6, 20, 10] and "region" not in request
 
     pick(widget, "metaf2n")
-    qtbot.waitUntil(lambda: len(widget.faces) == 2, timeout=5000)
+    qtbot.waitUntil(lambda: len(widget.faces) == 3, timeout=5000)
+    assert widget.faces[0][:4] == (2, 3, 10, 12) and widget.faces[2][:4] == (60, 40, 4, 8)  # whole, inside
     widget.use_buttons["face"].setChecked(True)
     widget.faces_list.item(1).setCheckState(Qt.CheckState.Unchecked)
     run_and_wait(qtbot, widget)
-    assert client.submitted[-1][1]["faces"] == [[4, 6, 20, 10], [2, 3, 10, 12]]
+    assert client.submitted[-1][1]["faces"] == [[4, 6, 20, 10], [2, 3, 10, 12], [60, 40, 4, 8]]
     widget.auto_faces_check.setChecked(False)
     host.sel = None
     run_and_wait(qtbot, widget)

@@ -19,6 +19,7 @@ from plugin.standalone.document import Document
 from plugin.standalone.local_engine import LocalEngine
 from plugin.standalone.window import EditorWindow
 from ui.host import Rect
+from ui.qt import QPoint, Qt
 from ui.settings import Settings
 
 def _weights_present(model_id: str) -> bool:
@@ -69,6 +70,16 @@ def editor(qtbot, tmp_path, engine):
     return window
 
 
+def drag_select(qtbot, canvas, start, end):
+    """Drag the selection tool from one document point to another with real mouse events."""
+    def widget_point(x, y):
+        return QPoint(round(canvas.offset.x() + x * canvas.zoom), round(canvas.offset.y() + y * canvas.zoom))
+
+    qtbot.mousePress(canvas, Qt.MouseButton.LeftButton, pos=widget_point(*start))
+    qtbot.mouseMove(canvas, widget_point(*end))
+    qtbot.mouseRelease(canvas, Qt.MouseButton.LeftButton, pos=widget_point(*end))
+
+
 def pick(window, model_id):
     combo = window.panel.model_combo
     combo.setCurrentIndex(combo.findData(model_id))
@@ -78,7 +89,9 @@ def pick(window, model_id):
 @pytest.mark.parametrize("model_id", RUNNABLE)
 def test_select_upscale_undo(qtbot, editor, model_id):
     pick(editor, model_id)
-    editor.document.set_selection(Rect(8, 4, 24, 20))
+    assert editor.canvas.zoom >= 2  # the small image is fitted into the view, enlarged
+    drag_select(qtbot, editor.canvas, (8.5, 4.5), (31.5, 23.5))
+    assert editor.document.selection == Rect(8, 4, 24, 20)
     with qtbot.waitSignal(editor.panel.job_finished, timeout=60000) as finished:
         editor.upscale_action.trigger()
     assert finished.args == ["done"], editor.panel.status_label.text()
@@ -156,3 +169,15 @@ def test_sixteen_bit_kept_through_upscale_and_save(qtbot, tmp_path, engine):
     assert saved.bit_depth == 16 and (saved.width, saved.height) == (80, 64)
     samples = np.round(saved.pixels * 65535).astype(np.int64)
     assert np.mean(samples % 257 != 0) > 0.5  # 8-bit data widened to 16 bits would be multiples of 257
+
+
+def test_zoom_keeps_the_view_centre_and_a_click_clears_the_selection(qtbot, editor):
+    canvas = editor.canvas
+    before = canvas.view_center()
+    canvas.zoom_in()
+    canvas.zoom_in()
+    assert abs(canvas.view_center()[0] - before[0]) <= 1 and abs(canvas.view_center()[1] - before[1]) <= 1
+    drag_select(qtbot, canvas, (2.5, 2.5), (10.5, 10.5))
+    assert editor.document.selection == Rect(2, 2, 9, 9)
+    drag_select(qtbot, canvas, (5.5, 5.5), (5.5, 5.5))
+    assert editor.document.selection is None

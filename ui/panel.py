@@ -791,8 +791,13 @@ class Panel(QWidget):
         if error is not None:
             self.faces_list.addItem(f"Face detection failed: {plain_error(error)}")
             return
-        self.faces = [tuple(face[:4]) + ((float(face[4]) if len(face) > 4 else 1.0),)
-                      for face in result.get("faces", [])]
+        width, height = self.host.layer_size()
+        self.faces = []
+        for face in result.get("faces", []):  # boxes may come as floats: whole pixels inside the layer
+            x, y = max(0, int(round(face[0]))), max(0, int(round(face[1])))
+            w, h = min(int(round(face[2])), width - x), min(int(round(face[3])), height - y)
+            if w > 0 and h > 0:
+                self.faces.append((x, y, w, h, float(face[4]) if len(face) > 4 else 1.0))
         self.faces_list.blockSignals(True)
         for number, (x, y, w, h, score) in enumerate(self.faces, start=1):
             item = QListWidgetItem(f"Face {number}: {w}×{h} at ({x}, {y}), score {score:.2f}")

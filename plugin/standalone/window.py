@@ -73,6 +73,7 @@ class EditorWindow(QMainWindow):
         layers_dock = QDockWidget("Layers", self)
         layers_dock.setObjectName("layers")
         layers_dock.setWidget(self.layers)
+        self.layers.setMinimumWidth(240)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, layers_dock)
 
         self.panel = Panel(self.host, client, settings or Settings(), show_engine_settings=False)
