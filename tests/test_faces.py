@@ -161,3 +161,18 @@ def test_region_detection_reports_whole_image_coordinates(tmp_path):
     assert moved[0].box == (11.0, 22.0, 3.0, 4.0)
     np.testing.assert_array_equal(moved[0].landmarks, np.tile([10.0, 20.0], (5, 1)))
     assert detect(synthetic_scene(), models_dir=tmp_path, region=(20, 30, 100, 80)).faces == []
+
+
+@pytest.mark.parametrize("shape, factor", [((40, 60), 4.0), ((1200, 1800), 1000 / 1800), ((600, 700), 1.0)])
+def test_detector_view_maps_back_to_the_original_pixels(shape, factor):
+    h, w = shape
+    bgr8 = np.zeros((h, w, 3), np.uint8)
+    bgr8[20:23, 30:33] = 255  # a 3x3 dot centred on pixel (31, 21)
+    view = faces.DetectorView(bgr8, 500, 1500, 1000)
+    assert view.fx == pytest.approx(factor, rel=0.01)
+    gray = view.image[..., 0].astype(np.float64)
+    ys, xs = np.mgrid[0:gray.shape[0], 0:gray.shape[1]]
+    centre = (float((xs * gray).sum() / gray.sum()), float((ys * gray).sum() / gray.sum()))
+    face = view.face((*centre, *centre), 0.9, np.array([centre] * 5))
+    assert face.box[0] == pytest.approx(31, abs=0.1) and face.box[1] == pytest.approx(21, abs=0.1)
+    np.testing.assert_allclose(face.landmarks, np.tile([31.0, 21.0], (5, 1)), atol=0.1)
