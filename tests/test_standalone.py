@@ -104,6 +104,13 @@ def test_select_upscale_undo(qtbot, editor, model_id):
     assert editor.layers.count() == 2
     assert "s." in editor.panel.status_label.text()  # "<model> on cpu: 0.3 s."
 
+    out = editor.document.path.with_name("out.png")
+    assert editor.save_file(out)
+    saved = np.asarray(PILImage.open(out))
+    assert saved.shape == (160, 192, 3)  # the grown canvas, alpha dropped: every layer is opaque
+    region = saved[16:16 + 80, 32:32 + 96]
+    assert np.array_equal(region, np.frombuffer(result.raw.data, np.uint8).reshape(80, 96, 3))
+
     editor.undo_stack.undo()
     assert len(editor.document.layers) == 1
     assert (editor.document.width, editor.document.height) == (48, 40)
