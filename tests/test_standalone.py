@@ -19,7 +19,7 @@ from plugin.standalone.document import Document
 from plugin.standalone.local_engine import LocalEngine
 from plugin.standalone.window import EditorWindow
 from ui.host import Rect
-from ui.qt import QPoint, Qt
+from ui.qt import QApplication, QMessageBox, QPoint, Qt, QTimer
 from ui.settings import Settings
 
 def _weights_present(model_id: str) -> bool:
@@ -67,7 +67,8 @@ def editor(qtbot, tmp_path, engine):
     window.show()
     with qtbot.waitSignal(window.panel.models_loaded, timeout=10000):
         pass
-    return window
+    yield window
+    window.undo_stack.setClean()  # closing at teardown must not stop on the "save changes?" question
 
 
 def drag_select(qtbot, canvas, start, end):
@@ -188,3 +189,22 @@ def test_zoom_keeps_the_view_centre_and_a_click_clears_the_selection(qtbot, edit
     assert editor.document.selection == Rect(2, 2, 9, 9)
     drag_select(qtbot, canvas, (5.5, 5.5), (5.5, 5.5))
     assert editor.document.selection is None
+
+
+def test_closing_with_an_unsaved_result_asks_first(qtbot, editor):
+    pick(editor, "bicubic")
+    with qtbot.waitSignal(editor.panel.job_finished, timeout=30000):
+        editor.upscale_action.trigger()
+    answers = []
+
+    def answer(button):
+        box = QApplication.activeModalWidget()
+        answers.append(box.text())
+        box.button(button).click()
+
+    QTimer.singleShot(200, lambda: answer(QMessageBox.StandardButton.Cancel))
+    assert not editor.close()
+    assert editor.isVisible() and len(editor.document.layers) == 2
+    QTimer.singleShot(200, lambda: answer(QMessageBox.StandardButton.Discard))
+    assert editor.close()
+    assert answers == ["Save the changes to in.png?"] * 2

@@ -117,6 +117,7 @@ def take(image: Path | None, out: Path) -> None:
         window.panel.models_loaded.connect(pick_model)
         QTimer.singleShot(600_000, lambda: fail("timed out after 10 minutes"))
         app.exec()
+        window.undo_stack.setClean()  # the result is a throwaway: close without the "save?" question
         window.close()
         if failures:
             raise SystemExit("screenshot: " + failures[0])

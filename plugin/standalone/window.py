@@ -174,6 +174,8 @@ class EditorWindow(QMainWindow):
         return True
 
     def open_dialog(self) -> None:
+        if not self.confirm_discard():
+            return
         path, _ = QFileDialog.getOpenFileName(self, "Open image", "", OPEN_FILTER)
         if path:
             self.open_file(path)
@@ -196,24 +198,37 @@ class EditorWindow(QMainWindow):
         self.statusBar().showMessage(f"Saved {path}", 5000)
         return True
 
-    def save(self) -> None:
+    def save(self) -> bool:
         if self.document.path is None:
-            self.save_dialog()
-        else:
-            self.save_file(self.document.path)
+            return self.save_dialog()
+        return self.save_file(self.document.path)
 
-    def save_dialog(self) -> None:
+    def save_dialog(self) -> bool:
         start = str(self.document.path.with_name(self.document.path.stem + "_x4.png")) if self.document.path else ""
         path, _ = QFileDialog.getSaveFileName(self, "Save image", start, SAVE_FILTER)
-        if path:
-            self.save_file(path)
+        return bool(path) and self.save_file(path)
 
     def select_all(self) -> None:
         from ui.host import Rect
 
         self.document.set_selection(Rect(0, 0, self.document.width, self.document.height))
 
+    def confirm_discard(self) -> bool:
+        """Before the document goes away with unsaved Blind Upscale results: save, discard or stay."""
+        if self.undo_stack.isClean():
+            return True
+        name = self.document.path.name if self.document.path else "the image"
+        buttons = QMessageBox.StandardButton
+        answer = QMessageBox.question(self, "Blind Upscale", f"Save the changes to {name}?",
+                                      buttons.Save | buttons.Discard | buttons.Cancel, buttons.Save)
+        if answer == buttons.Save:
+            return self.save_dialog()  # a new name: the original file stays as it was
+        return answer == buttons.Discard
+
     def closeEvent(self, event) -> None:  # noqa: N802
+        if not self.confirm_discard():
+            event.ignore()
+            return
         self.panel.cancel()
         close = getattr(self.client, "close", None)
         if close is not None:
