@@ -82,6 +82,7 @@ class GridHost(Host):
     def __init__(self):
         self.image = RawImage(64, 48, 4, "u8", bytes(range(256)) * (64 * 48 * 4 // 256))
         self.sel: Selection | None = None
+        self.centre = (32, 24)
         self.applied: list[tuple] = []
 
     def has_image(self):
@@ -100,7 +101,7 @@ class GridHost(Host):
         return self.sel
 
     def view_center(self):
-        return (32, 24)
+        return self.centre
 
     def revision(self):
         return (id(self.image), self.sel)
@@ -292,3 +293,18 @@ def test_run_shows_stage_and_cancel_reaches_the_engine(qtbot, panel):
         client.held.clear()  # the engine finished the job anyway: the panel still drops it
     assert finished.args == ["cancelled"]
     assert host.applied == []
+
+
+def test_preview_follows_the_view_without_new_face_detection(qtbot, panel):
+    widget, client, host = panel
+    pick(widget, "metaf2n")
+    qtbot.waitUntil(lambda: len(widget.faces) == 3, timeout=5000)
+    detections = len(client.analysed)
+    widget.settings.set("live_preview", True)
+    with qtbot.waitSignal(widget.preview_updated, timeout=5000):
+        pass
+    host.centre = (10, 10)
+    with qtbot.waitSignal(widget.preview_updated, timeout=5000):
+        pass
+    assert client.submitted[-1][1]["region"] == [0, 0, 40, 40]
+    assert len(client.analysed) == detections

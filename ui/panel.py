@@ -128,6 +128,7 @@ class Panel(QWidget):
         self._calls = _Calls(self)
         self._host_revision: object = None
         self._faces_revision: object = None
+        self._preview_rect: Rect | None = None
         self._updating = False
 
         self._build(show_engine_settings)
@@ -416,6 +417,9 @@ class Panel(QWidget):
             value = getattr(s, name)
             slider.setValue(round(value * DIAL_STEPS))
             self.dial_values[name].setText(f"{value:.2f}")
+        model_index = self.model_combo.findData(s.model)
+        if model_index >= 0:
+            self.model_combo.setCurrentIndex(model_index)
         self.use_buttons[s.selection_use].setChecked(True)
         self.auto_faces_check.setChecked(s.auto_faces)
         self.live_preview_check.setChecked(s.live_preview)
@@ -809,13 +813,19 @@ class Panel(QWidget):
         self.faces_list.blockSignals(False)
 
     def _poll_host(self) -> None:
+        """Follow the editor: new pixels or selection refresh faces and preview; a moved view only
+        the preview (whose crop follows the view centre)."""
         if not self.host.has_image():
             return
         revision = self.host.revision()
+        preview_rect = self.preview_rect()
         if revision != self._host_revision:
             self._host_revision = revision
             self._refresh_faces()
             self.schedule_preview()
+        elif preview_rect != self._preview_rect:
+            self.schedule_preview()
+        self._preview_rect = preview_rect
 
     # ---------------------------------------------------------------- status line
     def _show_status(self, text: str) -> None:

@@ -55,7 +55,7 @@ class StandaloneHost(Host):
 
     def revision(self) -> object:
         d = self.document
-        return (id(d), d.revision, id(d.active), self.view_center() if d.active is not None else None)
+        return (id(d), d.revision, id(d.active))
 
     def apply_result(self, image: RawImage, source: Rect, scale: int, name: str, undo_label: str,
                      mask: bytes | None = None) -> None:
