@@ -1,4 +1,4 @@
-"""RawImage <-> QImage for display, with the standard library only (no numpy in hosts).
+"""RawImage -> QImage for display, and crops, with the standard library only (no numpy in hosts).
 
 Display is 8-bit: 16-bit samples keep their high byte, floats are clipped to 0..1. The exact
 samples stay in the RawImage; these QImages only paint.
@@ -61,19 +61,6 @@ def to_qimage(raw: RawImage) -> QImage:
     fmt = {1: QImage.Format.Format_Grayscale8, 3: QImage.Format.Format_RGB888,
            4: QImage.Format.Format_RGBA8888}[c]
     return QImage(samples, w, h, w * c, fmt).copy()
-
-
-def from_qimage(image: QImage) -> RawImage:
-    """An 8-bit RGBA RawImage of `image` (straight alpha)."""
-    rgba = image.convertToFormat(QImage.Format.Format_RGBA8888)
-    w, h = rgba.width(), rgba.height()
-    bits = rgba.constBits()
-    bits.setsize(rgba.sizeInBytes())
-    stride = rgba.bytesPerLine()
-    data = bytes(bits)
-    if stride != w * 4:
-        data = b"".join(data[y * stride:y * stride + w * 4] for y in range(h))
-    return RawImage(w, h, 4, "u8", data)
 
 
 def crop(raw: RawImage, x: int, y: int, w: int, h: int) -> RawImage:
