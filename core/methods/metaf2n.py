@@ -69,7 +69,7 @@ class MetaF2NUpscaler(Upscaler):
             if faces:
                 found += ", none large enough (16 px) to learn from"
             progress(1.0, f"{found}; upscaling with the unadapted weights" + (f" ({note})" if note else ""))
-            return _on(stored_parameters(self.model), self.device)
+            return stored_parameters(self.model)
         progress(0.2, f"{found}; adapting to {pairs.faces} face(s) with {len(pairs.lr)} patches")
         params, loss = adapt(self.model, pairs)
         progress(1.0, f"adapted to {pairs.faces} face(s) (weighted L1 {loss:.4f} before the step)"
@@ -84,10 +84,6 @@ class MetaF2NUpscaler(Upscaler):
         with torch.inference_mode():
             y = functional_call(self.model.backbone, context, (x,))
         return y.float().cpu().numpy()
-
-
-def _on(params: dict, device: str) -> dict:
-    return {name: p.to(device) for name, p in params.items()}
 
 
 def _tf_export(config: str) -> Path | None:
