@@ -109,6 +109,10 @@ def ensure_venv(extras: set[str] = frozenset()) -> Path:
     started = time.monotonic()
     if sys.version_info < (3, 10):
         raise StepFailed("check Python", f"Python 3.10 or newer is needed, this is {platform.python_version()}")
+    built_with = venv_python_version()
+    if venv_python().exists() and built_with and built_with != platform.python_version():
+        say(f".venv was made with Python {built_with}, this is {platform.python_version()}: recreating it")
+        run_step("recreate .venv", [sys.executable, "-m", "venv", "--clear", VENV])
     if not venv_python().exists():
         run_step("create .venv", [sys.executable, "-m", "venv", VENV])
         if not venv_python().exists():
@@ -134,6 +138,16 @@ def ensure_venv(extras: set[str] = frozenset()) -> Path:
     STAMP.write_text(json.dumps(wanted_stamp(extras)))
     say(f".venv ready in {time.monotonic() - started:.0f} s")
     return venv_python()
+
+
+def venv_python_version() -> str | None:
+    """The Python version .venv was made with, from its pyvenv.cfg."""
+    try:
+        text = (VENV / "pyvenv.cfg").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^version(?:_info)?\s*=\s*(\d+\.\d+\.\d+)", text, re.M)
+    return match.group(1) if match else None
 
 
 def ensure_headless_opencv(pip: list) -> None:

@@ -72,6 +72,8 @@ class UpscaleRequest:
     def validate(self) -> None:
         if not isinstance(self.model, str) or not self.model:
             raise InputError("the request needs a model id")
+        if self.config is not None and not isinstance(self.config, str):
+            raise InputError(f"config must be a configuration name, got {self.config!r}")
         if not isinstance(self.scale, int) or isinstance(self.scale, bool) or not 1 <= self.scale <= 8:
             raise InputError(f"scale must be an integer from 1 to 8, got {self.scale!r}")
         if self.device not in ("auto", "cpu", "cuda"):

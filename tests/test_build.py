@@ -110,3 +110,21 @@ def test_sample_image_is_shipped():
 
     sample = load_image(module.SAMPLE)
     assert (sample.width, sample.height, sample.channels) == (256, 256, 3)
+
+
+def test_venv_from_another_python_is_recreated(build, monkeypatch):
+    (build.VENV / "pyvenv.cfg").write_text("home = /usr/bin\nversion = 3.2.1\n")
+    assert build.venv_python_version() == "3.2.1"
+    steps = []
+
+    class Result:
+        returncode = 1
+
+    def fake_run(command, **kwargs):
+        steps.append(command)
+        return Result()
+
+    monkeypatch.setattr(build.subprocess, "run", fake_run)
+    with pytest.raises(build.StepFailed, match="recreate .venv"):
+        build.ensure_venv(set())
+    assert "--clear" in steps[0]
