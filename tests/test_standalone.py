@@ -112,11 +112,12 @@ def test_select_upscale_undo(qtbot, editor, model_id):
     region = saved[16:16 + 80, 32:32 + 96]
     assert np.array_equal(region, np.frombuffer(result.raw.data, np.uint8).reshape(80, 96, 3))
 
-    editor.undo_stack.undo()
+    assert editor.undo_action.isEnabled() and editor.undo_action.text().startswith("&Undo Blind Upscale")
+    editor.undo_action.trigger()
     assert len(editor.document.layers) == 1
     assert (editor.document.width, editor.document.height) == (48, 40)
     assert editor.document.layers[0].pixel_size == 1
-    editor.undo_stack.redo()
+    editor.redo_action.trigger()
     assert editor.document.layers[-1] is result
 
 
@@ -125,9 +126,10 @@ def test_cancel_leaves_nothing(qtbot, editor, engine):
     editor.panel.settings.set("tile", 16)
     with qtbot.waitSignal(editor.panel.job_finished, timeout=30000) as finished:
         editor.upscale_action.trigger()
+        assert not editor.layers.isEnabled() and not editor.undo_action.isEnabled()
         editor.panel.cancel_button.click()
     assert finished.args == ["cancelled"]
-    assert len(editor.document.layers) == 1
+    assert len(editor.document.layers) == 1 and editor.layers.isEnabled()
     assert editor.undo_stack.count() == 0
     assert "Cancelled" in editor.panel.status_label.text()
 

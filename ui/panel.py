@@ -108,6 +108,7 @@ class Panel(QWidget):
     """The dock widget's content."""
 
     result_applied = Signal(str)   # the new layer's name
+    job_started = Signal()         # a run was sent to the engine
     job_finished = Signal(str)     # "done", "failed" or "cancelled", after a run
     preview_updated = Signal(int)  # the generation shown
     models_loaded = Signal()
@@ -538,6 +539,7 @@ class Panel(QWidget):
         job.mask = mask
         job.layer_name = layer_name
         self.run_job = job
+        self.job_started.emit()
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from ui.panel import Panel
 from ui.qt import (QAction, QDockWidget, QKeySequence, QLabel, QListWidget, QListWidgetItem,
-                   QMainWindow, QMessageBox, QFileDialog, QScrollArea, Qt, QUndoStack, QWidget)
+                   QMainWindow, QMessageBox, QFileDialog, QScrollArea, Qt, QUndoStack, QWidget,
+                   is_deleted)
 from ui.settings import Settings
 
 from plugin.standalone.canvas import Canvas
@@ -93,10 +94,13 @@ class EditorWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.size_label)
         self.canvas.cursor_moved.connect(lambda x, y: self.position_label.setText(f"{x}, {y}"))
         self.canvas.view_changed.connect(self._show_size)
+        self.panel.job_started.connect(self._update_editing)
+        self.panel.job_finished.connect(self._update_editing)
         self.panel.job_finished.connect(lambda state: self.statusBar().showMessage(
             {"done": "Blind Upscale finished.", "cancelled": "Blind Upscale cancelled.",
              "failed": "Blind Upscale failed: see the panel."}[state], 5000))
         self._build_menus()
+        self._update_editing()
         self._watch(document)
         self.resize(1280, 800)
 
@@ -119,12 +123,12 @@ class EditorWindow(QMainWindow):
         self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
 
         edit_menu = bar.addMenu("&Edit")
-        undo = self.undo_stack.createUndoAction(self, "&Undo")
-        undo.setShortcut(QKeySequence(QKeySequence.StandardKey.Undo))
-        redo = self.undo_stack.createRedoAction(self, "&Redo")
-        redo.setShortcut(QKeySequence(QKeySequence.StandardKey.Redo))
-        edit_menu.addAction(undo)
-        edit_menu.addAction(redo)
+        self.undo_action = self._action(edit_menu, "&Undo", self.undo_stack.undo, QKeySequence.StandardKey.Undo)
+        self.redo_action = self._action(edit_menu, "&Redo", self.undo_stack.redo, QKeySequence.StandardKey.Redo)
+        self.undo_stack.undoTextChanged.connect(lambda text: self.undo_action.setText(f"&Undo {text}".strip()))
+        self.undo_stack.redoTextChanged.connect(lambda text: self.redo_action.setText(f"&Redo {text}".strip()))
+        self.undo_stack.canUndoChanged.connect(self._update_editing)
+        self.undo_stack.canRedoChanged.connect(self._update_editing)
         edit_menu.addSeparator()
         self._action(edit_menu, "Select &All", self.select_all, QKeySequence.StandardKey.SelectAll)
         self._action(edit_menu, "&Deselect", lambda: self.document.set_selection(None), "Ctrl+Shift+A")
@@ -140,6 +144,16 @@ class EditorWindow(QMainWindow):
         filter_menu = bar.addMenu("F&ilter")
         self.upscale_action = self._action(filter_menu, "Blind Upscale", self.panel.run, "Ctrl+Shift+U")
         self._action(filter_menu, "Cancel Blind Upscale", self.panel.cancel, "Esc")
+
+    def _update_editing(self, *_changed) -> None:
+        """While a Blind Upscale runs, the layer it reads stays active and the layers stay put
+        (no undo, redo or layer switch), so the result lands where its source was."""
+        if is_deleted(self.undo_stack):  # the stack announces its last change while being destroyed
+            return
+        idle = self.panel.run_job is None
+        self.undo_action.setEnabled(idle and self.undo_stack.canUndo())
+        self.redo_action.setEnabled(idle and self.undo_stack.canRedo())
+        self.layers.setEnabled(idle)
 
     # ---------------------------------------------------------------- documents
     def _watch(self, document: Document) -> None:
