@@ -434,6 +434,15 @@ def write_port_file(path: Path, info: dict) -> None:
         raise
 
 
+def _stop_with_parent(server: EngineServer, parent: int) -> None:
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        server.shutdown()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core serve",
                                      description="Run the Blind Upscale engine as an HTTP server.")
@@ -445,6 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "or $BLIND_UPSCALE_TOKEN)")
     parser.add_argument("--port-file", default=None,
                         help="write {url, port, token, pid} as JSON here once listening")
+    parser.add_argument("--parent-pid", type=int, default=None,
+                        help="stop when this process (the editor that started the engine) is no "
+                             "longer its parent, so a crashed editor leaves no engine behind")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help=f"largest image accepted, width*height (default {DEFAULT_MAX_PIXELS})")
     return parser
@@ -471,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"Blind Upscale engine on {server.url} token {token}", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if args.parent_pid is not None:
+        _stop_with_parent(server, args.parent_pid)
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:

@@ -182,11 +182,12 @@ class EngineProcess:
         self._tmp = tempfile.TemporaryDirectory(prefix="blind-upscale-")
         port_file = Path(self._tmp.name) / "engine.port"
         log = self.log_path or str(Path(self._tmp.name) / "engine.log")
-        self._log = open(log, "ab")
+        self._log = open(log, "wb")  # this run's log only: the last lines explain a failed start
         env = dict(os.environ)
         if self.root:
             env["PYTHONPATH"] = self.root + os.pathsep + env.get("PYTHONPATH", "")
-        cmd = [self.python, "-m", "core", "serve", "--port", "0", "--port-file", str(port_file)]
+        cmd = [self.python, "-m", "core", "serve", "--port", "0", "--port-file", str(port_file),
+               "--parent-pid", str(os.getpid())]
         try:
             self.proc = subprocess.Popen(cmd, cwd=self.root or None, env=env, stdin=subprocess.DEVNULL,
                                          stdout=self._log, stderr=subprocess.STDOUT)

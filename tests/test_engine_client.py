@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -90,3 +91,34 @@ def test_engine_that_cannot_start_says_why(tmp_path):
     with pytest.raises(EngineError, match=r"exited while starting \(code 3\): No module named torch"):
         process.start()
     assert not process.running()
+
+
+def test_engine_stops_when_its_parent_dies(tmp_path):
+    """A crashed or killed editor leaves no engine behind (--parent-pid)."""
+    port_file = tmp_path / "engine.port"
+    launcher = ("import os, subprocess, sys, time\n"
+                f"port_file = {str(port_file)!r}\n"
+                "p = subprocess.Popen([sys.executable, '-m', 'core', 'serve', '--port-file', port_file,"
+                " '--parent-pid', str(os.getpid())], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+                "deadline = time.monotonic() + 60\n"
+                "while not os.path.exists(port_file) and time.monotonic() < deadline:\n"
+                "    time.sleep(0.1)\n"
+                "print(p.pid)\n")  # then the launcher, the engine's parent, ends
+    started = subprocess.run([sys.executable, "-c", launcher], cwd=ROOT, capture_output=True, text=True,
+                             timeout=90)
+    pid = int(started.stdout)
+    assert port_file.exists() or not alive(pid), "the engine did not start"
+    deadline = time.monotonic() + 10
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(pid), "the engine outlived the process that started it"
+    assert not port_file.exists()
+
+
+def alive(pid: int) -> bool:
+    """Running (not gone, not a zombie nobody reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in state
