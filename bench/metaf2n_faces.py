@@ -72,8 +72,10 @@ def uniform_weight_model(state):
 def psnr_on_boxes(sr, hr, boxes, scale):
     values = []
     for x, y, w, h in boxes:
-        x0, y0, x1, y1 = (int(round(v * scale)) for v in (x, y, x + w, y + h))
-        values.append(psnr_y(sr[y0:y1, x0:x1], hr[y0:y1, x0:x1], border=0))
+        x0, y0 = max(0, int(round(x * scale))), max(0, int(round(y * scale)))
+        x1, y1 = min(hr.shape[1], int(round((x + w) * scale))), min(hr.shape[0], int(round((y + h) * scale)))
+        if x1 > x0 and y1 > y0:
+            values.append(psnr_y(sr[y0:y1, x0:x1], hr[y0:y1, x0:x1], border=0))
     return float(np.mean(values)) if values else float("nan")
 
 
@@ -85,7 +87,7 @@ def adapt_some(count):
     gen = torch.Generator().manual_seed(0)
     selfies = [p for p in PHOTOS if p.parent.name == "selfie"] + [p for p in PHOTOS if p.parent.name != "selfie"]
     for path in selfies[:count]:
-        hr = load_rgb(path, longest=384)
+        hr = load_rgb(path, longest=640)
         hr = hr[: hr.shape[0] // 4 * 4, : hr.shape[1] // 4 * 4]
         hr_t = torch.from_numpy(hr.transpose(2, 0, 1).copy())[None]
         degradation = ClassicBatch(isotropic_gaussian_kernels(torch.tensor([1.2])), torch.tensor([5 / 255]))
