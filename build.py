@@ -3,7 +3,7 @@
 
     python3 build.py run [IMAGE] [--headless]   open the standalone editor, or (headless / no
                                                 display) upscale IMAGE or the sample into out/
-    python3 build.py test [PYTEST ARGS...]      run the whole test suite
+    python3 build.py test [PYTEST ARGS...]      run the whole test suite (or what the arguments select)
     python3 build.py package                    build dist/ (Krita plug-in zip, GIMP folder)
 
 Every command first makes sure `.venv` exists and holds the dependencies of pyproject.toml.
@@ -171,11 +171,30 @@ def convert_bundled_peer_weights() -> None:
 
 
 # ---------------------------------------------------------------- commands
+def child_env(**extra: str) -> dict:
+    """The environment for the programs build.py starts.
+
+    When `python3` is a pyenv shim, pyenv puts its interpreter's own bin folder (and its
+    libexec and plugin folders) first on PATH for build.py. Programs the tests start by name
+    (Krita's embedded Python, `python3` for Krita's plug-in importer) would then find pyenv's
+    Python instead of the system one; so those entries are taken off again. The venv's
+    interpreter is always called by its full path."""
+    env = dict(os.environ, **extra)
+    root = env.get("PYENV_ROOT")
+    if root and ("_PYENV_INSTALL_PREFIX" in env or "PYENV_HOOK_PATH" in env):
+        added = re.compile(re.escape(root.rstrip("/")) + r"/(versions/[^/]+/bin|libexec|plugins/[^/]+/bin)/?$")
+        env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if not added.match(p))
+        for key in ("PYENV_HOOK_PATH", "PYENV_DIR", "_PYENV_INSTALL_PREFIX"):
+            env.pop(key, None)
+    return env
+
+
 def command_test(args: list[str]) -> int:
     python = ensure_venv({"test"})
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(ROOT))
-    say("running the test suite: pytest tests/")
-    return subprocess.run([str(python), "-m", "pytest", "tests", *args], cwd=ROOT, env=env).returncode
+    env = child_env(QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(ROOT))
+    say(f"running the test suite: pytest {' '.join(args) or 'tests/'}")
+    # With no arguments pytest runs pyproject's testpaths (tests/); arguments narrow it down.
+    return subprocess.run([str(python), "-m", "pytest", *args], cwd=ROOT, env=env).returncode
 
 
 def has_display() -> bool:
@@ -188,7 +207,7 @@ def command_run(args: list[str]) -> int:
     if len(images) > 1 or any(a.startswith("-") for a in images):
         raise StepFailed("read arguments", "usage: build.py run [IMAGE] [--headless]")
     python = ensure_venv()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = child_env(PYTHONPATH=str(ROOT))
     if not headless and has_display():
         if not (ROOT / "plugin" / "standalone").is_dir():
             raise StepFailed("open the editor", "plugin/standalone is missing from this checkout")

@@ -128,3 +128,16 @@ def test_venv_from_another_python_is_recreated(build, monkeypatch):
     with pytest.raises(build.StepFailed, match="recreate .venv"):
         build.ensure_venv(set())
     assert "--clear" in steps[0]
+
+
+def test_pyenv_shim_additions_are_taken_off_path_for_children(build, monkeypatch):
+    root = "/home/u/.pyenv"
+    monkeypatch.setenv("PYENV_ROOT", root)
+    monkeypatch.setenv("PYENV_HOOK_PATH", f"{root}/pyenv.d")
+    monkeypatch.setenv("PATH", f"{root}/versions/3.11.7/bin:{root}/libexec:{root}/plugins/python-build/bin:"
+                               f"{root}/plugins/pyenv-virtualenv/shims:{root}/shims:/usr/bin")
+    env = build.child_env(EXTRA="1")
+    assert env["PATH"] == f"{root}/plugins/pyenv-virtualenv/shims:{root}/shims:/usr/bin"
+    assert env["EXTRA"] == "1" and "PYENV_HOOK_PATH" not in env
+    monkeypatch.delenv("PYENV_HOOK_PATH")
+    assert build.child_env()["PATH"].startswith(f"{root}/versions/3.11.7/bin")  # no shim: untouched
