@@ -31,6 +31,8 @@ def parse_args(argv=None):
     parser.add_argument("--region", type=int, default=320, help="CMDSR: HR side of a task's region")
     parser.add_argument("--condition-every", type=int, default=4,
                         help="CMDSR: update the ConditionNet every N steps")
+    parser.add_argument("--contrast-weight", type=float, default=0.1,
+                        help="CMDSR: weight of the task-contrastive loss against L1")
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
     parser.add_argument("--val-minutes", type=float, default=5.0)
     parser.add_argument("--val-steps", type=int, help="validate every N steps instead of by time")
