@@ -303,8 +303,37 @@ def test_preview_follows_the_view_without_new_face_detection(qtbot, panel):
     widget.settings.set("live_preview", True)
     with qtbot.waitSignal(widget.preview_updated, timeout=5000):
         pass
+    submitted = len(client.submitted)
     host.centre = (10, 10)
     with qtbot.waitSignal(widget.preview_updated, timeout=5000):
         pass
-    assert client.submitted[-1][1]["region"] == [0, 0, 40, 40]
+    assert len(client.submitted) == submitted + 1
+    assert widget.preview_rect() == Rect(0, 0, 40, 40)
+    assert client.submitted[-1][1]["region"] == [0, 0, 64, 48]  # the crop united with the faces
     assert len(client.analysed) == detections
+
+
+def test_preview_region_holds_the_sample_and_shows_only_the_crop(qtbot, panel):
+    widget, client, host = panel
+    pick(widget, "cmdsr")
+    host.sel = Selection(Rect(50, 30, 10, 10))
+    widget.use_buttons["support"].setChecked(True)
+    widget.settings.set("live_preview", True)
+    with qtbot.waitSignal(widget.preview_updated, timeout=5000):
+        pass
+    request = client.submitted[-1][1]
+    assert request["support"] == [50, 30, 10, 10]
+    assert request["region"] == [12, 4, 48, 40]  # view crop (12, 4, 40, 40) united with the sample
+    assert widget.after_label.pixmap().width() == 160  # only the crop is shown
+
+
+def test_preview_adapts_to_the_faces_auto_found(qtbot, panel):
+    widget, client, _host = panel
+    pick(widget, "metaf2n")
+    qtbot.waitUntil(lambda: len(widget.faces) == 3, timeout=5000)
+    widget.settings.set("live_preview", True)
+    with qtbot.waitSignal(widget.preview_updated, timeout=5000):
+        pass
+    request = client.submitted[-1][1]
+    assert request["faces"] == [[2, 3, 10, 12], [20, 4, 8, 8], [60, 40, 4, 8]]
+    assert request["region"] == [2, 3, 62, 45]
