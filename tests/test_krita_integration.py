@@ -114,7 +114,7 @@ def test_packaged_plugin_in_real_krita(profile, tmp_path):
     assert report["small_after"]["size"] == [96, 64]
     layers = report["small_after"]["layers"]
     assert len(layers) == 2 and layers[0] == report["small_before"]["layers"][0]
-    assert report["new_layer"]["name"] == layers[1] and "4" in layers[1]
+    assert report["new_layer"]["name"] == layers[1] == "Blind Upscale ×4 (Bicubic)"
     assert report["new_layer"]["type"] == "paintlayer"
     bgra = np.frombuffer((work / "new_layer.bgra").read_bytes(), np.uint8).reshape(64, 96, 4)
     got = bgra[..., [2, 1, 0, 3]]

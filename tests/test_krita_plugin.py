@@ -225,6 +225,7 @@ def test_the_action_upscales_the_active_layer_without_a_dialog(app, engine_serve
     assert finished.args == ["done"], panel.status_label.text()
     assert (doc.width(), doc.height()) == (40, 24) and layer.writes == []
     new = doc.rootNode().childNodes()[1]
+    assert new.name() == "Blind Upscale ×4 (Bicubic)"
     got = pixels.krita_to_raw(bytes(new.pixelData(0, 0, 40, 24)), 40, 24, "RGBA", "U8")
     source = pixels.krita_to_raw(krita_bytes(10, 6), 10, 6, "RGBA", "U8")
     expected = to_raw(Engine().upscale(from_raw(source), UpscaleRequest(model="bicubic")), "u8")
