@@ -176,4 +176,6 @@ def test_host_adapter_in_real_krita_for_every_depth(profile, tmp_path):
             rgb = srgb(rgb)
         np.testing.assert_allclose(rgb * 255, png, atol=1.0, err_msg=key)  # R first: not BGR
         assert np.allclose(raw[..., 3], top)
+    assert report["RGBA_U8"]["selections"] == [[[1, 2, 4, 3], None], [[1, 2, 4, 3], [128]]]
+    assert report["RGBA_U8"]["selection_after_clear"]
     assert report["RGBA_U8"]["alpha_corners"] == [128, 255]  # soft selection shapes the alpha

@@ -10,7 +10,7 @@ import json
 import os
 import traceback
 
-from krita import Krita
+from krita import Krita, Selection
 
 SPACES = [
     ("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc"),
@@ -47,7 +47,8 @@ def probe(app, host_module, pixels_module, png, out, model, depth, profile, with
         doc.waitForDone()
     info = {"model": node.colorModel(), "depth": node.colorDepth(), "profile": node.colorProfile()}
     host = host_module.KritaHost(app)
-    # Krita's activeNode() follows the view; without one, tell the host which layer is meant.
+    # Krita's active document and node follow the view; without one, tell the host which are meant.
+    host._document = lambda: doc
     host._layer = lambda: (doc, node)
     try:
         raw = host.layer_pixels()
@@ -60,7 +61,17 @@ def probe(app, host_module, pixels_module, png, out, model, depth, profile, with
     with open(os.path.join(out, f"{tag}.raw"), "wb") as f:
         f.write(raw.data)
     mask = None
-    if with_mask:  # the left half half-selected, as a soft selection would give
+    if with_mask:
+        found = []
+        for value in (255, 128):
+            selection = Selection()
+            selection.select(1, 2, 4, 3, value)
+            doc.setSelection(selection)
+            sel = host.selection()
+            found.append([sel.bounds.as_tuple(), None if sel.mask is None else sorted(set(sel.mask))])
+        doc.setSelection(Selection())
+        info["selections"] = found
+        info["selection_after_clear"] = host.selection() is None  # the left half half-selected, as a soft selection would give
         mask = bytes([128] * (doc.width() // 2) + [255] * (doc.width() - doc.width() // 2)) * doc.height()
     result = nearest(raw, SCALE)
     source = Rect(0, 0, raw.width, raw.height)
