@@ -21,7 +21,6 @@ for path in (HERE / "mock_krita", HERE.parent / "plugin" / "krita"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import krita  # noqa: E402  (the mock)

@@ -50,11 +50,6 @@ class KritaHost(Host):
         doc = self._layer()[0]
         return doc.width(), doc.height()
 
-    def layer_format(self) -> tuple[str, str, str]:
-        """Colour model, depth and profile name of the active layer."""
-        node = self._layer()[1]
-        return node.colorModel(), node.colorDepth(), node.colorProfile()
-
     def layer_pixels(self, rect: Rect | None = None) -> RawImage:
         doc, node = self._layer()
         model, depth, profile = node.colorModel(), node.colorDepth(), node.colorProfile()
