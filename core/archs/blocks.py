@@ -14,12 +14,13 @@ from torch.nn import init
 @torch.no_grad()
 def default_init_weights(modules, scale: float = 1.0, bias_fill: float = 0.0):
     """Kaiming-normal (fan-in) weights scaled by `scale`, biases set to `bias_fill`: BasicSR's
-    initialisation; residual branches use scale 0.1 so a fresh net starts near identity."""
+    initialisation; residual branches use scale 0.1 so a fresh net starts near identity. Skipped
+    on the meta device, where it only costs time (parameter counts, architecture detection)."""
     if isinstance(modules, nn.Module):
         modules = [modules]
     for module in modules:
         for m in module.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
+            if isinstance(m, (nn.Conv2d, nn.Linear)) and not m.weight.is_meta:
                 init.kaiming_normal_(m.weight)
                 m.weight.mul_(scale)
                 if m.bias is not None:
