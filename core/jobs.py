@@ -148,6 +148,11 @@ class Engine:
         spec = get_model(model)
         chosen = spec.config(config)
         if chosen.weights == "missing":
+            # A model that loads weights raises its own error naming the file to put where.
+            try:
+                upscaler_class(model)(chosen.name, "cpu", "torch")
+            except WeightsError:
+                raise
             raise WeightsError(
                 f"the weights of {chosen.id} are missing: put them in the models folder "
                 "(see README, 'Weights') or pick a model whose weights are present")

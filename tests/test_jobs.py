@@ -113,6 +113,13 @@ def test_missing_weights_are_listed_and_refused(engine, monkeypatch):
         engine.upscale(Image(_scene(8, 8)), UpscaleRequest(model="needs-weights"))
 
 
+def test_missing_weights_message_names_the_file(engine, monkeypatch, tmp_path):
+    monkeypatch.setenv("BLIND_UPSCALE_MODELS", str(tmp_path))
+    with pytest.raises(WeightsError, match="MMRealSRGAN.pth") as error:
+        engine.upscale(Image(_scene(8, 8)), UpscaleRequest(model="mmrealsr"))
+    assert str(tmp_path) in str(error.value)
+
+
 def test_unknown_model_and_config(engine):
     with pytest.raises(ModelError, match="unknown model 'nope'"):
         engine.upscale(Image(_scene(8, 8)), UpscaleRequest(model="nope"))
