@@ -54,9 +54,11 @@ class LocalEngine:
 
     # ------------------------------------------------------------ client interface
     def health(self) -> dict:
+        from core.image_io import DEFAULT_MAX_PIXELS
         from core.runtimes import select_device
 
-        return {"version": VERSION, "device": _call(select_device, "auto"), "busy": self._busy}
+        return {"version": VERSION, "device": _call(select_device, "auto"), "busy": self._busy,
+                "max_pixels": DEFAULT_MAX_PIXELS}
 
     def models(self) -> list[dict]:
         from core.registry import list_models
