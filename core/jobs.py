@@ -1,7 +1,7 @@
 """The one job API of the engine, shared by the CLI, the standalone editor and the server.
 
-`Engine.upscale(image, request, progress, cancel)` crops the region, loads the model (cached),
-lets it `prepare` over the whole crop, runs its tiles, enlarges alpha with the bicubic baseline
+`Engine.upscale(image, request, progress, cancel)` loads the model (cached), lets it `prepare` over
+the whole image, runs its tiles over the region (or the whole image), enlarges alpha with the bicubic baseline
 and returns an `Image` with the input's channels, bit depth, ICC profile and EXIF.
 `Engine.analyse(image, region)` estimates blur and noise (MM-RealSR's DE-Net when its weights are
 present, a classical estimate otherwise) and finds faces (core.faces when it is available).
@@ -121,10 +121,12 @@ def check_box(box: Box, width: int, height: int, what: str) -> Box:
     return box
 
 
-def _relative_box(box: Box, region: Box | None) -> Box:
-    if region is None:
-        return box
-    return (box[0] - region[0], box[1] - region[1], box[2], box[3])
+def _rgb(pixels: np.ndarray) -> np.ndarray:
+    """H x W x 3 float32 in 0..1 from gray, gray+alpha, RGB or RGBA pixels (alpha dropped)."""
+    color = pixels[..., :1] if pixels.shape[2] <= 2 else pixels[..., :3]
+    if color.shape[2] == 1:
+        color = np.repeat(color, 3, axis=2)
+    return np.clip(color, 0.0, 1.0).astype(np.float32)
 
 
 MAX_OUTPUT_PIXELS = 400_000_000
@@ -186,12 +188,6 @@ class Engine:
         if isinstance(request.faces, list):
             for box in request.faces:
                 check_box(box, image.width, image.height, "face box")
-        # The model sees coordinates relative to the crop it upscales.
-        local = UpscaleRequest(**{**request.__dict__})
-        if request.support is not None:
-            local.support = _relative_box(request.support, region)
-        if isinstance(request.faces, list):
-            local.faces = [_relative_box(b, region) for b in request.faces]
 
         out_pixels = pixels.shape[0] * pixels.shape[1] * request.scale ** 2
         if out_pixels > self.max_output_pixels:
@@ -205,18 +201,18 @@ class Engine:
             raise Cancelled()
 
         channels = pixels.shape[2]
-        color = pixels[..., :1] if channels <= 2 else pixels[..., :3]
-        if color.shape[2] == 1:
-            color = np.repeat(color, 3, axis=2)
-        color = np.clip(color, 0.0, 1.0).astype(np.float32)
-
+        # The global step (degradation estimate, support set, faces) sees the whole image, in image
+        # coordinates, so a selection limits only what is upscaled, not what the model learns from.
+        whole = _rgb(image.pixels)
         lo, hi = _PREPARE
         report(lo, "preparing")
-        context = upscaler.prepare(color, local, lambda f, s: report(lo + (hi - lo) * f, s))
+        context = upscaler.prepare(whole, request, lambda f, s: report(lo + (hi - lo) * f, s))
+        color = whole if region is None else whole[y:y + h, x:x + w]
+        del whole
         if is_cancelled():
             raise Cancelled()
 
-        scale = upscaler.tile_scale(local)
+        scale = upscaler.tile_scale(request)
         lo, hi = _TILES
         nchw = np.ascontiguousarray(color.transpose(2, 0, 1)[None])
         try:

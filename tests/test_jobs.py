@@ -208,3 +208,23 @@ def test_out_of_memory_in_a_tile_becomes_a_clear_error(monkeypatch):
     monkeypatch.setattr(methods, "METHODS", {"oom": _RunsOutOfMemory})
     with pytest.raises(BlindUpscaleError, match="out of memory while upscaling with tiles of 64 px"):
         Engine().upscale(Image(_scene(8, 8)), UpscaleRequest(model="oom", tile=64))
+
+
+def test_prepare_sees_the_whole_image_and_tiles_only_the_region(monkeypatch):
+    """A selection limits what is upscaled; the degradation sample and faces stay in image coordinates."""
+    seen = {}
+    bicubic = methods.METHODS["bicubic"]
+
+    class Recording(bicubic):
+        def prepare(self, rgb, request, progress):
+            seen["shape"], seen["support"] = rgb.shape, request.support
+            return super().prepare(rgb, request, progress)
+
+    monkeypatch.setattr(methods, "METHODS", {**methods.METHODS, "bicubic": Recording})
+    scene = _scene(64, 80)
+    request = UpscaleRequest(region=(40, 8, 24, 16), support=(0, 0, 20, 20), tile=0)
+    result = Engine().upscale(Image(scene), request)  # a fresh engine: no cached bicubic
+    assert seen == {"shape": (64, 80, 3), "support": (0, 0, 20, 20)}
+    assert result.pixels.shape[:2] == (64, 96)
+    expected = bicubic_upscale(np.ascontiguousarray(scene[8:24, 40:64].transpose(2, 0, 1)[None]), 4)
+    np.testing.assert_allclose(result.pixels, np.clip(expected[0].transpose(1, 2, 0), 0, 1), atol=1e-6)
