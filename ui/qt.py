@@ -13,7 +13,8 @@ def _krita_qt_major() -> int | None:
     except ImportError:
         return None
     version = getattr(pykrita, "qt_major_version", None)
-    return int(version()) if callable(version) else None
+    # Krita 5 (5.1.5 here) has no qt_major_version and runs PyQt5, even if PyQt6 is installed.
+    return int(version()) if callable(version) else 5
 
 
 def _load_binding():

@@ -3,6 +3,8 @@ a module may also have `native_state_dict(state) -> state`, which turns an offic
 state dict into the module's own (renamed keys, folded scales); the weights store applies it to
 official checkpoints before strict loading."""
 
+from functools import lru_cache
+
 import torch
 from torch import nn
 
@@ -24,6 +26,7 @@ def build(arch_id: str, config: str) -> nn.Module:
     return ARCHS[arch_id].build(config)
 
 
+@lru_cache(maxsize=None)
 def param_count(arch_id: str, config: str) -> int:
     """Parameters of a configuration, counted on the meta device (no memory, no init cost)."""
     with torch.device("meta"):
