@@ -140,12 +140,14 @@ def main(argv=None):
     parser.add_argument("--peer-limit", type=int, default=4, help="images for the slow peers")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--include", type=Path, action="append", default=[],
+                        help="results written earlier with --json to show in the same tables")
     args = parser.parse_args(argv)
     settings = args.settings.split(",")
     if args.worker:
         print(json.dumps(worker(args.worker, settings, args.limit)))
         return
-    results = []
+    results = [r for path in args.include for r in json.loads(path.read_text())]
     for model in available_models(args.models.split(",") if args.models else None):
         limit = args.limit
         if model in PEERS:
