@@ -6,6 +6,8 @@ Inside Krita the binding Krita itself uses wins (``pykrita.qt_major_version()``)
 """
 from __future__ import annotations
 
+import sys
+
 
 def _krita_qt_major() -> int | None:
     try:
@@ -13,8 +15,11 @@ def _krita_qt_major() -> int | None:
     except ImportError:
         return None
     version = getattr(pykrita, "qt_major_version", None)
-    # Krita 5 (5.1.5 here) has no qt_major_version and runs PyQt5, even if PyQt6 is installed.
-    return int(version()) if callable(version) else 5
+    if callable(version):
+        return int(version())
+    # Krita 5 (5.1.5 here) has no qt_major_version; it has loaded PyQt5 before any plug-in, and
+    # PyQt5 must win even if PyQt6 is installed too.
+    return 5 if "PyQt5" in sys.modules else None
 
 
 def _load_binding():
