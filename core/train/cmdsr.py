@@ -122,14 +122,7 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
             save(run, rng, generator, model, sr_optimizer, condition_optimizer)
 
     save(run, rng, generator, model, sr_optimizer, condition_optimizer)
-    if run.finished():
-        validate(run, validation, model)
-        run.save_weights(f"cmdsr_{args.config}.safetensors", model, {"arch": "cmdsr", "config": args.config})
-        run.log("finished")
-    else:
-        run.log("stopped before the end of the budget; continue with --resume")
-    run.close()
-    return run
+    return run.finish(lambda: validate(run, validation, model), "cmdsr", args.config, model)
 
 
 def save(run, rng, generator, model, sr_optimizer, condition_optimizer):

@@ -105,14 +105,7 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
             save(run, rng, generator, phase, teacher, student, optimizer)
 
     save(run, rng, generator, phase, teacher, student, optimizer)
-    if run.finished():
-        validate(run, validation, phase, teacher, student)
-        run.save_weights(f"kdsr_{args.config}.safetensors", student, {"arch": "kdsr", "config": args.config})
-        run.log("finished")
-    else:
-        run.log("stopped before the end of the budget; continue with --resume")
-    run.close()
-    return run
+    return run.finish(lambda: validate(run, validation, phase, teacher, student), "kdsr", args.config, student)
 
 
 def make_optimizer(phase, teacher, student, lr):

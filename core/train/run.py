@@ -121,6 +121,18 @@ class TrainingRun:
         self.log("resumed from checkpoint")
         return payload["state"]
 
+    def finish(self, validate, arch: str, config: str, module: torch.nn.Module):
+        """End of the loop: at the end of the budget, a last validation and the weights file
+        `<arch>_<config>.safetensors`; otherwise a note that `--resume` continues. Closes the run."""
+        if self.finished():
+            validate()
+            self.save_weights(f"{arch}_{config}.safetensors", module, {"arch": arch, "config": config})
+            self.log("finished")
+        else:
+            self.log("stopped before the end of the budget; continue with --resume")
+        self.close()
+        return self
+
     def save_weights(self, name: str, module: torch.nn.Module, metadata: dict[str, str]):
         state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
         save_file(state, str(self.out_dir / name), metadata=metadata)
