@@ -139,3 +139,53 @@ def test_export_refuses_weights_of_another_shape(tmp_path):
     weights.save_state_dict(kdsr.build("lite").state_dict(), source)
     with pytest.raises(WeightsError, match="do not fit"):
         export(source, "cmdsr", "lite", tmp_path / "bundle")
+
+
+def test_kdsr_init_continues_from_a_finished_run_in_the_student_phase(tmp_path):
+    pool = PhotoPool(synthetic_photos(), min_size=32)
+    val = validation(["iso2.0"])
+    first = tmp_path / "first"
+    kdsr_recipe.train(parse_args(["kdsr", "--out", str(first), "--batch", "2", "--patch", "8",
+                                  "--steps", "4", "--val-steps", "100"]), pool, val)
+    out = tmp_path / "continued"
+    common = ["kdsr", "--out", str(out), "--init", str(first), "--batch", "2", "--patch", "8",
+              "--steps", "4", "--val-steps", "100"]
+    # lr 0: the weights written are exactly the ones the run started from
+    kdsr_recipe.train(parse_args(common + ["--lr", "0"]), pool, val)
+    start = load_file(str(first / "kdsr_lite.safetensors"))
+    end = load_file(str(out / "kdsr_lite.safetensors"))
+    assert all(torch.equal(start[k], end[k]) for k in start)
+
+    # a stopped continuation resumes in the student phase: no teacher phase, no G copied over
+    out = tmp_path / "resumed"
+    common[2] = str(out)
+    kdsr_recipe.train(parse_args(common), StoppingPool(synthetic_photos(), 32, stop_at=2), val)
+    kdsr_recipe.train(parse_args(common + ["--resume"]), pool, val)
+    phases = [line.split("| phase ")[1] for line in log_lines(out) if "| phase " in line]
+    assert phases == ["student"]
+    assert any("resumed from checkpoint" in line for line in log_lines(out))
+    assert not any("teacher" in line for line in log_lines(out))
+    assert "finished" in log_lines(out)[-1]
+
+
+def test_cmdsr_init_starts_from_the_run_weights(tmp_path):
+    from core import weights
+
+    pool = PhotoPool(synthetic_photos(size=160), min_size=128)
+    first = tmp_path / "first"
+    first.mkdir()
+    start = cmdsr.build("lite").state_dict()
+    weights.save_state_dict(start, first / "cmdsr_lite.safetensors")
+    out = tmp_path / "continued"
+    args = parse_args(["cmdsr", "--out", str(out), "--init", str(first), "--lr", "0", "--steps", "2",
+                       "--tasks", "2", "--queries", "1", "--region", "128", "--patch", "8",
+                       "--val-steps", "100"])
+    cmdsr_recipe.train(args, pool, validation(["iso2.0"], size=128))
+    end = load_file(str(out / "cmdsr_lite.safetensors"))
+    assert all(torch.equal(start[k], end[k]) for k in start)
+
+
+def test_cmdsr_noise_covers_its_range_and_favours_mild_noise():
+    noise = cmdsr_recipe.sample_task_degradations(4000, torch.Generator().manual_seed(0)).noise_sigma * 255
+    assert 0 <= float(noise.min()) < 1 and 74 < float(noise.max()) <= 75
+    assert 0.40 < float((noise <= 15).float().mean()) < 0.50

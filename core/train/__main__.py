@@ -1,4 +1,4 @@
-"""python -m core.train kdsr|cmdsr [--config lite] [--minutes N | --steps N] [--out DIR] [--resume]"""
+"""python -m core.train kdsr|cmdsr [--config lite] [--minutes N | --steps N] [--out DIR] [--resume | --init RUN_DIR]"""
 
 import argparse
 from pathlib import Path
@@ -20,6 +20,8 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, help="training budget in optimizer steps")
     parser.add_argument("--out", type=Path, help="run folder (default: train_runs/<recipe>_<config>)")
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    parser.add_argument("--init", type=Path,
+                        help="start from a finished run folder's weights (a warm restart with a new budget)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--lr", type=float, help="peak learning rate (cosine decay)")

@@ -1,7 +1,7 @@
 """CMDSR recipe, as in the official training, shrunk to a CPU budget.
 
 A batch is `tasks` tasks. A task is one HR region of one photo with one degradation (isotropic
-Gaussian blur sigma 0.2..4, bicubic down, AWGN sigma 0..75, 8-bit), from which two support sets
+Gaussian blur sigma 0.2..4, bicubic down, AWGN sigma 0..75 drawn as 75 u^2, 8-bit), from which two support sets
 of 20 LR patches (32x32) and `queries` query patches are cut. Every step trains the BaseNet, the
 modulation layers and the ConditionNet with L1 on the queries, conditioned on support set A.
 Every `condition_every` steps the ConditionNet also takes the task-contrastive loss (the two
@@ -14,12 +14,19 @@ average, over-smoothing restoration). Letting L1 reach the ConditionNet every st
 the task vector carry the degradation within a short budget; the contrastive term keeps its
 alternating place. `task_spread` in the log (std of the task vectors across tasks) shows collapse.
 
+Noise sigma is 75 u^2 (u uniform) rather than uniform: the same 0..75 range, but the mild noise of
+real photos is drawn more often (P(sigma <= 15) = 0.45 instead of 0.2), so a small net does not spend
+most of its capacity on noise that photos seldom have.
+
+With `--init RUN_DIR` the model starts from a finished run's weights (a warm restart with a new budget).
+
 The contrastive distance is the per-channel |f(X) - f(X')| of the released code
 (`F.pairwise_distance` on T x 128 x 1 x 1 tensors), averaged over tasks and channels:
 L = mean(softplus(d_pos^2) + softplus(-d_neg^2)).
 """
 
 import torch
+from safetensors.torch import load_file
 from torch.nn import functional as F
 
 from core import degradations as deg
@@ -51,12 +58,20 @@ def random_patches(images: torch.Tensor, count: int, size: int, generator: torch
     return patches, ys, xs
 
 
+NOISE_MAX = 75.0
+
+
+def sample_task_degradations(tasks: int, generator: torch.Generator) -> deg.ClassicBatch:
+    blur = deg.sample_isotropic(tasks, generator, sigma=(0.2, 4.0))
+    noise = NOISE_MAX * torch.rand(tasks, generator=generator) ** 2 / 255
+    return deg.ClassicBatch(blur.kernels, noise)
+
+
 def make_tasks(pool, args, rng, generator):
     """Support sets A and B (T x S*3 x 32 x 32), query LR (T*Q x 3 x p x p) and HR."""
     region = args.region
     hr = pool.batch(args.tasks, region, rng)
-    params = deg.sample_isotropic(args.tasks, generator, sigma=(0.2, 4.0), noise=(0.0, 75.0))
-    lr = deg.classic_degrade(hr, params, SCALE, generator)
+    lr = deg.classic_degrade(hr, sample_task_degradations(args.tasks, generator), SCALE, generator)
     s = args.support_size
     support, _, _ = random_patches(lr, 2 * s, PATCH_SIZE, generator)
     t = args.tasks
@@ -85,6 +100,9 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
         model.load_state_dict(state["model"])
         sr_optimizer.load_state_dict(state["sr_optimizer"])
         condition_optimizer.load_state_dict(state["condition_optimizer"])
+    elif args.init is not None:
+        model.load_state_dict(load_file(str(args.init / f"cmdsr_{args.config}.safetensors")))
+        run.log(f"initialised from {args.init}")
     pool = pool or PhotoPool.from_files(default_training_files(), min_size=args.region)
     validation = validation or ValidationSet(["iso2.0", "iso2.6+n15"], size=384)
     run.log("start", config=args.config, params=sum(p.numel() for p in model.parameters()),

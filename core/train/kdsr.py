@@ -6,11 +6,14 @@ Phases (fractions of the budget):
   the KD loss (KL between softmax(D'/tau) of teacher and student, tau 0.15), as the official
   aniso+noise recipe does before adding L1;
 - student (0.38 .. 1): the whole student with L1 + KD; the teacher is frozen.
+With `--init RUN_DIR` (a finished run) the teacher and student start from that run's weights and the
+whole budget is the student phase: a warm restart of the learning rate that continues training.
 Degradations are classic and drawn per sample: half the batch isotropic Gaussian (sigma 0.2..4,
 no noise), half anisotropic (sigma 0.2..4 each axis, any angle) with AWGN sigma 0..25.
 """
 
 import torch
+from safetensors.torch import load_file
 from torch.nn import functional as F
 
 from core import degradations as deg
@@ -20,15 +23,16 @@ from core.train.run import TrainingRun, cosine_lr, seed_everything, set_lr
 from core.train.validation import SCALE, ValidationSet
 
 PHASES = (("teacher", 0.0, 0.30), ("student_kd", 0.30, 0.38), ("student", 0.38, 1.0))
+CONTINUE_PHASES = (("student", 0.0, 1.0),)
 TAU = 0.15
 
 
-def phase_at(progress: float) -> tuple[str, float]:
+def phase_at(progress: float, phases=PHASES) -> tuple[str, float]:
     """(phase name, fraction through that phase)."""
-    for name, start, end in PHASES:
+    for name, start, end in phases:
         if progress < end:
             return name, (progress - start) / (end - start)
-    return PHASES[-1][0], 1.0
+    return phases[-1][0], 1.0
 
 
 def kd_loss(student_vec, teacher_vec):
@@ -52,24 +56,31 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
     teacher, student = arch.build_teacher(args.config), arch.build(args.config)
     optimizer = None
     phase = None
+    phases = PHASES
     state = run.load_checkpoint(rng, generator) if args.resume else None
     if state is not None:
         teacher.load_state_dict(state["teacher"])
         student.load_state_dict(state["student"])
         phase = state["phase"]
+        phases = tuple(tuple(p) for p in state.get("phases", PHASES))
         optimizer = make_optimizer(phase, teacher, student, args.lr)
         optimizer.load_state_dict(state["optimizer"])
+    elif args.init is not None:
+        teacher.load_state_dict(load_file(str(args.init / "teacher.safetensors")))
+        student.load_state_dict(load_file(str(args.init / f"kdsr_{args.config}.safetensors")))
+        phases = CONTINUE_PHASES
+        run.log(f"initialised from {args.init}")
     pool = pool or PhotoPool.from_files(default_training_files(), min_size=args.patch * SCALE)
     validation = validation or ValidationSet(["iso2.0", "aniso+n10"])
     run.log("start", config=args.config, params=sum(p.numel() for p in student.parameters()),
             images=len(pool.images), **{f"bicubic_{k}": v for k, v in validation.bicubic.items()})
 
     while not run.finished() and not run.stop_requested:
-        name, fraction = phase_at(run.progress())
+        name, fraction = phase_at(run.progress(), phases)
         if name != phase:
             if phase == "teacher":
                 run.save_weights("teacher.safetensors", teacher, {"arch": "kdsr-teacher", "config": args.config})
-            if name != "teacher" and phase in (None, "teacher"):
+            if phases == PHASES and name != "teacher" and phase in (None, "teacher"):
                 student.G.load_state_dict(teacher.G.state_dict())
             phase = name
             optimizer = make_optimizer(phase, teacher, student, args.lr)
@@ -102,9 +113,9 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
         if run.validation_due():
             validate(run, validation, phase, teacher, student)
         if run.checkpoint_due():
-            save(run, rng, generator, phase, teacher, student, optimizer)
+            save(run, rng, generator, phases, phase, teacher, student, optimizer)
 
-    save(run, rng, generator, phase, teacher, student, optimizer)
+    save(run, rng, generator, phases, phase, teacher, student, optimizer)
     return run.finish(lambda: validate(run, validation, phase, teacher, student), "kdsr", args.config, student)
 
 
@@ -114,8 +125,9 @@ def make_optimizer(phase, teacher, student, lr):
     return torch.optim.Adam([p for p in params if p.requires_grad], lr=lr, betas=(0.9, 0.999))
 
 
-def save(run, rng, generator, phase, teacher, student, optimizer):
-    run.save_checkpoint({"phase": phase, "teacher": teacher.state_dict(), "student": student.state_dict(),
+def save(run, rng, generator, phases, phase, teacher, student, optimizer):
+    run.save_checkpoint({"phases": [list(p) for p in phases], "phase": phase,
+                         "teacher": teacher.state_dict(), "student": student.state_dict(),
                          "optimizer": optimizer.state_dict()}, rng, generator)
 
 
