@@ -120,12 +120,29 @@ def run_model(model: str, settings: list[str], limit: int | None) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def gain_table(results: list[dict], settings: list[str]) -> str:
+    """PSNR-Y gain of each model over bicubic on the same images, per setting and on average
+    (every setting lies inside both bundled models' training families)."""
+    baselines = {r["images"]: r for r in results if r["model"] == "bicubic"}
+    lines = ["| gain over bicubic (dB) | " + " | ".join(settings) + " | mean |",
+             "|---|" + "---|" * (len(settings) + 1)]
+    for r in results:
+        base = baselines.get(r["images"])
+        if r["model"] == "bicubic" or base is None:
+            continue
+        gains = [r["scores"][s]["psnr"] - base["scores"][s]["psnr"] for s in settings]
+        cells = [f"{g:+.2f}" for g in gains] + [f"{sum(gains) / len(gains):+.2f}"]
+        lines.append(f"| {r['model']} ({r['config']}), {r['images']} images | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def tables(results: list[dict], settings: list[str]) -> str:
     lines = ["| setting | " + " | ".join(f"{r['model']} ({r['config']})" for r in results) + " |",
              "|---|" + "---|" * len(results)]
     for s in settings:
         cells = [f"{r['scores'][s]['psnr']:.2f} / {r['scores'][s]['ssim']:.4f}" for r in results]
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    lines += ["", gain_table(results, settings)]
     lines += ["", "| model | images | s per input MP | peak RSS (MB) |", "|---|---|---|---|"]
     lines += [f"| {r['model']} ({r['config']}) | {r['images']} | {r['seconds_per_input_mp']:.1f} | "
               f"{r['peak_rss_mb']:.0f} |" for r in results]
