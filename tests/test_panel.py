@@ -309,11 +309,11 @@ def test_preview_follows_the_view_without_new_face_detection(qtbot, panel):
         pass
     assert len(client.submitted) == submitted + 1
     assert widget.preview_rect() == Rect(0, 0, 40, 40)
-    assert client.submitted[-1][1]["region"] == [0, 0, 64, 48]  # the crop united with the faces
+    assert client.submitted[-1][1]["region"] == [0, 0, 40, 40]  # only the crop is upscaled
     assert len(client.analysed) == detections
 
 
-def test_preview_region_holds_the_sample_and_shows_only_the_crop(qtbot, panel):
+def test_preview_upscales_only_the_crop_and_sends_the_sample(qtbot, panel):
     widget, client, host = panel
     pick(widget, "cmdsr")
     host.sel = Selection(Rect(50, 30, 10, 10))
@@ -323,8 +323,8 @@ def test_preview_region_holds_the_sample_and_shows_only_the_crop(qtbot, panel):
         pass
     request = client.submitted[-1][1]
     assert request["support"] == [50, 30, 10, 10]
-    assert request["region"] == [12, 4, 48, 40]  # view crop (12, 4, 40, 40) united with the sample
-    assert widget.after_label.pixmap().width() == 160  # only the crop is shown
+    assert request["region"] == [12, 4, 40, 40]  # the view crop; the sample lies outside it
+    assert widget.after_label.pixmap().width() == 160
 
 
 def test_preview_adapts_to_the_faces_auto_found(qtbot, panel):
@@ -336,4 +336,4 @@ def test_preview_adapts_to_the_faces_auto_found(qtbot, panel):
         pass
     request = client.submitted[-1][1]
     assert request["faces"] == [[2, 3, 10, 12], [20, 4, 8, 8], [60, 40, 4, 8]]
-    assert request["region"] == [2, 3, 62, 45]
+    assert request["region"] == list(widget.preview_rect().as_tuple())

@@ -101,7 +101,6 @@ class _Job:
         self.polling = False
         self.mask: bytes | None = None
         self.layer_name = ""
-        self.view: Rect = source  # previews: the part of `source` the preview shows
         self.started = time.monotonic()
 
 
@@ -688,10 +687,9 @@ class Panel(QWidget):
     def start_preview(self) -> None:
         """Ask the engine for the current settings' result on the preview crop.
 
-        The engine gives a method only the region it upscales (support and face boxes made relative
-        to it), so the region sent grows to hold the degradation sample and the faces too; the
-        preview shows the crop's part of the answer. Faces found by "auto" go as explicit boxes, so
-        the preview adapts to the same faces a run would."""
+        Only the crop is upscaled; the engine's global step (degradation sample, faces) still sees
+        the whole layer, so the preview matches a run. Faces found by "auto" go as explicit boxes,
+        so the preview adapts to the same faces a run would."""
         if self.run_job is not None or self.client is None or self.current_model() is None:
             return
         rect = self.preview_rect()
@@ -708,20 +706,14 @@ class Panel(QWidget):
             return
         if request.get("faces") == "auto" and self.faces:
             request["faces"] = [list(face[:4]) for face in self.faces]
-        area = rect
-        boxes = [request["support"]] if request.get("support") else []
-        boxes += request["faces"] if isinstance(request.get("faces"), list) else []
-        for box in boxes:
-            area = area.united(Rect(*box))
-        request["region"] = list(area.as_tuple())
+        request["region"] = list(rect.as_tuple())
         request["tile"] = 0
         before = images.to_qimage(images.crop(image, *rect.as_tuple()))
         self.before_label.setPixmap(QPixmap.fromImage(before.scaled(
             rect.width * 4, rect.height * 4, Qt.AspectRatioMode.KeepAspectRatio,
             Qt.TransformationMode.FastTransformation)))
         self.preview_status.setText("Preview: working…")
-        job = _Job("preview", request, area, generation)
-        job.view = rect
+        job = _Job("preview", request, rect, generation)
         self.preview_job = job
         client = self.client
         self._calls.start(lambda: client.submit(image, request),
@@ -749,12 +741,7 @@ class Panel(QWidget):
             self.preview_job = None
         if job.generation != self.preview_generation:
             return  # stale: the settings changed while it ran
-        scale, area, view = int(job.request["scale"]), job.source, job.view
-        shown = result
-        if view != area:
-            shown = images.crop(result, (view.x - area.x) * scale, (view.y - area.y) * scale,
-                                view.width * scale, view.height * scale)
-        self.after_label.setPixmap(QPixmap.fromImage(images.to_qimage(shown)))
+        self.after_label.setPixmap(QPixmap.fromImage(images.to_qimage(result)))
         self.preview_status.setText(f"Preview: {self._model_title()}, {time.monotonic() - job.started:.1f} s")
         self.preview_updated.emit(job.generation)
 
