@@ -102,12 +102,13 @@ def stored_parameters(model) -> dict[str, torch.Tensor]:
     return {name: p.detach() for name, p in model.backbone.named_parameters()}
 
 
-def adapt(model, pairs: FacePairs, lr: float = INNER_LR, chunk: int = CHUNK) -> tuple[dict, float]:
+def adapt(model, pairs: FacePairs, lr: float = INNER_LR, chunk: int = CHUNK,
+          progress=None) -> tuple[dict, float]:
     """One SGD step on all backbone parameters from their stored values:
     θ' = θ − lr·∇ mean(W ⊙ |target − SR_θ(input)|), W = MaskNet(bicubic(input), target).
     Returns (θ' as name -> tensor, the loss before the step). The mean is taken over every
     patch, pixel and channel as in the paper; patches go through in chunks and their gradients
-    add up to the same step."""
+    add up to the same step. `progress(fraction)` after each chunk (the engine's cancel point)."""
     device = next(model.backbone.parameters()).device
     inputs, targets = pairs.lr.to(device), pairs.hr.to(device)
     count = targets.numel()
@@ -125,5 +126,7 @@ def adapt(model, pairs: FacePairs, lr: float = INNER_LR, chunk: int = CHUNK) -> 
             for (name, _), g in zip(params.items(), torch.autograd.grad(loss, tuple(params.values()))):
                 grads[name] += g
             total += float(loss.detach())
+            if progress is not None:
+                progress(min(start + chunk, len(inputs)) / len(inputs))
         adapted = {name: (p - lr * grads[name]).detach() for name, p in params.items()}
     return adapted, total

@@ -206,7 +206,14 @@ class Engine:
         whole = _rgb(image.pixels)
         lo, hi = _PREPARE
         report(lo, "preparing")
-        context = upscaler.prepare(whole, request, lambda f, s: report(lo + (hi - lo) * f, s))
+
+        def prepare_progress(fraction, stage):
+            """A long global step (face adaptation) stops at its next progress report."""
+            if is_cancelled():
+                raise Cancelled()
+            report(lo + (hi - lo) * fraction, stage)
+
+        context = upscaler.prepare(whole, request, prepare_progress)
         color = whole if region is None else whole[y:y + h, x:x + w]
         del whole
         if is_cancelled():

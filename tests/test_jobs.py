@@ -228,3 +228,24 @@ def test_prepare_sees_the_whole_image_and_tiles_only_the_region(monkeypatch):
     assert result.pixels.shape[:2] == (64, 96)
     expected = bicubic_upscale(np.ascontiguousarray(scene[8:24, 40:64].transpose(2, 0, 1)[None]), 4)
     np.testing.assert_allclose(result.pixels, np.clip(expected[0].transpose(1, 2, 0), 0, 1), atol=1e-6)
+
+
+def test_cancel_stops_a_long_global_step_at_its_next_progress_report(monkeypatch):
+    """Face adaptation can take minutes on a CPU: a cancel takes effect between its chunks."""
+    cancel = threading.Event()
+    reports = []
+    bicubic = methods.METHODS["bicubic"]
+
+    class SlowPrepare(bicubic):
+        def prepare(self, rgb, request, progress):
+            for chunk in range(4):
+                reports.append(chunk)
+                if chunk == 1:
+                    cancel.set()  # the user presses Cancel during the second chunk
+                progress((chunk + 1) / 4, f"adapting, chunk {chunk + 1}/4")
+            return super().prepare(rgb, request, progress)
+
+    monkeypatch.setattr(methods, "METHODS", {**methods.METHODS, "bicubic": SlowPrepare})
+    with pytest.raises(Cancelled):
+        Engine().upscale(Image(_scene(16, 16)), UpscaleRequest(), cancel=cancel)
+    assert reports == [0, 1]

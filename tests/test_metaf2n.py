@@ -186,7 +186,9 @@ def test_inner_step_is_one_sgd_step_and_leaves_the_model_alone():
     model = tiny_model()
     pairs = build_pairs([textured(64, 64)])
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    adapted, loss = adapt(model, pairs, chunk=5)
+    fractions = []
+    adapted, loss = adapt(model, pairs, chunk=5, progress=fractions.append)
+    assert len(fractions) == -(-len(pairs.lr) // 5) and fractions == sorted(fractions) and fractions[-1] == 1.0
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), f"{key} was modified"
     # The same step written out with plain autograd on a copy of the module.

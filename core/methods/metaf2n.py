@@ -70,8 +70,9 @@ class MetaF2NUpscaler(Upscaler):
                 found += ", none large enough (16 px) to learn from"
             progress(1.0, f"{found}; upscaling with the unadapted weights" + (f" ({note})" if note else ""))
             return stored_parameters(self.model)
-        progress(0.2, f"{found}; adapting to {pairs.faces} face(s) with {len(pairs.lr)} patches")
-        params, loss = adapt(self.model, pairs)
+        stage = f"{found}; adapting to {pairs.faces} face(s) with {len(pairs.lr)} patches"
+        progress(0.2, stage)
+        params, loss = adapt(self.model, pairs, progress=lambda f: progress(0.2 + 0.8 * f, stage))
         progress(1.0, f"adapted to {pairs.faces} face(s) (weighted L1 {loss:.4f} before the step)"
                  + (f" ({note})" if note else ""))
         return params
