@@ -447,7 +447,9 @@ def _png_add_metadata(png: bytes, icc: bytes | None, exif: bytes | None) -> byte
 
 
 # ---------------------------------------------------------------- raw interchange
-_DTYPES = {"u8": ("<u1", 8), "u16": ("<u2", 16), "f32": ("<f4", 32)}
+# raw sample type -> (numpy dtype, bit depth of the Image it becomes: 32 = float)
+_DTYPES = {"u8": ("<u1", 8), "u16": ("<u2", 16), "f16": ("<f2", 32), "f32": ("<f4", 32)}
+_HALF_MAX = 65504.0
 _BITS_TO_DTYPE = {8: "u8", 16: "u16", 32: "f32"}
 
 
@@ -462,9 +464,13 @@ def from_raw(raw: RawImage) -> Image:
 
 
 def to_raw(image: Image, dtype: str | None = None) -> RawImage:
-    """`dtype` defaults to the image's own bit depth (u8, u16 or f32)."""
+    """`dtype` defaults to the image's own bit depth (u8, u16 or f32); f16 is what Krita's
+    half-float layers hold, so the plug-in passes their bytes through unconverted."""
     dtype = dtype or _BITS_TO_DTYPE[image.bit_depth]
-    a = _quantise(image.pixels, _DTYPES[dtype][1]).astype(_DTYPES[dtype][0])
+    a = _quantise(image.pixels, _DTYPES[dtype][1])
+    if dtype == "f16":
+        a = np.clip(a, -_HALF_MAX, _HALF_MAX)
+    a = a.astype(_DTYPES[dtype][0])
     return RawImage(image.width, image.height, image.channels, dtype, a.tobytes())
 
 

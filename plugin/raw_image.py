@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-SAMPLE_SIZE = {"u8": 1, "u16": 2, "f32": 4}
+SAMPLE_SIZE = {"u8": 1, "u16": 2, "f16": 2, "f32": 4}
 ORDERS = {1: "G", 2: "GA", 3: "RGB", 4: "RGBA"}
 
 
@@ -17,12 +17,12 @@ class RawImage:
     width: int
     height: int
     channels: int
-    dtype: str  # "u8" | "u16" | "f32", little-endian
+    dtype: str  # "u8" | "u16" | "f16" | "f32", little-endian
     data: bytes
 
     def __post_init__(self) -> None:
         if self.dtype not in SAMPLE_SIZE:
-            raise ValueError(f"unknown sample type {self.dtype!r} (expected u8, u16 or f32)")
+            raise ValueError(f"unknown sample type {self.dtype!r} (expected u8, u16, f16 or f32)")
         if self.channels not in ORDERS:
             raise ValueError(f"unsupported channel count {self.channels} (expected 1 to 4)")
         if self.width < 1 or self.height < 1:

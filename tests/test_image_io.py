@@ -221,6 +221,17 @@ def test_raw_round_trip(dtype, bits, channels):
     np.testing.assert_allclose(again.pixels, pixels, atol=1e-6)
 
 
+def test_half_float_raw_is_read_as_float_and_written_back_as_half():
+    """Krita's F16 layers travel as half floats; HDR values beyond half range are clipped, not inf."""
+    values = [0.25, 0.5, 1.0, 2.0, 0.0, 0.125]
+    image = from_raw(RawImage(2, 1, 3, "f16", struct.pack("<6e", *values)))
+    assert image.bit_depth == 32 and image.pixels.dtype == np.float32
+    np.testing.assert_array_equal(image.pixels.ravel(), values)
+    image.pixels[0, 0, 0] = 1e6
+    back = to_raw(image, "f16")
+    assert back.dtype == "f16" and struct.unpack("<6e", back.data) == (65504.0, *values[1:])
+
+
 def test_raw_samples_are_little_endian_in_the_named_order():
     pixels = np.array([[[1.0, 0.0, 0.0, 1.0]]], np.float32)
     raw = to_raw(Image(pixels, 16))

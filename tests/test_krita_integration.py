@@ -153,7 +153,7 @@ def test_host_adapter_in_real_krita_for_every_depth(profile, tmp_path):
     def srgb(linear):
         return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * np.power(linear, 1 / 2.4) - 0.055)
 
-    samples = {"u8": np.uint8, "u16": "<u2", "f32": "<f4"}
+    samples = {"u8": np.uint8, "u16": "<u2", "f16": "<f2", "f32": "<f4"}
     for key, info in report.items():
         if key == "CMYKA_U8":
             assert "Convert it with Image > Convert Image Color Space" in info["refused"]
@@ -167,7 +167,7 @@ def test_host_adapter_in_real_krita_for_every_depth(profile, tmp_path):
             assert len(np.unique(raw[..., 0])) == 4
             continue
         assert header["order"] == "RGBA"
-        top = {"u8": 255.0, "u16": 65535.0, "f32": 1.0}[header["dtype"]]
+        top = {"u8": 255.0, "u16": 65535.0, "f16": 1.0, "f32": 1.0}[header["dtype"]]
         rgb = raw[..., :3] / top
         if info["depth"] == "U8":
             assert "transfer" not in header

@@ -82,11 +82,11 @@ def test_u16_bgra_becomes_rgba_and_back():
     assert pixels.raw_to_krita(raw, "RGBA", "U16") == bgra
 
 
-def test_f16_is_widened_to_f32_in_rgba_order_and_narrowed_back():
+def test_f16_travels_as_half_floats_in_rgba_order():
     values = [0.25, 0.5, 1.0, 0.75, 0.0, 2.0, 0.125, 1.0]
     half = struct.pack("<8e", *values)
     raw = pixels.krita_to_raw(half, 2, 1, "RGBA", "F16", "sRGB-elle-V2-g10.icc")
-    assert (raw.dtype, array("f", raw.data).tolist()) == ("f32", values)
+    assert (raw.dtype, raw.data, raw.header()["transfer"]) == ("f16", half, "linear")
     assert pixels.raw_to_krita(raw, "RGBA", "F16") == half
 
 
@@ -106,6 +106,8 @@ def test_coverage_multiplies_alpha_for_every_sample_type():
     linear = pixels.LinearRawImage(1, 1, 4, "f32", array("f", [0.5, 0.5, 0.5, 1.0]).tobytes())
     f32 = pixels.with_coverage(linear, bytes([0]))
     assert array("f", f32.data).tolist() == [0.5, 0.5, 0.5, 0.0] and f32.header()["transfer"] == "linear"
+    f16 = pixels.with_coverage(RawImage(2, 1, 2, "f16", struct.pack("<4e", 0.25, 1.0, 0.5, 0.5)), bytes([51, 255]))
+    assert struct.unpack("<4e", f16.data) == (0.25, 0.199951171875, 0.5, 0.5)  # 0.2 in half precision
 
 
 def test_other_colour_models_are_refused_clearly():

@@ -37,7 +37,7 @@ def gradient(width=24, height=16, channels=4, dtype="u8") -> RawImage:
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     planes = [x / width, y / height, (x + y) / (width + height), 0.5 + 0.5 * (x > width / 2)]
     pixels = np.stack(planes[:channels], axis=2)
-    return to_raw(Image(pixels, {"u8": 8, "u16": 16, "f32": 32}[dtype]), dtype)
+    return to_raw(Image(pixels, {"u8": 8, "u16": 16, "f16": 32, "f32": 32}[dtype]), dtype)
 
 
 def wait(client, job_id, timeout=30.0) -> dict:
@@ -92,6 +92,16 @@ def test_job_result_matches_the_engine(client, dtype, channels):
     assert (result.width, result.height, result.channels, result.dtype) == (96, 64, channels, dtype)
     expected = to_raw(Engine().upscale(from_raw(raw), UpscaleRequest(model="bicubic", tile=16)), dtype)
     assert result.data == expected.data
+
+
+def test_half_float_job_returns_half_floats(client):
+    raw = gradient(16, 8, dtype="f16")
+    job = client.submit(raw, {"model": "bicubic"})
+    assert wait(client, job)["state"] == "done"
+    result = client.result(job)
+    assert (result.dtype, result.width, result.height) == ("f16", 64, 32)
+    expected = Engine().upscale(from_raw(raw), UpscaleRequest(model="bicubic")).pixels
+    np.testing.assert_allclose(from_raw(result).pixels, expected, atol=1e-3)
 
 
 def test_region_job(client):
