@@ -78,9 +78,8 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
     while not run.finished() and not run.stop_requested:
         name, fraction = phase_at(run.progress(), phases)
         if name != phase:
-            if phase == "teacher":
+            if phase == "teacher":  # leaving it: keep the teacher, start the student's G from it
                 run.save_weights("teacher.safetensors", teacher, {"arch": "kdsr-teacher", "config": args.config})
-            if phases == PHASES and name != "teacher" and phase in (None, "teacher"):
                 student.G.load_state_dict(teacher.G.state_dict())
             phase = name
             optimizer = make_optimizer(phase, teacher, student, args.lr)
