@@ -1,9 +1,11 @@
 """Smoke runs of the training recipes: a few steps on synthetic photos, tiny patches.
 Real training never runs here."""
+import json
 import os
 import signal
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -12,6 +14,7 @@ from core.train import cmdsr as cmdsr_recipe
 from core.train import kdsr as kdsr_recipe
 from core.train.__main__ import parse_args
 from core.train.data import PhotoPool
+from core.train.run import load_deepened
 from core.train.validation import ValidationSet
 
 
@@ -121,7 +124,7 @@ def test_export_bundles_weights_with_a_manifest_entry(tmp_path):
     (bundle).mkdir()
     (bundle / "manifest.json").write_text('{"files": {"other.safetensors": {"sha256": "x"}}}')
     target = export(source, "cmdsr", "lite", bundle)
-    manifest = __import__("json").loads((bundle / "manifest.json").read_text())["files"]
+    manifest = json.loads((bundle / "manifest.json").read_text())["files"]
     assert target.name == "cmdsr_lite.safetensors"
     assert manifest["cmdsr_lite.safetensors"]["sha256"] == weights.sha256_file(target)
     assert manifest["cmdsr_lite.safetensors"]["card"] == "cmdsr_lite.md"
@@ -129,8 +132,6 @@ def test_export_bundles_weights_with_a_manifest_entry(tmp_path):
 
 
 def test_export_refuses_weights_of_another_shape(tmp_path):
-    import pytest
-
     from core import weights
     from core.errors import WeightsError
     from core.train.export import export
@@ -189,3 +190,36 @@ def test_cmdsr_noise_covers_its_range_and_favours_mild_noise():
     noise = cmdsr_recipe.sample_task_degradations(4000, torch.Generator().manual_seed(0)).noise_sigma * 255
     assert 0 <= float(noise.min()) < 1 and 74 < float(noise.max()) <= 75
     assert 0.40 < float((noise <= 15).float().mean()) < 0.50
+
+
+def test_a_deeper_configuration_starts_as_the_trained_net():
+    """--init may grow the net: added blocks start as identities, so outputs match exactly."""
+    torch.manual_seed(0)
+    lr, support = torch.rand(2, 3, 12, 12), torch.rand(1, 60, 32, 32)
+    shallow = kdsr.KDSRStudent(**{**kdsr.CONFIGS["lite"], "n_blocks": 3})
+    deep = kdsr.build("lite")
+    added = load_deepened(deep, shallow.state_dict(), deep.G.body[0].body, "G.body.0.body.", "conv1")
+    assert added == list(range(3, kdsr.CONFIGS["lite"]["n_blocks"]))
+    shallow_cm = cmdsr.CMDSR(**{**cmdsr.CONFIGS["lite"], "n_blocks": 2})
+    for p in shallow_cm.sr_net.output_conv.parameters():  # not zero, so the body matters
+        torch.nn.init.normal_(p, std=0.1)
+    deep_cm = cmdsr.build("lite")
+    n = len(deep_cm.sr_net.backbone)
+    load_deepened(deep_cm, shallow_cm.state_dict(), deep_cm.sr_net.backbone, "sr_net.backbone.", "conv2",
+                  tuple(f"sr_net.modulations.modulations.{i}." for i in range(4, 2 * n)))
+    with torch.no_grad():
+        assert torch.equal(shallow(lr), deep(lr))
+        assert torch.equal(shallow_cm(lr, support), deep_cm(lr, support))
+        assert not torch.equal(shallow_cm(lr, support), shallow_cm(lr, torch.zeros_like(support)))
+
+
+def test_growing_refuses_weights_that_do_not_fit():
+    deep = kdsr.build("lite")
+    deeper = kdsr.KDSRStudent(**{**kdsr.CONFIGS["lite"], "n_blocks": kdsr.CONFIGS["lite"]["n_blocks"] + 1})
+    state = deeper.state_dict()
+    with pytest.raises(ValueError, match="do not fit"):
+        load_deepened(deep, state, deep.G.body[0].body, "G.body.0.body.", "conv1")
+    del state["E_st.E.0.weight"]
+    state = {k: v for k, v in state.items() if not k.startswith(f"G.body.0.body.{len(deep.G.body[0].body)}.")}
+    with pytest.raises(ValueError, match="do not fit"):
+        load_deepened(deep, state, deep.G.body[0].body, "G.body.0.body.", "conv1")

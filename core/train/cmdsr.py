@@ -19,6 +19,8 @@ real photos is drawn more often (P(sigma <= 15) = 0.45 instead of 0.2), so a sma
 most of its capacity on noise that photos seldom have.
 
 With `--init RUN_DIR` the model starts from a finished run's weights (a warm restart with a new budget).
+The run may have had fewer blocks: the added ones start as identities (conv2 zeroed), with fresh
+modulation layers (scales near 1).
 
 The contrastive distance is the per-channel |f(X) - f(X')| of the released code
 (`F.pairwise_distance` on T x 128 x 1 x 1 tensors), averaged over tasks and channels:
@@ -33,7 +35,7 @@ from core import degradations as deg
 from core.archs import cmdsr as arch
 from core.support_set import PATCH_SIZE, sample_support_patches, stack_support
 from core.train.data import PhotoPool, default_training_files
-from core.train.run import TrainingRun, cosine_lr, seed_everything, set_lr
+from core.train.run import TrainingRun, cosine_lr, load_deepened, seed_everything, set_lr
 from core.train.validation import SCALE, ValidationSet
 
 
@@ -101,8 +103,11 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
         sr_optimizer.load_state_dict(state["sr_optimizer"])
         condition_optimizer.load_state_dict(state["condition_optimizer"])
     elif args.init is not None:
-        model.load_state_dict(load_file(str(args.init / f"cmdsr_{args.config}.safetensors")))
-        run.log(f"initialised from {args.init}")
+        state = load_file(str(args.init / f"cmdsr_{args.config}.safetensors"))
+        trained_blocks = len({k.split(".")[2] for k in state if k.startswith("sr_net.backbone.")})
+        added = load_deepened(model, state, model.sr_net.backbone, "sr_net.backbone.", "conv2", tuple(
+            f"sr_net.modulations.modulations.{i}." for i in range(2 * trained_blocks, 2 * len(model.sr_net.backbone))))
+        run.log(f"initialised from {args.init}", added_blocks=len(added))
     pool = pool or PhotoPool.from_files(default_training_files(), min_size=args.region)
     validation = validation or ValidationSet(["iso2.0", "iso2.6+n15"], size=384)
     run.log("start", config=args.config, params=sum(p.numel() for p in model.parameters()),

@@ -7,7 +7,8 @@ Phases (fractions of the budget):
   aniso+noise recipe does before adding L1;
 - student (0.38 .. 1): the whole student with L1 + KD; the teacher is frozen.
 With `--init RUN_DIR` (a finished run) the teacher and student start from that run's weights and the
-whole budget is the student phase: a warm restart of the learning rate that continues training.
+whole budget is the student phase: a warm restart of the learning rate that continues training. The
+run may have had fewer IDR-DCRB blocks: the added ones start as identities (a grown net).
 Degradations are classic and drawn per sample: half the batch isotropic Gaussian (sigma 0.2..4,
 no noise), half anisotropic (sigma 0.2..4 each axis, any angle) with AWGN sigma 0..25.
 """
@@ -19,7 +20,7 @@ from torch.nn import functional as F
 from core import degradations as deg
 from core.archs import kdsr as arch
 from core.train.data import PhotoPool, default_training_files
-from core.train.run import TrainingRun, cosine_lr, seed_everything, set_lr
+from core.train.run import TrainingRun, cosine_lr, load_deepened, seed_everything, set_lr
 from core.train.validation import SCALE, ValidationSet
 
 PHASES = (("teacher", 0.0, 0.30), ("student_kd", 0.30, 0.38), ("student", 0.38, 1.0))
@@ -66,10 +67,11 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
         optimizer = make_optimizer(phase, teacher, student, args.lr)
         optimizer.load_state_dict(state["optimizer"])
     elif args.init is not None:
-        teacher.load_state_dict(load_file(str(args.init / "teacher.safetensors")))
-        student.load_state_dict(load_file(str(args.init / f"kdsr_{args.config}.safetensors")))
+        added = [load_deepened(net, load_file(str(args.init / name)), net.G.body[0].body,
+                               "G.body.0.body.", "conv1")
+                 for net, name in ((teacher, "teacher.safetensors"), (student, f"kdsr_{args.config}.safetensors"))]
         phases = CONTINUE_PHASES
-        run.log(f"initialised from {args.init}")
+        run.log(f"initialised from {args.init}", added_blocks=len(added[1]))
     pool = pool or PhotoPool.from_files(default_training_files(), min_size=args.patch * SCALE)
     validation = validation or ValidationSet(["iso2.0", "aniso+n10"])
     run.log("start", config=args.config, params=sum(p.numel() for p in student.parameters()),

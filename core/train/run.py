@@ -139,6 +139,29 @@ class TrainingRun:
         self.log(f"weights written to {self.out_dir / name}")
 
 
+def load_deepened(module: torch.nn.Module, state: dict[str, torch.Tensor], blocks: torch.nn.Module,
+                  prefix: str, last_conv: str, also_missing: tuple[str, ...] = ()) -> list[int]:
+    """Loads weights trained with fewer residual blocks into a deeper configuration (a warm
+    restart that grows the net). The blocks the state lacks start as identities, their branch's
+    last conv zeroed, so the deeper net first computes exactly what the trained one did.
+
+    `prefix` names the blocks in the state dict (`<prefix><i>.`); keys under `also_missing`
+    prefixes may be absent too (per-block parts that live elsewhere). Returns the added blocks."""
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    trained = {int(key[len(prefix):].split(".")[0]) for key in state if key.startswith(prefix)}
+    added = [i for i in range(len(blocks)) if i not in trained]
+    allowed = tuple(f"{prefix}{i}." for i in added) + also_missing
+    stray = [key for key in missing if not key.startswith(allowed)]
+    if unexpected or stray or not trained or max(trained) >= len(blocks):
+        raise ValueError(f"weights do not fit this configuration: lacking {stray[:3]}, "
+                         f"unexpected {unexpected[:3]}")
+    for i in added:
+        conv = getattr(blocks[i], last_conv)
+        torch.nn.init.zeros_(conv.weight)
+        torch.nn.init.zeros_(conv.bias)
+    return added
+
+
 def cosine_lr(base: float, fraction: float, floor: float = 0.02) -> float:
     """Cosine decay from `base` to `floor * base` as `fraction` goes 0..1."""
     fraction = min(max(fraction, 0.0), 1.0)
