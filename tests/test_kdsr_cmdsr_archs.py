@@ -39,6 +39,21 @@ def test_kdsr_teacher_reads_lr_and_unshuffled_hr():
     assert teacher(lr, hr).shape == (2, 3, 32, 32)
 
 
+def test_kdsr_encoder_output_depends_on_its_input_from_the_start():
+    """With PyTorch's default init the encoder's output hardly moved with its input (here: 0.5 %
+    spread, sharp vs blurred IDR 0.3 % apart) and the trained IDR stayed constant; the He init
+    keeps ten times that (5.7 %, 11 %)."""
+    torch.manual_seed(0)
+    encoder = kdsr.build("lite").E_st.eval()
+    sharp = torch.rand(4, 3, 32, 32)
+    blurred = F.avg_pool2d(sharp, 5, stride=1, padding=2)
+    with torch.no_grad():
+        idr, distilled = encoder(torch.cat([sharp, blurred]))
+    spread = distilled.std(dim=0).mean() / distilled.abs().mean()
+    assert spread > 0.03
+    assert (idr[:4] - idr[4:]).abs().mean() > 0.05 * idr.abs().mean()
+
+
 def test_cmdsr_per_task_scales_match_single_runs():
     torch.manual_seed(0)
     model = cmdsr.build("lite").eval()
@@ -48,7 +63,7 @@ def test_cmdsr_per_task_scales_match_single_runs():
         scales = model.modulation_scales(support)
         batched = model.sr_net(x, scales)
         single = torch.cat([model(x[i:i + 1], support[i:i + 1]) for i in range(2)])
-    assert scales.shape == (2, 16, 32)
+    assert scales.shape == (2, 2 * cmdsr.CONFIGS["lite"]["n_blocks"], 32)
     assert torch.allclose(batched, single, atol=1e-5)
 
 

@@ -7,7 +7,7 @@ import signal
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from core.archs import cmdsr, kdsr
 from core.train import cmdsr as cmdsr_recipe
@@ -223,3 +223,45 @@ def test_growing_refuses_weights_that_do_not_fit():
     state = {k: v for k, v in state.items() if not k.startswith(f"G.body.0.body.{len(deep.G.body[0].body)}.")}
     with pytest.raises(ValueError, match="do not fit"):
         load_deepened(deep, state, deep.G.body[0].body, "G.body.0.body.", "conv1")
+
+
+def test_kdsr_new_encoders_keep_the_sr_net_and_run_all_phases(tmp_path):
+    pool = PhotoPool(synthetic_photos(), min_size=32)
+    val = validation(["iso2.0"])
+    first = tmp_path / "first"
+    first.mkdir()
+    source = kdsr.build("lite").state_dict()
+    save_file(source, str(first / "kdsr_lite.safetensors"))
+    out = tmp_path / "adaptive"
+    args = parse_args(["kdsr", "--out", str(out), "--init", str(first), "--new-encoders", "--lr", "0",
+                       "--batch", "2", "--patch", "8", "--steps", "12", "--val-steps", "100", "--log-every", "1"])
+    kdsr_recipe.train(args, pool, val)
+    end = load_file(str(out / "kdsr_lite.safetensors"))
+    assert all(torch.equal(source[k], end[k]) for k in source if k.startswith("G."))
+    assert not torch.equal(source["E_st.E.0.weight"], end["E_st.E.0.weight"])
+    phases = [line.split("| phase ")[1] for line in log_lines(out) if "| phase " in line]
+    assert phases == ["teacher", "student_kd", "student"]
+    assert any("idr_spread" in line for line in log_lines(out))
+
+
+def test_cmdsr_degradation_targets_read_blur_width_and_noise():
+    from core import degradations as deg
+
+    params = deg.ClassicBatch(deg.isotropic_gaussian_kernels(torch.tensor([0.2, 2.1, 4.0])),
+                              torch.tensor([0.0, 37.5, 75.0]) / 255)
+    assert torch.allclose(cmdsr_recipe.kernel_width(params.kernels[1:2]), torch.tensor([2.1]), atol=0.01)
+    targets = cmdsr_recipe.degradation_targets(params)
+    assert torch.allclose(targets[:, 1], torch.tensor([-1.0, 0.0, 1.0]), atol=1e-5)
+    assert targets[0, 0] < -0.8 and abs(float(targets[1, 0])) < 0.01 and 0.9 < targets[2, 0] < 1.05
+
+
+def test_cmdsr_degradation_loss_trains_the_condition_net(tmp_path):
+    pool = PhotoPool(synthetic_photos(size=160), min_size=128)
+    out = tmp_path / "aux"
+    args = parse_args(["cmdsr", "--out", str(out), "--steps", "2", "--tasks", "2", "--queries", "1",
+                       "--region", "128", "--patch", "8", "--val-steps", "100", "--log-every", "1",
+                       "--degradation-weight", "0.1"])
+    cmdsr_recipe.train(args, pool, validation(["iso2.0"], size=128))
+    assert any("| degradation " in line for line in log_lines(out))
+    state = torch.load(out / "checkpoint.pt", weights_only=True)["state"]
+    assert state["degradation_head"]["weight"].shape == (2, 128)

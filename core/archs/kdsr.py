@@ -78,6 +78,17 @@ class KDIDE(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(n_feats * 4, n_feats * 4), nn.LeakyReLU(0.1, True),
                                  nn.Linear(n_feats * 4, n_feats * 4), nn.LeakyReLU(0.1, True))
         self.compress = nn.Sequential(nn.Linear(n_feats * 4, n_feats), nn.LeakyReLU(0.1, True))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """He initialisation for LeakyReLU 0.1, zero biases. PyTorch's default init shrinks the
+        variance about threefold per layer: through this chain the pooled vector hardly depended
+        on the input (its spread across images was 1 % of its mean) and the IDR stayed constant
+        through a CPU-length training, leaving the SR net non-adaptive."""
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(module.weight, a=0.1, nonlinearity="leaky_relu")
+                nn.init.zeros_(module.bias)
 
     def forward(self, x):
         pooled = self.E(x).flatten(1)

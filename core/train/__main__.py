@@ -22,6 +22,8 @@ def parse_args(argv=None):
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     parser.add_argument("--init", type=Path,
                         help="start from a finished run folder's weights (a warm restart with a new budget)")
+    parser.add_argument("--new-encoders", action="store_true",
+                        help="KDSR with --init: keep only the run's SR net, train new encoders in all phases")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--lr", type=float, help="peak learning rate (cosine decay)")
@@ -35,6 +37,8 @@ def parse_args(argv=None):
                         help="CMDSR: update the ConditionNet every N steps")
     parser.add_argument("--contrast-weight", type=float, default=0.1,
                         help="CMDSR: weight of the task-contrastive loss against L1")
+    parser.add_argument("--degradation-weight", type=float, default=0.0,
+                        help="CMDSR: weight of the loss that reads blur width and noise level off the task vector")
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
     parser.add_argument("--val-minutes", type=float, default=5.0)
     parser.add_argument("--val-steps", type=int, help="validate every N steps instead of by time")

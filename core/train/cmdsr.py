@@ -49,6 +49,21 @@ def task_contrastive_loss(task_a, task_b, generator: torch.Generator):
     return (F.softplus(d_pos ** 2) + F.softplus(-(d_neg ** 2))).mean()
 
 
+def kernel_width(kernels: torch.Tensor) -> torch.Tensor:
+    """B x k x k normalised kernels -> their RMS radius per axis (sigma for a Gaussian), B."""
+    k = kernels.shape[-1]
+    offsets = torch.arange(k, dtype=kernels.dtype) - (k - 1) / 2
+    squared = offsets[None, :] ** 2 + offsets[:, None] ** 2
+    return torch.sqrt((kernels * squared).sum((-2, -1)) / 2)
+
+
+def degradation_targets(params: deg.ClassicBatch) -> torch.Tensor:
+    """T x 2: the task's blur width and noise level, each scaled to about -1..1."""
+    blur = (kernel_width(params.kernels) - 2.1) / 1.9
+    noise = params.noise_sigma * 255 / (NOISE_MAX / 2) - 1
+    return torch.stack([blur, noise], dim=1)
+
+
 def random_patches(images: torch.Tensor, count: int, size: int, generator: torch.Generator):
     """images: T x 3 x H x W -> (T x count x 3 x size x size, the top-left corners)."""
     t, _, h, w = images.shape
@@ -73,7 +88,8 @@ def make_tasks(pool, args, rng, generator):
     """Support sets A and B (T x S*3 x 32 x 32), query LR (T*Q x 3 x p x p) and HR."""
     region = args.region
     hr = pool.batch(args.tasks, region, rng)
-    lr = deg.classic_degrade(hr, sample_task_degradations(args.tasks, generator), SCALE, generator)
+    params = sample_task_degradations(args.tasks, generator)
+    lr = deg.classic_degrade(hr, params, SCALE, generator)
     s = args.support_size
     support, _, _ = random_patches(lr, 2 * s, PATCH_SIZE, generator)
     t = args.tasks
@@ -84,7 +100,7 @@ def make_tasks(pool, args, rng, generator):
     query_hr = torch.stack([torch.stack([hr[i, :, y * SCALE:y * SCALE + p, x * SCALE:x * SCALE + p]
                                          for y, x in zip(ys[i].tolist(), xs[i].tolist())])
                             for i in range(t)])
-    return support_a, support_b, query_lr.flatten(0, 1), query_hr.flatten(0, 1)
+    return support_a, support_b, query_lr.flatten(0, 1), query_hr.flatten(0, 1), degradation_targets(params)
 
 
 def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None = None):
@@ -94,12 +110,16 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
     rng, generator = seed_everything(args.seed)
     model = arch.build(args.config)
     sr_params = list(model.sr_net.parameters())
-    condition_params = list(model.condition_net.parameters())
+    # A training-only linear read-out of the task vector: (blur width, noise level)
+    degradation_head = torch.nn.Linear(model.sr_net.modulations.modulations[0].in_features, 2)
+    condition_params = list(model.condition_net.parameters()) + list(degradation_head.parameters())
     sr_optimizer = torch.optim.Adam(sr_params, lr=args.lr)
     condition_optimizer = torch.optim.Adam(condition_params, lr=args.lr)
     state = run.load_checkpoint(rng, generator) if args.resume else None
     if state is not None:
         model.load_state_dict(state["model"])
+        if "degradation_head" in state:
+            degradation_head.load_state_dict(state["degradation_head"])
         sr_optimizer.load_state_dict(state["sr_optimizer"])
         condition_optimizer.load_state_dict(state["condition_optimizer"])
     elif args.init is not None:
@@ -117,7 +137,7 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
         lr_now = cosine_lr(args.lr, run.progress())
         set_lr(sr_optimizer, lr_now)
         set_lr(condition_optimizer, lr_now)
-        support_a, support_b, query_lr, query_hr = make_tasks(pool, args, rng, generator)
+        support_a, support_b, query_lr, query_hr, targets = make_tasks(pool, args, rng, generator)
         condition_step = (run.step + 1) % args.condition_every == 0
         model.train()
         losses = {}
@@ -125,6 +145,9 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
         scales = model.sr_net.modulations(task_a).repeat_interleave(args.queries, dim=0)
         sr = model.sr_net(query_lr, scales)
         loss = losses["l1"] = F.l1_loss(sr, query_hr)
+        if args.degradation_weight:
+            losses["degradation"] = F.mse_loss(degradation_head(task_a), targets)
+            loss = loss + args.degradation_weight * losses["degradation"]
         if condition_step:
             contrast = losses["contrast"] = task_contrastive_loss(
                 task_a, model.condition_net(support_b), generator)
@@ -142,14 +165,15 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
         if run.validation_due():
             validate(run, validation, model)
         if run.checkpoint_due():
-            save(run, rng, generator, model, sr_optimizer, condition_optimizer)
+            save(run, rng, generator, model, degradation_head, sr_optimizer, condition_optimizer)
 
-    save(run, rng, generator, model, sr_optimizer, condition_optimizer)
+    save(run, rng, generator, model, degradation_head, sr_optimizer, condition_optimizer)
     return run.finish(lambda: validate(run, validation, model), "cmdsr", args.config, model)
 
 
-def save(run, rng, generator, model, sr_optimizer, condition_optimizer):
-    run.save_checkpoint({"model": model.state_dict(), "sr_optimizer": sr_optimizer.state_dict(),
+def save(run, rng, generator, model, degradation_head, sr_optimizer, condition_optimizer):
+    run.save_checkpoint({"model": model.state_dict(), "degradation_head": degradation_head.state_dict(),
+                         "sr_optimizer": sr_optimizer.state_dict(),
                          "condition_optimizer": condition_optimizer.state_dict()}, rng, generator)
 
 

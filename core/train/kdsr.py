@@ -8,7 +8,10 @@ Phases (fractions of the budget):
 - student (0.38 .. 1): the whole student with L1 + KD; the teacher is frozen.
 With `--init RUN_DIR` (a finished run) the teacher and student start from that run's weights and the
 whole budget is the student phase: a warm restart of the learning rate that continues training. The
-run may have had fewer IDR-DCRB blocks: the added ones start as identities (a grown net).
+run may have had fewer IDR-DCRB blocks: the added ones start as identities (a grown net). With
+`--new-encoders` as well, only the run's SR net is kept (for teacher and student) and all three
+phases train fresh encoders: for a run whose IDR never came to depend on the input.
+`idr_spread` in the log (std of the IDR across the batch) shows whether it does.
 Degradations are classic and drawn per sample: half the batch isotropic Gaussian (sigma 0.2..4,
 no noise), half anisotropic (sigma 0.2..4 each axis, any angle) with AWGN sigma 0..25.
 """
@@ -66,6 +69,12 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
         phases = tuple(tuple(p) for p in state.get("phases", PHASES))
         optimizer = make_optimizer(phase, teacher, student, args.lr)
         optimizer.load_state_dict(state["optimizer"])
+    elif args.init is not None and args.new_encoders:
+        trained = {k[2:]: v for k, v in load_file(str(args.init / f"kdsr_{args.config}.safetensors")).items()
+                   if k.startswith("G.")}
+        for net in (teacher, student):
+            load_deepened(net.G, trained, net.G.body[0].body, "body.0.body.", "conv1")
+        run.log(f"SR net initialised from {args.init}; new encoders, all phases")
     elif args.init is not None:
         added = [load_deepened(net, load_file(str(args.init / name)), net.G.body[0].body,
                                "G.body.0.body.", "conv1")
@@ -93,13 +102,16 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
         losses = {}
         if phase == "teacher":
             teacher.train()
-            loss = losses["l1"] = F.l1_loss(teacher(lr, hr), hr)
+            idr, _ = teacher.estimate(lr, hr)
+            loss = losses["l1"] = F.l1_loss(teacher.G(lr, idr), hr)
+            losses["idr_spread"] = idr.detach().std(dim=0).mean()
         else:
             teacher.eval()
             student.train()
             with torch.no_grad():
                 _, teacher_vec = teacher.estimate(lr, hr)
             idr, student_vec = student.estimate(lr)
+            losses["idr_spread"] = idr.detach().std(dim=0).mean()
             loss = losses["kd"] = kd_loss(student_vec, teacher_vec)
             if phase == "student":
                 losses["l1"] = F.l1_loss(student.upscale(lr, idr), hr)
