@@ -54,6 +54,18 @@ def test_kdsr_encoder_output_depends_on_its_input_from_the_start():
     assert (idr[:4] - idr[4:]).abs().mean() > 0.05 * idr.abs().mean()
 
 
+def test_cmdsr_task_vector_depends_on_the_support_set_from_the_start():
+    """Under default init a trained ConditionNet could not learn to read the noise level off its
+    vector; He init is what let it. Here: clean vs noisy support 2 % apart (default), 5.8 % (He)."""
+    torch.manual_seed(0)
+    condition = cmdsr.build("lite").condition_net.eval()
+    clean = F.avg_pool2d(torch.rand(1, 60, 36, 36), 5, stride=1)
+    noisy = (clean + 0.1 * torch.randn_like(clean)).clamp(0, 1)
+    with torch.no_grad():
+        tasks = condition(torch.cat([clean, noisy]))
+    assert (tasks[0] - tasks[1]).norm() > 0.04 * tasks[0].norm()
+
+
 def test_cmdsr_per_task_scales_match_single_runs():
     torch.manual_seed(0)
     model = cmdsr.build("lite").eval()

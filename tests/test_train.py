@@ -265,3 +265,32 @@ def test_cmdsr_degradation_loss_trains_the_condition_net(tmp_path):
     assert any("| degradation " in line for line in log_lines(out))
     state = torch.load(out / "checkpoint.pt", weights_only=True)["state"]
     assert state["degradation_head"]["weight"].shape == (2, 128)
+
+
+def test_cmdsr_new_condition_net_keeps_what_the_base_net_computed(tmp_path):
+    torch.manual_seed(0)
+    model = cmdsr.build("lite").eval()
+    for layer in model.sr_net.modulations.modulations:
+        torch.nn.init.normal_(layer.weight, std=0.05)
+    for p in model.sr_net.output_conv.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    support, lr = torch.rand(1, 60, 32, 32), torch.rand(1, 3, 12, 12)
+    old_task = model.condition_net(support).detach()
+    with torch.no_grad():
+        before = model(lr, support)
+        cmdsr_recipe.replace_condition_net(model, support)
+        after = model.sr_net(lr, model.sr_net.modulations(torch.zeros(1, 128)))
+    assert torch.allclose(before, after, atol=1e-5)
+    assert all(float(layer.weight.abs().max()) == 0 for layer in model.sr_net.modulations.modulations)
+    assert not torch.equal(model.condition_net(support), old_task)
+
+    first = tmp_path / "first"
+    first.mkdir()
+    save_file(cmdsr.build("lite").state_dict(), str(first / "cmdsr_lite.safetensors"))
+    out = tmp_path / "adaptive"
+    args = parse_args(["cmdsr", "--out", str(out), "--init", str(first), "--new-encoders", "--steps", "2",
+                       "--tasks", "2", "--queries", "1", "--region", "128", "--patch", "8",
+                       "--val-steps", "100", "--degradation-weight", "0.1"])
+    cmdsr_recipe.train(args, PhotoPool(synthetic_photos(size=160), min_size=128), validation(["iso2.0"], size=128))
+    assert any("new ConditionNet" in line for line in log_lines(out))
+    assert "finished" in log_lines(out)[-1]

@@ -23,7 +23,7 @@ def parse_args(argv=None):
     parser.add_argument("--init", type=Path,
                         help="start from a finished run folder's weights (a warm restart with a new budget)")
     parser.add_argument("--new-encoders", action="store_true",
-                        help="KDSR with --init: keep only the run's SR net, train new encoders in all phases")
+                        help="with --init: keep the run's SR net, train new encoders (KDSR: all phases; CMDSR: a new ConditionNet)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--lr", type=float, help="peak learning rate (cosine decay)")

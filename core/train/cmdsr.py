@@ -20,7 +20,10 @@ most of its capacity on noise that photos seldom have.
 
 With `--init RUN_DIR` the model starts from a finished run's weights (a warm restart with a new budget).
 The run may have had fewer blocks: the added ones start as identities (conv2 zeroed), with fresh
-modulation layers (scales near 1).
+modulation layers (scales near 1). With `--new-encoders` as well, the BaseNet is kept and a new
+ConditionNet is trained (see `replace_condition_net`), for a run whose support set had no effect.
+`--degradation-weight` adds a read-out of (blur width, noise level) from the task vector, a
+supervised signal the paper does not use, so that the vector encodes the degradation early.
 
 The contrastive distance is the per-channel |f(X) - f(X')| of the released code
 (`F.pairwise_distance` on T x 128 x 1 x 1 tensors), averaged over tasks and channels:
@@ -103,6 +106,18 @@ def make_tasks(pool, args, rng, generator):
     return support_a, support_b, query_lr.flatten(0, 1), query_hr.flatten(0, 1), degradation_targets(params)
 
 
+def replace_condition_net(model: arch.CMDSR, support: torch.Tensor):
+    """A fresh ConditionNet for a model whose task vector ignored the support set. Each
+    modulation's mean output over `support` moves into its bias and its weights start at zero,
+    so the BaseNet first sees the scales it was trained with and learns to read the new vector."""
+    with torch.no_grad():
+        task = model.condition_net(support).mean(dim=0)
+        for layer in model.sr_net.modulations.modulations:
+            layer.bias.add_(layer.weight @ task)
+            layer.weight.zero_()
+        model.condition_net.reset_parameters()
+
+
 def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None = None):
     torch.set_num_threads(args.threads)
     run = TrainingRun(args.out, args.minutes, args.steps, args.checkpoint_minutes,
@@ -115,6 +130,7 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
     condition_params = list(model.condition_net.parameters()) + list(degradation_head.parameters())
     sr_optimizer = torch.optim.Adam(sr_params, lr=args.lr)
     condition_optimizer = torch.optim.Adam(condition_params, lr=args.lr)
+    pool = pool or PhotoPool.from_files(default_training_files(), min_size=args.region)
     state = run.load_checkpoint(rng, generator) if args.resume else None
     if state is not None:
         model.load_state_dict(state["model"])
@@ -122,13 +138,16 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
             degradation_head.load_state_dict(state["degradation_head"])
         sr_optimizer.load_state_dict(state["sr_optimizer"])
         condition_optimizer.load_state_dict(state["condition_optimizer"])
+    elif args.init is not None and args.new_encoders:
+        model.load_state_dict(load_file(str(args.init / f"cmdsr_{args.config}.safetensors")))
+        replace_condition_net(model, make_tasks(pool, args, rng, generator)[0])
+        run.log(f"BaseNet initialised from {args.init}; new ConditionNet, modulations folded into their biases")
     elif args.init is not None:
         state = load_file(str(args.init / f"cmdsr_{args.config}.safetensors"))
         trained_blocks = len({k.split(".")[2] for k in state if k.startswith("sr_net.backbone.")})
         added = load_deepened(model, state, model.sr_net.backbone, "sr_net.backbone.", "conv2", tuple(
             f"sr_net.modulations.modulations.{i}." for i in range(2 * trained_blocks, 2 * len(model.sr_net.backbone))))
         run.log(f"initialised from {args.init}", added_blocks=len(added))
-    pool = pool or PhotoPool.from_files(default_training_files(), min_size=args.region)
     validation = validation or ValidationSet(["iso2.0", "iso2.6+n15"], size=384)
     run.log("start", config=args.config, params=sum(p.numel() for p in model.parameters()),
             images=len(pool.images), **{f"bicubic_{k}": v for k, v in validation.bicubic.items()})
