@@ -23,20 +23,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import degrade, kodak_images  # noqa: E402
 
 from core import weights  # noqa: E402
-from core.archs import ARCHS  # noqa: E402
+from core.archs import build  # noqa: E402
 from core.metrics import psnr_y  # noqa: E402
 from core.support_set import sample_support_patches, stack_support  # noqa: E402
 
 SETTINGS = ["iso1.2", "iso3.0", "iso2.6+n15"]
 
 
-def load(path: Path):
-    """(arch id, module in eval mode) of a weights file, its configuration detected."""
+def load_file(path: Path):
+    """(arch id, module in eval mode) of a training run's weights file, its configuration detected."""
     state = weights.load_state_dict(path)
     arch_id, config = weights.detect(state, path.name)
-    module = ARCHS[arch_id].build(config)
+    module = build(arch_id, config)
     weights.load_strict(module, weights.native_state_dict(arch_id, state), name=path.name)
     return arch_id, module.eval()
+
+
+def load_bundled(model: str):
+    """(arch id, module) as the product loads the bundled lite weights (sha256 checked)."""
+    return weights.arch_of(model), weights.load_model(model, "lite").module
 
 
 def conditioning(arch_id: str, module, lr: torch.Tensor):
@@ -87,10 +92,10 @@ def main(argv=None):
                         help="safetensors files to score instead of the bundled ones")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    files = args.weights or [weights.bundled_file(m, "lite") for m in args.models.split(",")]
-    if None in files:
-        raise SystemExit("a model has no bundled weights; pass --weights")
-    runs = [(path.name, *load(path)) for path in files]
+    if args.weights:
+        runs = [(path.name, *load_file(path)) for path in args.weights]
+    else:
+        runs = [(f"{m} lite (bundled)", *load_bundled(m)) for m in args.models.split(",")]
     for name, arch_id, module in runs:
         print(table(name, score(arch_id, module, args.limit)), "\n", flush=True)
 

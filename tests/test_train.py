@@ -204,9 +204,8 @@ def test_a_deeper_configuration_starts_as_the_trained_net():
     for p in shallow_cm.sr_net.output_conv.parameters():  # not zero, so the body matters
         torch.nn.init.normal_(p, std=0.1)
     deep_cm = cmdsr.build("lite")
-    n = len(deep_cm.sr_net.backbone)
     load_deepened(deep_cm, shallow_cm.state_dict(), deep_cm.sr_net.backbone, "sr_net.backbone.", "conv2",
-                  tuple(f"sr_net.modulations.modulations.{i}." for i in range(4, 2 * n)))
+                  cmdsr_recipe.modulations_of_block)
     with torch.no_grad():
         assert torch.equal(shallow(lr), deep(lr))
         assert torch.equal(shallow_cm(lr, support), deep_cm(lr, support))

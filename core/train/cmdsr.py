@@ -106,6 +106,11 @@ def make_tasks(pool, args, rng, generator):
     return support_a, support_b, query_lr.flatten(0, 1), query_hr.flatten(0, 1), degradation_targets(params)
 
 
+def modulations_of_block(block: int) -> tuple[str, str]:
+    """State-dict prefixes of the two modulation layers that scale block `block`'s convs."""
+    return tuple(f"sr_net.modulations.modulations.{2 * block + j}." for j in (0, 1))
+
+
 def replace_condition_net(model: arch.CMDSR, support: torch.Tensor):
     """A fresh ConditionNet for a model whose task vector ignored the support set. Each
     modulation's mean output over `support` moves into its bias and its weights start at zero,
@@ -143,10 +148,8 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
         replace_condition_net(model, make_tasks(pool, args, rng, generator)[0])
         run.log(f"BaseNet initialised from {args.init}; new ConditionNet, modulations folded into their biases")
     elif args.init is not None:
-        state = load_file(str(args.init / f"cmdsr_{args.config}.safetensors"))
-        trained_blocks = len({k.split(".")[2] for k in state if k.startswith("sr_net.backbone.")})
-        added = load_deepened(model, state, model.sr_net.backbone, "sr_net.backbone.", "conv2", tuple(
-            f"sr_net.modulations.modulations.{i}." for i in range(2 * trained_blocks, 2 * len(model.sr_net.backbone))))
+        added = load_deepened(model, load_file(str(args.init / f"cmdsr_{args.config}.safetensors")),
+                              model.sr_net.backbone, "sr_net.backbone.", "conv2", modulations_of_block)
         run.log(f"initialised from {args.init}", added_blocks=len(added))
     validation = validation or ValidationSet(["iso2.0", "iso2.6+n15"], size=384)
     run.log("start", config=args.config, params=sum(p.numel() for p in model.parameters()),

@@ -140,19 +140,20 @@ class TrainingRun:
 
 
 def load_deepened(module: torch.nn.Module, state: dict[str, torch.Tensor], blocks: torch.nn.Module,
-                  prefix: str, last_conv: str, also_missing: tuple[str, ...] = ()) -> list[int]:
+                  prefix: str, last_conv: str, parts_elsewhere=lambda block: ()) -> list[int]:
     """Loads weights trained with fewer residual blocks into a deeper configuration (a warm
     restart that grows the net). The blocks the state lacks start as identities, their branch's
     last conv zeroed, so the deeper net first computes exactly what the trained one did.
 
-    `prefix` names the blocks in the state dict (`<prefix><i>.`); keys under `also_missing`
-    prefixes may be absent too (per-block parts that live elsewhere). Returns the added blocks."""
+    `prefix` names the blocks in the state dict (`<prefix><i>.`); `parts_elsewhere(i)` gives the
+    key prefixes of block i's parts that live outside it, which may be absent for an added block.
+    Returns the added blocks."""
     missing, unexpected = module.load_state_dict(state, strict=False)
     trained = {int(key[len(prefix):].split(".")[0]) for key in state if key.startswith(prefix)}
     added = [i for i in range(len(blocks)) if i not in trained]
-    allowed = tuple(f"{prefix}{i}." for i in added) + also_missing
+    allowed = tuple(p for i in added for p in (f"{prefix}{i}.", *parts_elsewhere(i)))
     stray = [key for key in missing if not key.startswith(allowed)]
-    if unexpected or stray or not trained or max(trained) >= len(blocks):
+    if unexpected or stray or not trained:
         raise ValueError(f"weights do not fit this configuration: lacking {stray[:3]}, "
                          f"unexpected {unexpected[:3]}")
     for i in added:
