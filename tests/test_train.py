@@ -14,7 +14,7 @@ from core.train import cmdsr as cmdsr_recipe
 from core.train import kdsr as kdsr_recipe
 from core.train.__main__ import parse_args
 from core.train.data import PhotoPool
-from core.train.run import load_deepened
+from core.train.run import load_deepened, mixed_precision
 from core.train.validation import ValidationSet
 
 
@@ -89,6 +89,21 @@ def test_same_seed_same_weights(tmp_path):
 
     a, b = weights_after(tmp_path / "a"), weights_after(tmp_path / "b")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_both_precisions_train_and_say_which(tmp_path, precision):
+    """bf16 runs the forward pass in bfloat16 (convs really are bf16) with fp32 weights and losses."""
+    with mixed_precision(precision):
+        dtype = torch.nn.Conv2d(3, 4, 3)(torch.rand(1, 3, 8, 8)).dtype
+    assert dtype == {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+    out = tmp_path / precision
+    args = parse_args(["kdsr", "--out", str(out), "--batch", "2", "--patch", "8", "--steps", "4",
+                       "--val-steps", "100", "--precision", precision])
+    kdsr_recipe.train(args, PhotoPool(synthetic_photos(), min_size=32), validation(["iso2.0"]))
+    assert any(f"precision {precision}" in line for line in log_lines(out))
+    state = load_file(str(out / "kdsr_lite.safetensors"))
+    assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in state.values())
 
 
 def test_cmdsr_recipe_trains_with_tasks_and_contrastive_steps(tmp_path):

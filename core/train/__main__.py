@@ -4,6 +4,7 @@ import argparse
 from pathlib import Path
 
 from core.train import cmdsr, kdsr
+from core.train.run import bf16_supported
 
 RECIPES = {"kdsr": kdsr, "cmdsr": cmdsr}
 DEFAULTS = {
@@ -26,6 +27,8 @@ def parse_args(argv=None):
                         help="with --init: keep the run's SR net, train new encoders (KDSR: all phases; CMDSR: a new ConditionNet)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                        help="forward-pass precision (auto: bf16 where the CPU has native bf16, else fp32)")
     parser.add_argument("--lr", type=float, help="peak learning rate (cosine decay)")
     parser.add_argument("--batch", type=int, default=16, help="KDSR: patches per step")
     parser.add_argument("--patch", type=int, help="LR patch size (HR = 4x)")
@@ -49,6 +52,8 @@ def parse_args(argv=None):
     for key, value in DEFAULTS[args.recipe].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.precision == "auto":
+        args.precision = "bf16" if bf16_supported() else "fp32"
     if args.out is None:
         args.out = Path("train_runs") / f"{args.recipe}_{args.config}"
     return args

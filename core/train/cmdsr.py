@@ -38,7 +38,7 @@ from core import degradations as deg
 from core.archs import cmdsr as arch
 from core.support_set import PATCH_SIZE, sample_support_patches, stack_support
 from core.train.data import PhotoPool, default_training_files
-from core.train.run import TrainingRun, cosine_lr, load_deepened, seed_everything, set_lr
+from core.train.run import TrainingRun, cosine_lr, load_deepened, mixed_precision, seed_everything, set_lr
 from core.train.validation import SCALE, ValidationSet
 
 
@@ -152,7 +152,7 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
                               model.sr_net.backbone, "sr_net.backbone.", "conv2", modulations_of_block)
         run.log(f"initialised from {args.init}", added_blocks=len(added))
     validation = validation or ValidationSet(["iso2.0", "iso2.6+n15"], size=384)
-    run.log("start", config=args.config, params=sum(p.numel() for p in model.parameters()),
+    run.log("start", config=args.config, precision=args.precision, params=sum(p.numel() for p in model.parameters()),
             images=len(pool.images), **{f"bicubic_{k}": v for k, v in validation.bicubic.items()})
 
     while not run.finished() and not run.stop_requested:
@@ -163,16 +163,18 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
         condition_step = (run.step + 1) % args.condition_every == 0
         model.train()
         losses = {}
-        task_a = model.condition_net(support_a)
-        scales = model.sr_net.modulations(task_a).repeat_interleave(args.queries, dim=0)
-        sr = model.sr_net(query_lr, scales)
-        loss = losses["l1"] = F.l1_loss(sr, query_hr)
+        with mixed_precision(args.precision):
+            task_a = model.condition_net(support_a)
+            scales = model.sr_net.modulations(task_a).repeat_interleave(args.queries, dim=0)
+            sr = model.sr_net(query_lr, scales)
+            task_b = model.condition_net(support_b) if condition_step else None
+        task_a = task_a.float()
+        loss = losses["l1"] = F.l1_loss(sr.float(), query_hr)
         if args.degradation_weight:
             losses["degradation"] = F.mse_loss(degradation_head(task_a), targets)
             loss = loss + args.degradation_weight * losses["degradation"]
         if condition_step:
-            contrast = losses["contrast"] = task_contrastive_loss(
-                task_a, model.condition_net(support_b), generator)
+            contrast = losses["contrast"] = task_contrastive_loss(task_a, task_b.float(), generator)
             loss = loss + args.contrast_weight * contrast
             losses["task_spread"] = task_a.std(dim=0).mean()
         sr_optimizer.zero_grad(set_to_none=True)

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from core import degradations as deg
 from core.archs import kdsr as arch
 from core.train.data import PhotoPool, default_training_files
-from core.train.run import TrainingRun, cosine_lr, load_deepened, seed_everything, set_lr
+from core.train.run import TrainingRun, cosine_lr, load_deepened, mixed_precision, seed_everything, set_lr
 from core.train.validation import SCALE, ValidationSet
 
 PHASES = (("teacher", 0.0, 0.30), ("student_kd", 0.30, 0.38), ("student", 0.38, 1.0))
@@ -83,7 +83,7 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
         run.log(f"initialised from {args.init}", added_blocks=len(added[1]))
     pool = pool or PhotoPool.from_files(default_training_files(), min_size=args.patch * SCALE)
     validation = validation or ValidationSet(["iso2.0", "aniso+n10"])
-    run.log("start", config=args.config, params=sum(p.numel() for p in student.parameters()),
+    run.log("start", config=args.config, precision=args.precision, params=sum(p.numel() for p in student.parameters()),
             images=len(pool.images), **{f"bicubic_{k}": v for k, v in validation.bicubic.items()})
 
     while not run.finished() and not run.stop_requested:
@@ -102,19 +102,23 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
         losses = {}
         if phase == "teacher":
             teacher.train()
-            idr, _ = teacher.estimate(lr, hr)
-            loss = losses["l1"] = F.l1_loss(teacher.G(lr, idr), hr)
-            losses["idr_spread"] = idr.detach().std(dim=0).mean()
+            with mixed_precision(args.precision):
+                idr, _ = teacher.estimate(lr, hr)
+                sr = teacher.G(lr, idr)
+            loss = losses["l1"] = F.l1_loss(sr.float(), hr)
+            losses["idr_spread"] = idr.detach().float().std(dim=0).mean()
         else:
             teacher.eval()
             student.train()
-            with torch.no_grad():
-                _, teacher_vec = teacher.estimate(lr, hr)
-            idr, student_vec = student.estimate(lr)
-            losses["idr_spread"] = idr.detach().std(dim=0).mean()
-            loss = losses["kd"] = kd_loss(student_vec, teacher_vec)
-            if phase == "student":
-                losses["l1"] = F.l1_loss(student.upscale(lr, idr), hr)
+            with mixed_precision(args.precision):
+                with torch.no_grad():
+                    _, teacher_vec = teacher.estimate(lr, hr)
+                idr, student_vec = student.estimate(lr)
+                sr = student.upscale(lr, idr) if phase == "student" else None
+            losses["idr_spread"] = idr.detach().float().std(dim=0).mean()
+            loss = losses["kd"] = kd_loss(student_vec.float(), teacher_vec.float())
+            if sr is not None:
+                losses["l1"] = F.l1_loss(sr.float(), hr)
                 loss = loss + losses["l1"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
