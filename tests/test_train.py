@@ -15,6 +15,7 @@ from core.train import kdsr as kdsr_recipe
 from core.train.__main__ import parse_args
 from core.train.data import PhotoPool
 from core.train.run import load_deepened, mixed_precision
+from core.train.snapshot import snapshot
 from core.train.validation import ValidationSet
 
 
@@ -78,6 +79,18 @@ def test_kdsr_recipe_stops_cleanly_resumes_and_runs_all_phases(tmp_path):
     student.load_state_dict(load_file(str(out / "kdsr_lite.safetensors")), strict=True)
     teacher = kdsr.build_teacher("lite")
     teacher.load_state_dict(load_file(str(out / "teacher.safetensors")), strict=True)
+
+
+def test_snapshot_of_a_checkpoint_is_the_runs_inference_weights(tmp_path):
+    for recipe, module, args in (
+            ("kdsr", kdsr_recipe, ["--batch", "2", "--patch", "8"]),
+            ("cmdsr", cmdsr_recipe, ["--tasks", "2", "--queries", "2", "--region", "128", "--patch", "8"])):
+        out = tmp_path / recipe
+        module.train(parse_args([recipe, "--out", str(out), "--steps", "3", "--val-steps", "100", *args]),
+                     PhotoPool(synthetic_photos(), min_size=128), validation(["iso2.0"], size=128))
+        snap = load_file(str(snapshot(out)))
+        final = load_file(str(out / f"{recipe}_lite.safetensors"))
+        assert snap.keys() == final.keys() and all(torch.equal(snap[k], final[k]) for k in final)
 
 
 def test_same_seed_same_weights(tmp_path):

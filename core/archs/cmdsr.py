@@ -68,13 +68,17 @@ class ConditionNet(nn.Module):
 
 
 class ModulationLayers(nn.Module):
-    """One linear layer per modulated conv: task vector -> per-input-channel scale (init ~1)."""
+    """One linear layer per modulated conv: task vector -> per-input-channel scale.
+
+    Initialised as the official EqualLinear is (weights of std 1/sqrt(task_dim), bias 1). With
+    weights 10x smaller the scales moved by under 0.5 % between degradations after 1,300 steps and
+    the support set changed nothing (measured); at this size they move by several percent."""
 
     def __init__(self, n_modulations: int, task_dim: int, channels: int):
         super().__init__()
         self.modulations = nn.ModuleList(nn.Linear(task_dim, channels) for _ in range(n_modulations))
         for layer in self.modulations:
-            nn.init.normal_(layer.weight, std=0.1 / math.sqrt(task_dim))
+            nn.init.normal_(layer.weight, std=1 / math.sqrt(task_dim))
             nn.init.ones_(layer.bias)
 
     def forward(self, task):

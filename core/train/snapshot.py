@@ -1,0 +1,36 @@
+"""The inference weights of a run's latest checkpoint, to score a run while it trains:
+
+    python -m core.train.snapshot train_runs/kdsr_lite_fresh
+
+writes `<run>/snapshot_step<N>.safetensors` (KDSR: the student; CMDSR: the model), which
+`bench/adaptation.py --weights` and `python -m core.train.export` take like a finished run's file."""
+
+import argparse
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+INFERENCE_PART = {"student": "kdsr", "model": "cmdsr"}
+"""Checkpoint state key of the net the product runs -> its architecture."""
+
+
+def snapshot(run_dir: Path) -> Path:
+    payload = torch.load(Path(run_dir) / "checkpoint.pt", map_location="cpu", weights_only=True)
+    part = next((key for key in INFERENCE_PART if key in payload["state"]), None)
+    if part is None:
+        raise ValueError(f"{run_dir}: the checkpoint holds none of {', '.join(INFERENCE_PART)}")
+    target = Path(run_dir) / f"snapshot_step{payload['step']}.safetensors"
+    save_file({k: v.contiguous() for k, v in payload["state"][part].items()}, str(target),
+              metadata={"arch": INFERENCE_PART[part], "step": str(payload["step"])})
+    return target
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m core.train.snapshot", description=__doc__)
+    parser.add_argument("run_dir", type=Path)
+    print(snapshot(parser.parse_args(argv).run_dir))
+
+
+if __name__ == "__main__":
+    main()
