@@ -31,11 +31,13 @@ SETTINGS = ["iso1.2", "iso3.0", "iso2.6+n15"]
 
 
 def load_file(path: Path):
-    """(arch id, module in eval mode) of a training run's weights file, its configuration detected."""
+    """(arch id, module in eval mode) of a training run's weights file, its configuration detected.
+    A run's file holds this project's own names and scales: no official-checkpoint mapping (for
+    CMDSR that mapping rescales every SR-net weight, which left the net computing bicubic)."""
     state = weights.load_state_dict(path)
     arch_id, config = weights.detect(state, path.name)
     module = build(arch_id, config)
-    weights.load_strict(module, weights.native_state_dict(arch_id, state), name=path.name)
+    weights.load_strict(module, state, name=path.name)
     return arch_id, module.eval()
 
 
