@@ -184,6 +184,22 @@ def sample_anisotropic(batch: int, generator: torch.Generator, sigma=(0.2, 4.0),
                         _uniform(batch, *noise, generator) / 255)
 
 
+def kernel_width(kernels: torch.Tensor) -> torch.Tensor:
+    """B x k x k normalised kernels -> their RMS radius per axis (sigma for a Gaussian), B."""
+    k = kernels.shape[-1]
+    offsets = torch.arange(k, dtype=kernels.dtype) - (k - 1) / 2
+    squared = offsets[None, :] ** 2 + offsets[:, None] ** 2
+    return torch.sqrt((kernels * squared).sum((-2, -1)) / 2)
+
+
+def degradation_targets(params: ClassicBatch, noise_max: float) -> torch.Tensor:
+    """B x 2: blur width (of sigma 0.2..4) and noise level (of 0..noise_max, 8-bit units), each
+    scaled to about -1..1: what a training-only read-out should find in a degradation vector."""
+    blur = (kernel_width(params.kernels) - 2.1) / 1.9
+    noise = params.noise_sigma * 255 / (noise_max / 2) - 1
+    return torch.stack([blur, noise], dim=1)
+
+
 def classic_degrade(hr: torch.Tensor, params: ClassicBatch, scale: int,
                     generator: torch.Generator) -> torch.Tensor:
     """blur -> bicubic down -> AWGN -> 8-bit. hr: B x 3 x H x W in 0..1 (H, W divisible by scale)."""

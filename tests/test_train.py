@@ -271,13 +271,15 @@ def test_kdsr_new_encoders_keep_the_sr_net_and_run_all_phases(tmp_path):
     assert any("idr_spread" in line for line in log_lines(out))
 
 
-def test_cmdsr_degradation_targets_read_blur_width_and_noise():
+def test_degradation_targets_read_blur_width_and_noise():
     from core import degradations as deg
 
     params = deg.ClassicBatch(deg.isotropic_gaussian_kernels(torch.tensor([0.2, 2.1, 4.0])),
                               torch.tensor([0.0, 37.5, 75.0]) / 255)
-    assert torch.allclose(cmdsr_recipe.kernel_width(params.kernels[1:2]), torch.tensor([2.1]), atol=0.01)
-    targets = cmdsr_recipe.degradation_targets(params)
+    assert torch.allclose(deg.kernel_width(params.kernels[1:2]), torch.tensor([2.1]), atol=0.01)
+    aniso = deg.anisotropic_gaussian_kernels(torch.tensor([1.0]), torch.tensor([3.0]), torch.tensor([0.7]))
+    assert torch.allclose(deg.kernel_width(aniso), torch.tensor([(5.0) ** 0.5]), atol=0.01)
+    targets = deg.degradation_targets(params, noise_max=75.0)
     assert torch.allclose(targets[:, 1], torch.tensor([-1.0, 0.0, 1.0]), atol=1e-5)
     assert targets[0, 0] < -0.8 and abs(float(targets[1, 0])) < 0.01 and 0.9 < targets[2, 0] < 1.05
 
@@ -292,6 +294,22 @@ def test_cmdsr_degradation_loss_trains_the_condition_net(tmp_path):
     assert any("| degradation " in line for line in log_lines(out))
     state = torch.load(out / "checkpoint.pt", weights_only=True)["state"]
     assert state["degradation_head"]["weight"].shape == (2, 128)
+
+
+def test_kdsr_degradation_loss_trains_the_teacher_encoder_and_resumes(tmp_path):
+    out = tmp_path / "kdsr_aux"
+    common = ["kdsr", "--out", str(out), "--batch", "2", "--patch", "8", "--steps", "10",
+              "--val-steps", "100", "--log-every", "1", "--degradation-weight", "0.1"]
+    val = validation(["iso2.0"])
+    kdsr_recipe.train(parse_args(common), StoppingPool(synthetic_photos(), 32, stop_at=2), val)
+    head = torch.load(out / "checkpoint.pt", weights_only=True)["state"]["degradation_head"]
+    assert head["weight"].shape == (2, 32)
+    kdsr_recipe.train(parse_args(common + ["--resume"]), PhotoPool(synthetic_photos(), min_size=32), val)
+    teacher_lines = [line for line in log_lines(out) if "| teacher |" in line]
+    assert teacher_lines and all("| degradation " in line for line in teacher_lines)
+    assert not any("| degradation " in line for line in log_lines(out) if "| student |" in line)
+    resumed = torch.load(out / "checkpoint.pt", weights_only=True)["state"]["degradation_head"]
+    assert not torch.equal(resumed["weight"], head["weight"])  # trained on after the resume
 
 
 def test_cmdsr_new_condition_net_keeps_what_the_base_net_computed(tmp_path):

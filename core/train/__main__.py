@@ -41,7 +41,8 @@ def parse_args(argv=None):
     parser.add_argument("--contrast-weight", type=float, default=0.1,
                         help="CMDSR: weight of the task-contrastive loss against L1")
     parser.add_argument("--degradation-weight", type=float, default=0.0,
-                        help="CMDSR: weight of the loss that reads blur width and noise level off the task vector")
+                        help="weight of a loss that reads blur width and noise level off the degradation vector "
+                             "(CMDSR: the task vector; KDSR: the teacher's IDR)")
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
     parser.add_argument("--val-minutes", type=float, default=5.0)
     parser.add_argument("--val-steps", type=int, help="validate every N steps instead of by time")

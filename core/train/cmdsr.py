@@ -52,21 +52,6 @@ def task_contrastive_loss(task_a, task_b, generator: torch.Generator):
     return (F.softplus(d_pos ** 2) + F.softplus(-(d_neg ** 2))).mean()
 
 
-def kernel_width(kernels: torch.Tensor) -> torch.Tensor:
-    """B x k x k normalised kernels -> their RMS radius per axis (sigma for a Gaussian), B."""
-    k = kernels.shape[-1]
-    offsets = torch.arange(k, dtype=kernels.dtype) - (k - 1) / 2
-    squared = offsets[None, :] ** 2 + offsets[:, None] ** 2
-    return torch.sqrt((kernels * squared).sum((-2, -1)) / 2)
-
-
-def degradation_targets(params: deg.ClassicBatch) -> torch.Tensor:
-    """T x 2: the task's blur width and noise level, each scaled to about -1..1."""
-    blur = (kernel_width(params.kernels) - 2.1) / 1.9
-    noise = params.noise_sigma * 255 / (NOISE_MAX / 2) - 1
-    return torch.stack([blur, noise], dim=1)
-
-
 def random_patches(images: torch.Tensor, count: int, size: int, generator: torch.Generator):
     """images: T x 3 x H x W -> (T x count x 3 x size x size, the top-left corners)."""
     t, _, h, w = images.shape
@@ -103,7 +88,8 @@ def make_tasks(pool, args, rng, generator):
     query_hr = torch.stack([torch.stack([hr[i, :, y * SCALE:y * SCALE + p, x * SCALE:x * SCALE + p]
                                          for y, x in zip(ys[i].tolist(), xs[i].tolist())])
                             for i in range(t)])
-    return support_a, support_b, query_lr.flatten(0, 1), query_hr.flatten(0, 1), degradation_targets(params)
+    targets = deg.degradation_targets(params, NOISE_MAX)
+    return support_a, support_b, query_lr.flatten(0, 1), query_hr.flatten(0, 1), targets
 
 
 def modulations_of_block(block: int) -> tuple[str, str]:
