@@ -71,8 +71,8 @@ class ModulationLayers(nn.Module):
     """One linear layer per modulated conv: task vector -> per-input-channel scale.
 
     Initialised as the official EqualLinear is (weights of std 1/sqrt(task_dim), bias 1). With
-    weights 10x smaller the scales moved by under 0.5 % between degradations after 1,300 steps and
-    the support set changed nothing (measured); at this size they move by several percent."""
+    weights 10x smaller (this project's earlier choice) the scales of one photo under different
+    degradations differed by under 0.5 % after 1,300 steps (measured)."""
 
     def __init__(self, n_modulations: int, task_dim: int, channels: int):
         super().__init__()
