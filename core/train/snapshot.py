@@ -9,20 +9,20 @@ import argparse
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
-INFERENCE_PART = {"student": "kdsr", "model": "cmdsr"}
-"""Checkpoint state key of the net the product runs -> its architecture."""
+from core import weights
+
+INFERENCE_PARTS = ("student", "model")
+"""Checkpoint state keys of the net the product runs (KDSR, CMDSR)."""
 
 
 def snapshot(run_dir: Path) -> Path:
     payload = torch.load(Path(run_dir) / "checkpoint.pt", map_location="cpu", weights_only=True)
-    part = next((key for key in INFERENCE_PART if key in payload["state"]), None)
+    part = next((key for key in INFERENCE_PARTS if key in payload["state"]), None)
     if part is None:
-        raise ValueError(f"{run_dir}: the checkpoint holds none of {', '.join(INFERENCE_PART)}")
+        raise ValueError(f"{run_dir}: the checkpoint holds none of {', '.join(INFERENCE_PARTS)}")
     target = Path(run_dir) / f"snapshot_step{payload['step']}.safetensors"
-    save_file({k: v.contiguous() for k, v in payload["state"][part].items()}, str(target),
-              metadata={"arch": INFERENCE_PART[part], "step": str(payload["step"])})
+    weights.save_state_dict(payload["state"][part], target)
     return target
 
 
