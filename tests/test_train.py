@@ -1,6 +1,7 @@
 """Smoke runs of the training recipes: a few steps on synthetic photos, tiny patches.
 Real training never runs here."""
 import json
+import math
 import os
 import signal
 
@@ -14,7 +15,7 @@ from core.train import cmdsr as cmdsr_recipe
 from core.train import kdsr as kdsr_recipe
 from core.train.__main__ import parse_args
 from core.train.data import PhotoPool
-from core.train.run import load_deepened, mixed_precision
+from core.train.run import clip_gradients, load_deepened, mixed_precision
 from core.train.snapshot import snapshot
 from core.train.validation import ValidationSet
 
@@ -339,3 +340,26 @@ def test_cmdsr_new_condition_net_keeps_what_the_base_net_computed(tmp_path):
     cmdsr_recipe.train(args, PhotoPool(synthetic_photos(size=160), min_size=128), validation(["iso2.0"], size=128))
     assert any("new ConditionNet" in line for line in log_lines(out))
     assert "finished" in log_lines(out)[-1]
+
+
+def test_clip_gradients_returns_the_norm_and_scales_to_the_bound():
+    layer = torch.nn.Linear(4, 3)
+    (layer(torch.ones(2, 4)) * 1000).sum().backward()
+    norm = float(clip_gradients(layer.parameters(), None))
+    assert norm > 10 and math.isclose(norm, float(torch.cat([p.grad.flatten() for p in layer.parameters()]).norm()),
+                                      rel_tol=1e-5)
+    assert math.isclose(float(clip_gradients(layer.parameters(), 0.5)), norm, rel_tol=1e-5)
+    assert float(torch.cat([p.grad.flatten() for p in layer.parameters()]).norm()) == pytest.approx(0.5, rel=1e-4)
+
+
+@pytest.mark.parametrize("recipe", ["kdsr", "cmdsr"])
+def test_recipes_log_the_gradient_norm_and_accept_a_clip(tmp_path, recipe):
+    out = tmp_path / recipe
+    args = {"kdsr": ["--batch", "2", "--patch", "8"],
+            "cmdsr": ["--tasks", "2", "--queries", "1", "--region", "128", "--patch", "8"]}[recipe]
+    module = {"kdsr": kdsr_recipe, "cmdsr": cmdsr_recipe}[recipe]
+    module.train(parse_args([recipe, "--out", str(out), "--steps", "2", "--val-steps", "100", "--log-every", "1",
+                             "--clip-grad", "0.01", *args]),
+                 PhotoPool(synthetic_photos(size=160), min_size=128), validation(["iso2.0"], size=128))
+    norms = [float(line.split("grad_norm ")[1].split(" ")[0]) for line in log_lines(out) if "grad_norm" in line]
+    assert len(norms) == 2 and all(n > 0.01 for n in norms)  # logged before clipping

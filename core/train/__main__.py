@@ -43,6 +43,9 @@ def parse_args(argv=None):
     parser.add_argument("--degradation-weight", type=float, default=0.0,
                         help="weight of a loss that reads blur width and noise level off the degradation vector "
                              "(CMDSR: the task vector; KDSR: the teacher's IDR)")
+    parser.add_argument("--clip-grad", type=float,
+                        help="scale the gradients down to this global L2 norm (a guard against "
+                             "a run collapsing; the norm is logged either way)")
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
     parser.add_argument("--val-minutes", type=float, default=5.0)
     parser.add_argument("--val-steps", type=int, help="validate every N steps instead of by time")

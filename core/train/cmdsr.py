@@ -38,7 +38,8 @@ from core import degradations as deg
 from core.archs import cmdsr as arch
 from core.support_set import PATCH_SIZE, sample_support_patches, stack_support
 from core.train.data import PhotoPool, default_training_files
-from core.train.run import TrainingRun, cosine_lr, load_deepened, mixed_precision, seed_everything, set_lr
+from core.train.run import (TrainingRun, clip_gradients, cosine_lr, load_deepened, mixed_precision,
+                            seed_everything, set_lr)
 from core.train.validation import SCALE, ValidationSet
 
 
@@ -166,6 +167,7 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
         sr_optimizer.zero_grad(set_to_none=True)
         condition_optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        losses["grad_norm"] = clip_gradients(sr_params + condition_params, args.clip_grad)
         sr_optimizer.step()
         condition_optimizer.step()
         run.tick()

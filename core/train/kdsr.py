@@ -26,7 +26,8 @@ from torch.nn import functional as F
 from core import degradations as deg
 from core.archs import kdsr as arch
 from core.train.data import PhotoPool, default_training_files
-from core.train.run import TrainingRun, cosine_lr, load_deepened, mixed_precision, seed_everything, set_lr
+from core.train.run import (TrainingRun, clip_gradients, cosine_lr, load_deepened, mixed_precision,
+                            seed_everything, set_lr)
 from core.train.validation import SCALE, ValidationSet
 
 PHASES = (("teacher", 0.0, 0.30), ("student_kd", 0.30, 0.38), ("student", 0.38, 1.0))
@@ -135,6 +136,8 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
                 loss = loss + losses["l1"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        losses["grad_norm"] = clip_gradients((p for group in optimizer.param_groups for p in group["params"]),
+                                             args.clip_grad)
         optimizer.step()
         run.tick()
 

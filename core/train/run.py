@@ -181,6 +181,12 @@ def cosine_lr(base: float, fraction: float, floor: float = 0.02) -> float:
     return float(base * (floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * fraction))))
 
 
+def clip_gradients(params, max_norm: float | None) -> torch.Tensor:
+    """The global L2 norm of the gradients, which the recipes log (a run drifting towards
+    collapse shows there), after scaling them down to `max_norm` when it is given."""
+    return torch.nn.utils.clip_grad_norm_(list(params), max_norm or float("inf"))
+
+
 def set_lr(optimizer: torch.optim.Optimizer, lr: float):
     for group in optimizer.param_groups:
         group["lr"] = lr
