@@ -58,7 +58,8 @@ def test_cmdsr_support_region_steers_the_modulation(models_folder):
     progress = lambda fraction, stage: None  # noqa: E731
     flat = upscaler.prepare(image.pixels, UpscaleRequest(model="cmdsr", support=(0, 0, 32, 64)), progress)
     noisy = upscaler.prepare(image.pixels, UpscaleRequest(model="cmdsr", support=(32, 0, 32, 64)), progress)
-    assert flat.shape == (1, 16, 32)
+    lite = cmdsr.CONFIGS["lite"]  # one (scale) row per modulation: two per block
+    assert flat.shape == (1, 2 * lite["n_blocks"], lite["channels"])
     assert np.abs(flat - noisy).max() > 1e-4
     with pytest.raises(InputError, match="fewer than 2x2"):
         engine.upscale(image, UpscaleRequest(model="cmdsr", support=(10, 10, 1, 1), tile=0))
