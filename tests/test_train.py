@@ -185,6 +185,10 @@ def test_kdsr_init_continues_from_a_finished_run_in_the_student_phase(tmp_path):
     start = load_file(str(first / "kdsr_lite.safetensors"))
     end = load_file(str(out / "kdsr_lite.safetensors"))
     assert all(torch.equal(start[k], end[k]) for k in start)
+    # ... and the continued run can seed another continuation
+    again = tmp_path / "again"
+    kdsr_recipe.train(parse_args(["kdsr", "--out", str(again), "--init", str(out), *common[5:], "--lr", "0"]), pool, val)
+    assert all(torch.equal(start[k], v) for k, v in load_file(str(again / "kdsr_lite.safetensors")).items())
 
     # a stopped continuation resumes in the student phase: no teacher phase, no G copied over
     out = tmp_path / "resumed"
@@ -194,7 +198,7 @@ def test_kdsr_init_continues_from_a_finished_run_in_the_student_phase(tmp_path):
     phases = [line.split("| phase ")[1] for line in log_lines(out) if "| phase " in line]
     assert phases == ["student"]
     assert any("resumed from checkpoint" in line for line in log_lines(out))
-    assert not any("teacher" in line for line in log_lines(out))
+    assert not any(line.split(" | ")[2] == "teacher" for line in log_lines(out))
     assert "finished" in log_lines(out)[-1]
 
 

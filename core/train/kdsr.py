@@ -90,6 +90,8 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
                  for net, name in ((teacher, "teacher.safetensors"), (student, f"kdsr_{args.config}.safetensors"))]
         phases = CONTINUE_PHASES
         run.log(f"initialised from {args.init}", added_blocks=len(added[1]))
+        # The frozen teacher goes with the run, so that this run can seed the next continuation.
+        run.save_weights("teacher.safetensors", teacher, {"arch": "kdsr-teacher", "config": args.config})
     pool = pool or PhotoPool.from_files(default_training_files(), min_size=args.patch * SCALE)
     validation = validation or ValidationSet(["iso2.0", "aniso+n10"])
     run.log("start", config=args.config, precision=args.precision, params=sum(p.numel() for p in student.parameters()),
