@@ -91,7 +91,7 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
         phases = CONTINUE_PHASES
         run.log(f"initialised from {args.init}", added_blocks=len(added[1]))
         # The frozen teacher goes with the run, so that this run can seed the next continuation.
-        run.save_weights("teacher.safetensors", teacher, {"arch": "kdsr-teacher", "config": args.config})
+        run.save_weights("teacher.safetensors", teacher)
     pool = pool or PhotoPool.from_files(default_training_files(), min_size=args.patch * SCALE)
     validation = validation or ValidationSet(["iso2.0", "aniso+n10"])
     run.log("start", config=args.config, precision=args.precision, params=sum(p.numel() for p in student.parameters()),
@@ -101,7 +101,7 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
         name, fraction = phase_at(run.progress(), phases)
         if name != phase:
             if phase == "teacher":  # leaving it: keep the teacher, start the student's G from it
-                run.save_weights("teacher.safetensors", teacher, {"arch": "kdsr-teacher", "config": args.config})
+                run.save_weights("teacher.safetensors", teacher)
                 student.G.load_state_dict(teacher.G.state_dict())
             phase = name
             optimizer = make_optimizer(phase, teacher, student, args.lr, head)

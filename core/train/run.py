@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
+
+from core import weights
 
 
 class TrainingRun:
@@ -126,16 +127,15 @@ class TrainingRun:
         `<arch>_<config>.safetensors`; otherwise a note that `--resume` continues. Closes the run."""
         if self.finished():
             validate()
-            self.save_weights(f"{arch}_{config}.safetensors", module, {"arch": arch, "config": config})
+            self.save_weights(f"{arch}_{config}.safetensors", module)
             self.log("finished")
         else:
             self.log("stopped before the end of the budget; continue with --resume")
         self.close()
         return self
 
-    def save_weights(self, name: str, module: torch.nn.Module, metadata: dict[str, str]):
-        state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
-        save_file(state, str(self.out_dir / name), metadata=metadata)
+    def save_weights(self, name: str, module: torch.nn.Module):
+        weights.save_state_dict(module.state_dict(), self.out_dir / name)
         self.log(f"weights written to {self.out_dir / name}")
 
 
