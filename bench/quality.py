@@ -1,6 +1,6 @@
 """Quality benchmark of the bundled models on kodak24 with synthetic classic degradations.
 
-    .venv/bin/python bench/quality.py [--models kdsr,cmdsr,...] [--limit N] [--peer-limit N]
+    .venv/bin/python bench/quality.py [--models kdsr,cmdsr,...] [--limit N] [--peer-limit N] [--ensemble]
 
 For every model (the bundled ones, bicubic, and the Real-ESRGAN x4plus peer when its weights are
 present) and every setting below, each kodak24 image (500 x 500, the HR) is degraded with a fixed
@@ -67,7 +67,7 @@ def kodak_images(limit: int | None):
         yield path.stem, rgb[:h, :w]
 
 
-def worker(model: str, settings: list[str], limit: int | None) -> dict:
+def worker(model: str, settings: list[str], limit: int | None, ensemble: bool = False) -> dict:
     """Runs in the subprocess: scores one model on every setting."""
     import numpy as np
     import torch
@@ -86,12 +86,13 @@ def worker(model: str, settings: list[str], limit: int | None) -> dict:
         for setting in settings:
             lr = degrade(hr_t, setting, index)[0].permute(1, 2, 0).numpy()
             started = time.perf_counter()
-            sr = engine.upscale(Image(np.ascontiguousarray(lr), 8, None, None), UpscaleRequest(model=model))
+            sr = engine.upscale(Image(np.ascontiguousarray(lr), 8, None, None), UpscaleRequest(model=model, ensemble=ensemble))
             seconds += time.perf_counter() - started
             megapixels += lr.shape[0] * lr.shape[1] / 1e6
             scores[setting]["psnr"].append(psnr_y(sr.pixels, hr))
             scores[setting]["ssim"].append(ssim_y(sr.pixels, hr))
-    return {"model": model, "config": engine.load(model).config,
+    config = engine.load(model).config
+    return {"model": model, "config": config + (", self-ensemble" if ensemble else ""),
             "images": len(scores[settings[0]]["psnr"]),
             "scores": {s: {k: float(np.mean(v)) for k, v in d.items()} for s, d in scores.items()},
             "seconds_per_input_mp": seconds / megapixels,
@@ -110,10 +111,12 @@ def available_models(requested: list[str] | None) -> list[str]:
     return models
 
 
-def run_model(model: str, settings: list[str], limit: int | None) -> dict:
+def run_model(model: str, settings: list[str], limit: int | None, ensemble: bool = False) -> dict:
     command = [sys.executable, __file__, "--worker", model, "--settings", ",".join(settings)]
     if limit:
         command += ["--limit", str(limit)]
+    if ensemble:
+        command.append("--ensemble")
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if done.returncode != 0:
         raise RuntimeError(f"{model} failed:\n{done.stderr[-2000:]}")
@@ -155,6 +158,8 @@ def main(argv=None):
     parser.add_argument("--settings", default=",".join(SETTINGS))
     parser.add_argument("--limit", type=int, help="only the first N kodak24 images")
     parser.add_argument("--peer-limit", type=int, default=4, help="images for the slow peers")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="also score the bundled models with self-ensemble (8 orientations per tile)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--include", type=Path, action="append", default=[],
@@ -162,7 +167,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     settings = args.settings.split(",")
     if args.worker:
-        print(json.dumps(worker(args.worker, settings, args.limit)))
+        print(json.dumps(worker(args.worker, settings, args.limit, args.ensemble)))
         return
     results = [r for path in args.include for r in json.loads(path.read_text())]
     for model in available_models(args.models.split(",") if args.models else None):
@@ -171,6 +176,9 @@ def main(argv=None):
             limit = min(limit or args.peer_limit, args.peer_limit)
         print(f"running {model} ...", file=sys.stderr, flush=True)
         results.append(run_model(model, settings, limit))
+        if args.ensemble and model not in PEERS and model != "bicubic":
+            print(f"running {model} with self-ensemble ...", file=sys.stderr, flush=True)
+            results.append(run_model(model, settings, args.limit, ensemble=True))
     print("PSNR-Y (dB) / SSIM-Y on kodak24 (x4, 4-px border crop):\n")
     print(tables(results, settings))
     print("\nSettings:\n" + "\n".join(f"- {k}: {v}" for k, v in SETTINGS.items() if k in settings))

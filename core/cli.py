@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="MetaF2N: face boxes")
     up.add_argument("--blur", type=float, default=None, help="MM-RealSR blur dial 0..1")
     up.add_argument("--noise", type=float, default=None, help="MM-RealSR noise dial 0..1")
+    up.add_argument("--ensemble", action="store_true",
+                    help="average the 8 orientations of every tile: a little sharper, 8x slower")
     up.add_argument("--max-pixels", type=int, default=None, help="largest input accepted")
     up.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
 
@@ -159,6 +161,7 @@ def _upscale(args) -> int:
         "region": parse_box(args.region, "region") if args.region else None,
         "support": parse_box(args.support, "support region") if args.support else None,
         "faces": parse_faces(args.faces), "blur": args.blur, "noise": args.noise,
+        "ensemble": args.ensemble,
     })
     image = _load(args.input, args.max_pixels)
     _check_output(out_path, image.has_alpha)

@@ -20,6 +20,7 @@ from core.image_io import Image
 from core.methods.bicubic import bicubic_upscale
 from core.registry import get_model, upscaler_class
 from core.runtimes import select_device
+from core.self_ensemble import self_ensemble
 from core.tiling import tiled_upscale
 
 Progress = Callable[[float, str], None]
@@ -46,6 +47,8 @@ class UpscaleRequest:
     blur: float | None = None
     noise: float | None = None
     region: Box | None = None
+    ensemble: bool = False
+    """Self-ensemble: average the 8 orientations of every tile (core/self_ensemble.py), 8x the time."""
 
     @classmethod
     def from_dict(cls, data: dict) -> "UpscaleRequest":
@@ -84,6 +87,8 @@ class UpscaleRequest:
             raise InputError(f"tile must be 0 (no tiling) or at least 16, got {self.tile!r}")
         if not isinstance(self.overlap, int) or self.overlap < 0:
             raise InputError(f"overlap must be a non-negative integer, got {self.overlap!r}")
+        if not isinstance(self.ensemble, bool):
+            raise InputError(f"ensemble must be true or false, got {self.ensemble!r}")
         for name in ("blur", "noise"):
             value = getattr(self, name)
             if value is not None:
@@ -222,9 +227,14 @@ class Engine:
         scale = upscaler.tile_scale(request)
         lo, hi = _TILES
         nchw = np.ascontiguousarray(color.transpose(2, 0, 1)[None])
+        def run_tile(tile):
+            return upscaler.run_tile(tile, context)
+
+        if request.ensemble:
+            run_tile = self_ensemble(run_tile)
         try:
             out = tiled_upscale(
-                lambda t: upscaler.run_tile(t, context), nchw, scale, request.tile, request.overlap,
+                run_tile, nchw, scale, request.tile, request.overlap,
                 progress=lambda done, total: report(lo + (hi - lo) * done / total,
                                                     f"upscaling tile {done}/{total}"),
                 cancel=is_cancelled)

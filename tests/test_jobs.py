@@ -142,6 +142,7 @@ def test_every_registered_model_describes_itself():
     ({"tile": 8}, "tile"), ({"blur": 1.5}, "blur"), ({"noise": "lots"}, "noise"),
     ({"region": [1, 2, 3]}, "region"), ({"support": [0, 0, -1, 4]}, "support"),
     ({"faces": "some"}, "faces"), ({"config": 3}, "config"), ({"faces": [[1, 2, 3]]}, "face box"), ({"colour": 1}, "unknown"),
+    ({"ensemble": "yes"}, "ensemble"),
 ])
 def test_request_validation(data, message):
     with pytest.raises(InputError, match=message):

@@ -158,6 +158,10 @@ def test_controls_drive_the_request_and_result_becomes_a_layer(qtbot, panel):
     assert host.applied[-1][:4] == (256, 192, Rect(0, 0, 64, 48), 4)
     assert "MM-RealSR" in host.applied[-1][5]
     assert "MM-RealSR on cpu" in widget.status_label.text()
+    widget.ensemble_check.setChecked(True)
+    assert run_and_wait(qtbot, widget) == "done"
+    assert client.submitted[-1][1]["ensemble"] is True
+    assert Settings(widget.settings.path).ensemble is True
 
 
 def test_auto_resets_dials_to_the_estimate_of_the_selection(qtbot, panel):

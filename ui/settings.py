@@ -26,6 +26,7 @@ class Values:
     scale: int = 4
     device: str = "auto"
     tile: int = 256
+    ensemble: bool = False
     blur: float = 0.5
     noise: float = 0.5
     selection_use: str = "area"
