@@ -190,6 +190,19 @@ def test_kdsr_init_continues_from_a_finished_run_in_the_student_phase(tmp_path):
     kdsr_recipe.train(parse_args(["kdsr", "--out", str(again), "--init", str(out), *common[5:], "--lr", "0"]), pool, val)
     assert all(torch.equal(start[k], v) for k, v in load_file(str(again / "kdsr_lite.safetensors")).items())
 
+    # a folder with the student alone (the bundled file) continues it with L1 only
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "kdsr_lite.safetensors").write_bytes((first / "kdsr_lite.safetensors").read_bytes())
+    alone = tmp_path / "alone"
+    kdsr_recipe.train(parse_args(["kdsr", "--out", str(alone), "--init", str(bare), *common[5:], "--lr", "0",
+                                  "--log-every", "1"]), pool, val)
+    assert all(torch.equal(start[k], v) for k, v in load_file(str(alone / "kdsr_lite.safetensors")).items())
+    student_lines = [line for line in log_lines(alone) if "| student_l1 |" in line]
+    assert student_lines and not any("| kd " in line for line in student_lines)
+    assert all("| l1 " in line for line in student_lines)
+    assert not (alone / "teacher.safetensors").exists()
+
     # a stopped continuation resumes in the student phase: no teacher phase, no G copied over
     out = tmp_path / "resumed"
     common[2] = str(out)

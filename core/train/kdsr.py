@@ -8,7 +8,9 @@ Phases (fractions of the budget):
 - student (0.38 .. 1): the whole student with L1 + KD; the teacher is frozen.
 With `--init RUN_DIR` (a finished run) the teacher and student start from that run's weights and the
 whole budget is the student phase: a warm restart of the learning rate that continues training. The
-run may have had fewer IDR-DCRB blocks: the added ones start as identities (a grown net). With
+run may have had fewer IDR-DCRB blocks: the added ones start as identities (a grown net). A folder
+with the student's weights but no `teacher.safetensors` (e.g. a copy of the bundled file) continues
+the student with L1 alone (phase `student_l1`): without a teacher there is no KD target. With
 `--new-encoders` as well, only the run's SR net is kept (for teacher and student) and all three
 phases train fresh encoders: for a run whose IDR never came to depend on the input.
 `idr_spread` in the log (std of the IDR across the batch) shows whether it does.
@@ -32,6 +34,7 @@ from core.train.validation import SCALE, ValidationSet
 
 PHASES = (("teacher", 0.0, 0.30), ("student_kd", 0.30, 0.38), ("student", 0.38, 1.0))
 CONTINUE_PHASES = (("student", 0.0, 1.0),)
+STUDENT_ONLY_PHASES = (("student_l1", 0.0, 1.0),)
 TAU = 0.15
 NOISE_MAX = 25.0
 
@@ -85,13 +88,17 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
             load_deepened(net.G, trained, net.G.body[0].body, "body.0.body.", "conv1")
         run.log(f"SR net initialised from {args.init}; new encoders, all phases")
     elif args.init is not None:
+        nets = [(student, f"kdsr_{args.config}.safetensors")]
+        has_teacher = (args.init / "teacher.safetensors").is_file()
+        if has_teacher:
+            nets.append((teacher, "teacher.safetensors"))
         added = [load_deepened(net, load_file(str(args.init / name)), net.G.body[0].body,
-                               "G.body.0.body.", "conv1")
-                 for net, name in ((teacher, "teacher.safetensors"), (student, f"kdsr_{args.config}.safetensors"))]
-        phases = CONTINUE_PHASES
-        run.log(f"initialised from {args.init}", added_blocks=len(added[1]))
-        # The frozen teacher goes with the run, so that this run can seed the next continuation.
-        run.save_weights("teacher.safetensors", teacher)
+                               "G.body.0.body.", "conv1") for net, name in nets]
+        phases = CONTINUE_PHASES if has_teacher else STUDENT_ONLY_PHASES
+        run.log(f"initialised from {args.init}" + ("" if has_teacher else " (no teacher there: L1 only)"),
+                added_blocks=len(added[0]))
+        if has_teacher:  # the frozen teacher goes with the run, so that it can seed the next continuation
+            run.save_weights("teacher.safetensors", teacher)
     pool = pool or PhotoPool.from_files(default_training_files(), min_size=args.patch * SCALE)
     validation = validation or ValidationSet(["iso2.0", "aniso+n10"])
     run.log("start", config=args.config, precision=args.precision, params=sum(p.numel() for p in student.parameters()),
@@ -127,12 +134,16 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
             teacher.eval()
             student.train()
             with mixed_precision(args.precision):
-                with torch.no_grad():
-                    _, teacher_vec = teacher.estimate(lr, hr)
+                teacher_vec = None
+                if phase != "student_l1":
+                    with torch.no_grad():
+                        _, teacher_vec = teacher.estimate(lr, hr)
                 idr, student_vec = student.estimate(lr)
-                sr = student.upscale(lr, idr) if phase == "student" else None
+                sr = student.upscale(lr, idr) if phase != "student_kd" else None
             losses["idr_spread"] = idr.detach().float().std(dim=0).mean()
-            loss = losses["kd"] = kd_loss(student_vec.float(), teacher_vec.float())
+            loss = 0.0
+            if teacher_vec is not None:
+                loss = losses["kd"] = kd_loss(student_vec.float(), teacher_vec.float())
             if sr is not None:
                 losses["l1"] = F.l1_loss(sr.float(), hr)
                 loss = loss + losses["l1"]
@@ -156,7 +167,7 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
 
 def make_optimizer(phase, teacher, student, lr, head=None):
     params = {"teacher": teacher.parameters(), "student_kd": student.E_st.parameters(),
-              "student": student.parameters()}[phase]
+              "student": student.parameters(), "student_l1": student.parameters()}[phase]
     params = [p for p in params if p.requires_grad]
     if phase == "teacher" and head is not None:
         params += list(head.parameters())
