@@ -227,6 +227,7 @@ class Engine:
         scale = upscaler.tile_scale(request)
         lo, hi = _TILES
         nchw = np.ascontiguousarray(color.transpose(2, 0, 1)[None])
+
         def run_tile(tile):
             return upscaler.run_tile(tile, context)
 

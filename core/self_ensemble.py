@@ -33,7 +33,11 @@ def self_ensemble(run_tile: TileFunction) -> TileFunction:
         total = None
         for turns, mirror in ORIENTATIONS:
             out = unorient(run_tile(orient(tile, turns, mirror)), turns, mirror)
-            total = out.astype(np.float32, copy=True) if total is None else total + out
-        return total / len(ORIENTATIONS)
+            if total is None:
+                total = out.astype(np.float32, copy=True)
+            else:
+                total += out
+        total /= len(ORIENTATIONS)
+        return total
 
     return averaged
