@@ -15,7 +15,7 @@ from core.train import cmdsr as cmdsr_recipe
 from core.train import kdsr as kdsr_recipe
 from core.train.__main__ import parse_args
 from core.train.data import PhotoPool
-from core.train.run import clip_gradients, load_deepened, mixed_precision
+from core.train.run import clip_gradients, cosine_lr, load_deepened, mixed_precision
 from core.train.snapshot import snapshot
 from core.train.validation import ValidationSet
 
@@ -380,3 +380,27 @@ def test_recipes_log_the_gradient_norm_and_accept_a_clip(tmp_path, recipe):
                  PhotoPool(synthetic_photos(size=160), min_size=128), validation(["iso2.0"], size=128))
     norms = [float(line.split("grad_norm ")[1].split(" ")[0]) for line in log_lines(out) if "grad_norm" in line]
     assert len(norms) == 2 and all(n > 0.01 for n in norms)  # logged before clipping
+
+
+def test_warmup_ramps_the_learning_rate_up_before_the_cosine_decay():
+    assert cosine_lr(1e-4, 0.0, step=0, warmup_steps=100) == pytest.approx(1e-6)
+    assert cosine_lr(1e-4, 0.0, step=49, warmup_steps=100) == pytest.approx(5e-5)
+    assert cosine_lr(1e-4, 0.0, step=99, warmup_steps=100) == pytest.approx(1e-4)
+    assert cosine_lr(1e-4, 0.5, step=400, warmup_steps=100) == pytest.approx(cosine_lr(1e-4, 0.5))
+    assert cosine_lr(1e-4, 1.0) == pytest.approx(2e-6)
+
+
+@pytest.mark.parametrize("recipe", ["kdsr", "cmdsr"])
+def test_recipes_warm_up_the_learning_rate(tmp_path, recipe):
+    args = {"kdsr": ["--batch", "2", "--patch", "8"],
+            "cmdsr": ["--tasks", "2", "--queries", "1", "--region", "128", "--patch", "8"]}[recipe]
+    module = {"kdsr": kdsr_recipe, "cmdsr": cmdsr_recipe}[recipe]
+    rates = {}
+    for warmup in (0, 4):
+        out = tmp_path / f"warmup{warmup}"
+        module.train(parse_args([recipe, "--out", str(out), "--steps", "40", "--val-steps", "100",
+                                 "--log-every", "1", "--lr", "1e-3", "--warmup-steps", str(warmup), *args]),
+                     PhotoPool(synthetic_photos(size=160), min_size=128), validation(["iso2.0"], size=128))
+        rates[warmup] = [float(line.split("| lr ")[1].split(" ")[0]) for line in log_lines(out) if "| lr " in line]
+    ramp = [warm / plain for warm, plain in zip(rates[4][:6], rates[0][:6])]
+    assert ramp == pytest.approx([0.25, 0.5, 0.75, 1, 1, 1], rel=1e-3)

@@ -30,6 +30,9 @@ def parse_args(argv=None):
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                         help="forward-pass precision (auto: bf16 where the CPU has native bf16, else fp32)")
     parser.add_argument("--lr", type=float, help="peak learning rate (cosine decay)")
+    parser.add_argument("--warmup-steps", type=int, default=0,
+                        help="ramp the learning rate up linearly over the first N steps (for a warm "
+                             "restart with --init: a fresh optimizer otherwise knocks the net back)")
     parser.add_argument("--batch", type=int, default=16, help="KDSR: patches per step")
     parser.add_argument("--patch", type=int, help="LR patch size (HR = 4x)")
     parser.add_argument("--tasks", type=int, default=4, help="CMDSR: tasks per step")

@@ -143,7 +143,7 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
             images=len(pool.images), **{f"bicubic_{k}": v for k, v in validation.bicubic.items()})
 
     while not run.finished() and not run.stop_requested:
-        lr_now = cosine_lr(args.lr, run.progress())
+        lr_now = cosine_lr(args.lr, run.progress(), run.step, args.warmup_steps)
         set_lr(sr_optimizer, lr_now)
         set_lr(condition_optimizer, lr_now)
         support_a, support_b, query_lr, query_hr, targets = make_tasks(pool, args, rng, generator)

@@ -113,7 +113,7 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
             phase = name
             optimizer = make_optimizer(phase, teacher, student, args.lr, head)
             run.log(f"phase {phase}")
-        set_lr(optimizer, cosine_lr(args.lr, fraction))
+        set_lr(optimizer, cosine_lr(args.lr, fraction, run.step, args.warmup_steps))
 
         hr = pool.batch(args.batch, args.patch * SCALE, rng)
         params = sample_degradations(args.batch, generator)

@@ -175,10 +175,14 @@ def mixed_precision(precision: str):
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def cosine_lr(base: float, fraction: float, floor: float = 0.02) -> float:
-    """Cosine decay from `base` to `floor * base` as `fraction` goes 0..1."""
+def cosine_lr(base: float, fraction: float, step: int = 0, warmup_steps: int = 0,
+              floor: float = 0.02) -> float:
+    """Cosine decay from `base` to `floor * base` as `fraction` goes 0..1, ramped up linearly over
+    the first `warmup_steps` steps: a fresh Adam moves every weight by about lr per step whatever
+    its gradient, which knocks a warm-started net back before its moment estimates settle."""
     fraction = min(max(fraction, 0.0), 1.0)
-    return float(base * (floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * fraction))))
+    ramp = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    return float(ramp * base * (floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * fraction))))
 
 
 def clip_gradients(params, max_norm: float | None) -> torch.Tensor:
