@@ -369,18 +369,26 @@ def test_clip_gradients_returns_the_norm_and_scales_to_the_bound():
     assert float(torch.cat([p.grad.flatten() for p in layer.parameters()]).norm()) == pytest.approx(0.5, rel=1e-4)
 
 
+def train_tiny(recipe, out, *extra):
+    """A few-step run of `recipe` on synthetic photos, with the smallest shapes it accepts."""
+    shapes = {"kdsr": ["--batch", "2", "--patch", "8"],
+              "cmdsr": ["--tasks", "2", "--queries", "1", "--region", "128", "--patch", "8"]}[recipe]
+    module = {"kdsr": kdsr_recipe, "cmdsr": cmdsr_recipe}[recipe]
+    module.train(parse_args([recipe, "--out", str(out), "--val-steps", "100", "--log-every", "1", *shapes, *extra]),
+                 PhotoPool(synthetic_photos(size=160), min_size=128), validation(["iso2.0"], size=128))
+
+
+def logged(out, key):
+    """The values of `key` in a run's log, in order."""
+    return [float(line.split(f"| {key} ")[1].split(" ")[0]) for line in log_lines(out) if f"| {key} " in line]
+
+
 @pytest.mark.parametrize("recipe", ["kdsr", "cmdsr"])
 def test_recipes_log_the_gradient_norm_and_accept_a_clip(tmp_path, recipe):
     out = tmp_path / recipe
-    args = {"kdsr": ["--batch", "2", "--patch", "8"],
-            "cmdsr": ["--tasks", "2", "--queries", "1", "--region", "128", "--patch", "8"]}[recipe]
-    module = {"kdsr": kdsr_recipe, "cmdsr": cmdsr_recipe}[recipe]
-    module.train(parse_args([recipe, "--out", str(out), "--steps", "2", "--val-steps", "100", "--log-every", "1",
-                             "--clip-grad", "0.01", *args]),
-                 PhotoPool(synthetic_photos(size=160), min_size=128), validation(["iso2.0"], size=128))
-    norms = [float(line.split("grad_norm ")[1].split(" ")[0]) for line in log_lines(out) if "grad_norm" in line]
+    train_tiny(recipe, out, "--steps", "2", "--clip-grad", "0.01")
+    norms = logged(out, "grad_norm")
     assert len(norms) == 2 and all(n > 0.01 for n in norms)  # logged before clipping
-
 
 def test_warmup_ramps_the_learning_rate_up_before_the_cosine_decay():
     assert cosine_lr(1e-4, 0.0, step=0, warmup_steps=100) == pytest.approx(1e-6)
@@ -392,15 +400,10 @@ def test_warmup_ramps_the_learning_rate_up_before_the_cosine_decay():
 
 @pytest.mark.parametrize("recipe", ["kdsr", "cmdsr"])
 def test_recipes_warm_up_the_learning_rate(tmp_path, recipe):
-    args = {"kdsr": ["--batch", "2", "--patch", "8"],
-            "cmdsr": ["--tasks", "2", "--queries", "1", "--region", "128", "--patch", "8"]}[recipe]
-    module = {"kdsr": kdsr_recipe, "cmdsr": cmdsr_recipe}[recipe]
     rates = {}
     for warmup in (0, 4):
         out = tmp_path / f"warmup{warmup}"
-        module.train(parse_args([recipe, "--out", str(out), "--steps", "40", "--val-steps", "100",
-                                 "--log-every", "1", "--lr", "1e-3", "--warmup-steps", str(warmup), *args]),
-                     PhotoPool(synthetic_photos(size=160), min_size=128), validation(["iso2.0"], size=128))
-        rates[warmup] = [float(line.split("| lr ")[1].split(" ")[0]) for line in log_lines(out) if "| lr " in line]
+        train_tiny(recipe, out, "--steps", "40", "--lr", "1e-3", "--warmup-steps", str(warmup))
+        rates[warmup] = logged(out, "lr")
     ramp = [warm / plain for warm, plain in zip(rates[4][:6], rates[0][:6])]
     assert ramp == pytest.approx([0.25, 0.5, 0.75, 1, 1, 1], rel=1e-3)
