@@ -407,3 +407,36 @@ def test_recipes_warm_up_the_learning_rate(tmp_path, recipe):
         rates[warmup] = logged(out, "lr")
     ramp = [warm / plain for warm, plain in zip(rates[4][:6], rates[0][:6])]
     assert ramp == pytest.approx([0.25, 0.5, 0.75, 1, 1, 1], rel=1e-3)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_realworld_recipe_trains_the_trunk_on_the_second_order_chain_and_resumes(tmp_path, workers):
+    """Pairs from the loader process (or in-process) have LR = HR / 4; a run resumed with a longer
+    budget continues from the checkpoint (step, Adam state) and ends with the trunk's weights file."""
+    from core.archs import rrdbnet
+    from core.train import realworld as realworld_recipe
+
+    out = tmp_path / "run"
+    common = ["realworld", "--out", str(out), "--batch", "2", "--patch", "8",
+              "--val-steps", "100", "--log-every", "1", "--precision", "fp32", "--loader-workers", str(workers)]
+    pool = PhotoPool(synthetic_photos(), min_size=32)
+    val = validation(["realworld", "iso2.0"])
+    assert val.lr["realworld"].shape[-1] == val.hr.shape[-1] // 4
+    realworld_recipe.train(parse_args(common + ["--steps", "2"]), pool, val)
+    realworld_recipe.train(parse_args(common + ["--steps", "4", "--resume"]), pool, val)
+    lines = log_lines(out)
+    assert any("resumed from checkpoint" in line for line in lines)
+    assert [line.split(" |")[0] for line in lines if "| train |" in line] == [f"step {i}" for i in (1, 2, 3, 4)]
+    assert any("gain_realworld" in line for line in lines)
+    module = rrdbnet.build("lite")
+    module.load_state_dict(load_file(out / "rrdbnet_lite.safetensors"))
+
+
+def test_realworld_pairs_are_reproducible_per_seed_and_first_step():
+    from core.train.data import RealWorldPairs
+
+    pool = PhotoPool(synthetic_photos(), min_size=32)
+    first = [next(iter(RealWorldPairs(pool, 2, 8, 4, seed, step))) for seed, step in ((0, 0), (0, 0), (0, 5))]
+    assert first[0][0].shape == (2, 3, 8, 8) and first[0][1].shape == (2, 3, 32, 32)
+    assert torch.equal(first[0][0], first[1][0]) and torch.equal(first[0][1], first[1][1])
+    assert not torch.equal(first[0][1], first[2][1])

@@ -21,8 +21,8 @@ CONFIGS = {
     "official": {"num_feat": 64, "num_block": 23, "num_grow_ch": 32, "embed_dim": 512,
                  "de_feats": (64, 64, 64, 128), "de_blocks": (2, 2, 2, 2),
                  "de_downscales": (1, 1, 2, 1)},
-    # CPU configuration: same mechanism, narrower trunk, estimator and embedding (1.16 M).
-    "lite": {"num_feat": 32, "num_block": 4, "num_grow_ch": 16, "embed_dim": 128,
+    # CPU configuration: same mechanism, narrower trunk, estimator and embedding (1.16 M), bicubic image skip.
+    "lite": {"num_feat": 32, "num_block": 4, "num_grow_ch": 16, "embed_dim": 128, "image_skip": True,
              "de_feats": (32, 64), "de_blocks": (1, 1), "de_downscales": (2, 1)},
 }
 
@@ -91,8 +91,8 @@ class MMRealSRNet(RRDBNet):
     embedding. `forward(x, blur=None, noise=None)` estimates whatever score is not given."""
 
     def __init__(self, num_feat, num_block, num_grow_ch, embed_dim, de_feats, de_blocks,
-                 de_downscales, scale: int = 4):
-        super().__init__(num_feat, num_block, num_grow_ch, scale)
+                 de_downscales, scale: int = 4, image_skip: bool = False):
+        super().__init__(num_feat, num_block, num_grow_ch, scale, image_skip=image_skip)
         self.am_list = nn.ModuleList(
             [AffineModulation(embed_dim, num_feat) for _ in range(num_block)])
         self.de_net = DegradationEstimator(list(de_feats), list(de_blocks), list(de_downscales))
@@ -110,7 +110,7 @@ class MMRealSRNet(RRDBNet):
         trunk = feat
         for block, modulation in zip(self.body, self.am_list):
             trunk = modulation(block(trunk), embedding)
-        return self.reconstruct(feat + self.conv_body(trunk))
+        return self.output(lr, self.reconstruct(feat + self.conv_body(trunk)))
 
     def forward(self, lr, blur=None, noise=None):
         scores = self.estimate(lr)

@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from core.degradations import realesrgan_degrade
+
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 BSDS500 = SHARED_DATA / "train" / "bsds500"
 KODAK24 = SHARED_DATA / "val" / "kodak24"
@@ -80,3 +82,38 @@ def kodak_validation_crops(names=("kodim03.png", "kodim05.png", "kodim14.png", "
         y, x = (h - size) // 2, (w - size) // 2
         crops.append(image[y:y + size, x:x + size])
     return torch.from_numpy(np.stack(crops).astype(np.float32) / 255.0).permute(0, 3, 1, 2).contiguous()
+
+
+class RealWorldPairs(torch.utils.data.IterableDataset):
+    """Endless (LR, HR) batches through the second-order real-world chain
+    (`core.degradations.realesrgan_degrade`).
+
+    Run in one loader process (`real_world_batches`), so the training step never waits for the
+    chain: measured here on one thread, the chain costs ~10 ms per 128x128 HR patch, about 0.1 s
+    of a 1 s RRDB-lite step at batch 8. A precomputed cache would cost the same per pair and
+    repeat pairs; a loader process costs a tenth of the second core and never repeats one.
+    The stream is seeded by (seed, first step, loader index), so a resumed run draws a reproducible stream."""
+
+    def __init__(self, pool: PhotoPool, batch: int, patch: int, scale: int, seed: int, first_step: int):
+        super().__init__()
+        self.pool, self.batch, self.patch, self.scale = pool, batch, patch, scale
+        self.seed, self.first_step = seed, first_step
+
+    def __iter__(self):
+        worker = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([self.seed, self.first_step, worker.id if worker else 0])
+        generator = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
+        while True:
+            hr = self.pool.batch(self.batch, self.patch * self.scale, rng)
+            yield realesrgan_degrade(hr, self.scale, generator), hr
+
+
+def real_world_batches(pool: PhotoPool, batch: int, patch: int, scale: int, seed: int,
+                       first_step: int, workers: int = 1):
+    """An iterator of (LR, HR) float batches made by `workers` loader processes (0: in this one)."""
+    dataset = RealWorldPairs(pool, batch, patch, scale, seed, first_step)
+    if workers == 0:
+        return iter(dataset)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers,
+                                         prefetch_factor=4, persistent_workers=True)
+    return iter(loader)

@@ -1,4 +1,6 @@
-"""Validation during training: a few kodak24 crops with fixed degradations, PSNR-Y vs bicubic."""
+"""Validation during training: a few kodak24 crops with fixed degradations, PSNR-Y vs bicubic.
+A setting is a classic one (fixed blur and noise for every crop) or `realworld`: each crop through
+the second-order chain with its own draw from a fixed seed (not a training seed)."""
 
 import math
 
@@ -10,6 +12,7 @@ from core.metrics import psnr_y
 from core.train.data import kodak_validation_crops
 
 SCALE = 4
+REAL_WORLD = "realworld"
 
 
 def classic_settings() -> dict[str, deg.ClassicBatch]:
@@ -35,13 +38,16 @@ class ValidationSet:
                  hr: torch.Tensor | None = None):
         """`hr`: N x 3 x H x W images to validate on (default: kodak24 centre crops of `size`)."""
         self.hr = kodak_validation_crops(size=size) if hr is None else hr
-        all_settings = classic_settings()
+        classic = classic_settings()
         self.lr = {}
         for name in settings:
-            params = all_settings[name]
+            generator = torch.Generator().manual_seed(seed)
+            if name == REAL_WORLD:
+                self.lr[name] = deg.realesrgan_degrade(self.hr, SCALE, generator)
+                continue
             n = self.hr.shape[0]
-            batch = deg.ClassicBatch(params.kernels.expand(n, -1, -1), params.noise_sigma.expand(n))
-            self.lr[name] = deg.classic_degrade(self.hr, batch, SCALE, torch.Generator().manual_seed(seed))
+            batch = deg.ClassicBatch(classic[name].kernels.expand(n, -1, -1), classic[name].noise_sigma.expand(n))
+            self.lr[name] = deg.classic_degrade(self.hr, batch, SCALE, generator)
         hr_np = to_numpy(self.hr)
         self.bicubic = {}
         for name, lr in self.lr.items():
