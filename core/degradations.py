@@ -13,7 +13,7 @@ which runs through Pillow), so a seed reproduces the same LR.
 
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -210,7 +210,9 @@ def classic_degrade(hr: torch.Tensor, params: ClassicBatch, scale: int,
 
 
 # ---------------------------------------------------------------------------------------------
-# Real-ESRGAN-style second-order degradations (Wang et al., ICCVW 2021), with its default ranges
+# Real-ESRGAN-style second-order degradations (Wang et al., ICCVW 2021), with its default ranges.
+# A chain is first drawn as a `ChainPlan` (every parameter, no pixels), then applied; MM-RealSR's
+# coupled synthesis derives its "more blur", "more noise" and strongest variants from one plan.
 
 @dataclass
 class StageSettings:
@@ -241,6 +243,57 @@ FINAL_SINC_PROB = 0.8
 RESIZE_MODES = ("area", "bilinear", "bicubic")
 
 
+@dataclass
+class KernelPlan:
+    """One blur kernel by its parameters, so a variant can widen it: `kind` is a Real-ESRGAN
+    kernel type or "sinc" (then `cutoff` in radians; a lower cutoff blurs more)."""
+    kind: str
+    size: int
+    sigma_x: float = 0.0
+    sigma_y: float = 0.0
+    theta: float = 0.0
+    beta: float = 1.0
+    cutoff: float = math.pi
+
+    def kernel(self) -> torch.Tensor:
+        """size x size, zero-padded to MAX_KERNEL_SIZE."""
+        if self.kind == "sinc":
+            return pad_kernels(sinc_kernels(torch.tensor([self.cutoff]), self.size))[0]
+        args = [torch.tensor([v]) for v in (self.sigma_x, self.sigma_y, self.theta)]
+        if self.kind.startswith("generalized"):
+            kernel = generalized_gaussian_kernels(*args, torch.tensor([self.beta]), self.size)
+        elif self.kind.startswith("plateau"):
+            kernel = plateau_kernels(*args, torch.tensor([self.beta]), self.size)
+        else:
+            kernel = anisotropic_gaussian_kernels(*args, self.size)
+        return pad_kernels(kernel)[0]
+
+
+@dataclass
+class NoisePlan:
+    gaussian: bool
+    level: float        # Gaussian sigma (0..255 scale) or Poisson scale
+    gray: bool
+
+
+@dataclass
+class StagePlan:
+    kernel: KernelPlan | None
+    resize: float       # stage 1: factor of the input size; stage 2: of the final LR size
+    resize_mode: str
+    noise: NoisePlan
+    jpeg_quality: int
+
+
+@dataclass
+class ChainPlan:
+    first: StagePlan
+    second: StagePlan
+    final_sinc: KernelPlan | None
+    final_mode: str
+    resize_before_jpeg: bool
+
+
 def _draw(low: float, high: float, generator: torch.Generator) -> float:
     return float(_uniform(1, low, high, generator))
 
@@ -249,36 +302,65 @@ def _chance(p: float, generator: torch.Generator) -> bool:
     return float(torch.rand(1, generator=generator)) < p
 
 
-def random_kernel(stage: StageSettings, generator: torch.Generator) -> torch.Tensor:
-    """One 21 x 21 blur kernel of a random type and odd size 7..21."""
-    size = 2 * int(torch.randint(3, 11, (1,), generator=generator)) + 1
+def _odd_size(generator: torch.Generator) -> int:
+    return 2 * int(torch.randint(3, 11, (1,), generator=generator)) + 1
+
+
+def _mode(generator: torch.Generator) -> str:
+    return RESIZE_MODES[int(torch.randint(0, 3, (1,), generator=generator))]
+
+
+def sample_kernel(stage: StageSettings, generator: torch.Generator) -> KernelPlan:
+    """A kernel of a random type and odd size 7..21."""
+    size = _odd_size(generator)
     if _chance(stage.sinc_prob, generator):
-        low = math.pi / 3 if size < 13 else math.pi / 5
-        return pad_kernels(sinc_kernels(torch.tensor([_draw(low, math.pi, generator)]), size))
+        return KernelPlan("sinc", size, cutoff=_draw(_sinc_floor(size), math.pi, generator))
     kind = stage.kernel_types[int(torch.multinomial(torch.tensor(stage.kernel_probs), 1, generator=generator))]
     sx = _draw(*stage.kernel_sigma, generator)
     if kind.endswith("iso") and not kind.endswith("aniso"):
         sy, theta = sx, 0.0
     else:
         sy, theta = _draw(*stage.kernel_sigma, generator), _draw(0, math.pi, generator)
-    args = [torch.tensor([v]) for v in (sx, sy, theta)]
-    if kind.startswith("generalized"):
-        kernel = generalized_gaussian_kernels(*args, torch.tensor([_draw(*stage.beta_generalized, generator)]), size)
-    elif kind.startswith("plateau"):
-        kernel = plateau_kernels(*args, torch.tensor([_draw(*stage.beta_plateau, generator)]), size)
+    beta = (_draw(*stage.beta_generalized, generator) if kind.startswith("generalized") else
+            _draw(*stage.beta_plateau, generator) if kind.startswith("plateau") else 1.0)
+    return KernelPlan(kind, size, sx, sy, theta, beta)
+
+
+def _sinc_floor(size: int) -> float:
+    """The lowest sinc cutoff for a kernel size (Real-ESRGAN: pi/3 below 13 taps, else pi/5)."""
+    return math.pi / 3 if size < 13 else math.pi / 5
+
+
+def sample_noise(stage: StageSettings, generator: torch.Generator) -> NoisePlan:
+    gray = _chance(stage.gray_noise_prob, generator)
+    if _chance(stage.gaussian_noise_prob, generator):
+        return NoisePlan(True, _draw(*stage.gaussian_sigma, generator), gray)
+    return NoisePlan(False, _draw(*stage.poisson_scale, generator), gray)
+
+
+def _sample_stage(stage: StageSettings, generator: torch.Generator, first: bool) -> StagePlan:
+    kernel = sample_kernel(stage, generator) if _chance(stage.blur_prob, generator) else None
+    if first:
+        kind = int(torch.multinomial(torch.tensor(stage.resize_probs), 1, generator=generator))
+        factor = (_draw(1.0, stage.resize_range[1], generator) if kind == 0 else
+                  _draw(stage.resize_range[0], 1.0, generator) if kind == 1 else 1.0)
     else:
-        kernel = anisotropic_gaussian_kernels(*args, size)
-    return pad_kernels(kernel)
+        factor = _draw(*stage.resize_range, generator)
+    mode = _mode(generator)
+    noise = sample_noise(stage, generator)
+    quality = int(torch.randint(stage.jpeg_range[0], stage.jpeg_range[1] + 1, (1,), generator=generator))
+    return StagePlan(kernel, factor, mode, noise, quality)
 
 
-def _random_resize(image: torch.Tensor, stage: StageSettings, generator: torch.Generator) -> torch.Tensor:
-    kind = int(torch.multinomial(torch.tensor(stage.resize_probs), 1, generator=generator))
-    factor = (_draw(1.0, stage.resize_range[1], generator) if kind == 0 else
-              _draw(stage.resize_range[0], 1.0, generator) if kind == 1 else 1.0)
-    mode = RESIZE_MODES[int(torch.randint(0, 3, (1,), generator=generator))]
-    h, w = image.shape[-2:]
-    size = (max(int(h * factor), 1), max(int(w * factor), 1))
-    return _resize(image, size, mode)
+def sample_chain(generator: torch.Generator, first: StageSettings = FIRST_STAGE,
+                 second: StageSettings = SECOND_STAGE, final_sinc_prob: float = FINAL_SINC_PROB) -> ChainPlan:
+    """Every parameter of one second-order degradation."""
+    first_plan = _sample_stage(first, generator, first=True)
+    second_plan = _sample_stage(second, generator, first=False)
+    size = _odd_size(generator)
+    sinc = (KernelPlan("sinc", size, cutoff=_draw(math.pi / 3, math.pi, generator))
+            if _chance(final_sinc_prob, generator) else None)
+    return ChainPlan(first_plan, second_plan, sinc, _mode(generator), _chance(0.5, generator))
 
 
 def _resize(image: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
@@ -287,17 +369,35 @@ def _resize(image: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tens
     return F.interpolate(image, size=size, mode=mode, align_corners=False)
 
 
-def _random_noise(image: torch.Tensor, stage: StageSettings, generator: torch.Generator) -> torch.Tensor:
-    gray = torch.tensor([_chance(stage.gray_noise_prob, generator)])
-    if _chance(stage.gaussian_noise_prob, generator):
-        sigma = torch.tensor([_draw(*stage.gaussian_sigma, generator) / 255])
-        return add_gaussian_noise(image, sigma, generator, gray)
-    return add_poisson_noise(image, torch.tensor([_draw(*stage.poisson_scale, generator)]), generator, gray)
+def _apply_noise(image: torch.Tensor, noise: NoisePlan, generator: torch.Generator) -> torch.Tensor:
+    gray = torch.tensor([noise.gray])
+    if noise.gaussian:
+        return add_gaussian_noise(image, torch.tensor([noise.level / 255]), generator, gray)
+    return add_poisson_noise(image, torch.tensor([noise.level]), generator, gray)
 
 
-def _random_jpeg(image: torch.Tensor, stage: StageSettings, generator: torch.Generator) -> torch.Tensor:
-    quality = int(torch.randint(stage.jpeg_range[0], stage.jpeg_range[1] + 1, (1,), generator=generator))
-    return jpeg(image.clamp(0, 1), np.array([quality]))
+def _blur(image: torch.Tensor, kernel: KernelPlan | None) -> torch.Tensor:
+    return image if kernel is None else blur(image, kernel.kernel()[None])
+
+
+def apply_chain(hr: torch.Tensor, plan: ChainPlan, scale: int, generator: torch.Generator) -> torch.Tensor:
+    """1 x 3 x H x W HR -> 1 x 3 x H/scale x W/scale LR, 8-bit; `generator` draws the noise."""
+    h, w = hr.shape[-2:]
+    x = _blur(hr, plan.first.kernel)
+    x = _resize(x, (max(int(h * plan.first.resize), 1), max(int(w * plan.first.resize), 1)),
+                plan.first.resize_mode)
+    x = jpeg(_apply_noise(x, plan.first.noise, generator).clamp(0, 1), np.array([plan.first.jpeg_quality]))
+    x = _blur(x, plan.second.kernel)
+    factor = plan.second.resize
+    x = _resize(x, (max(int(h / scale * factor), 1), max(int(w / scale * factor), 1)), plan.second.resize_mode)
+    x = _apply_noise(x, plan.second.noise, generator)
+    target = (h // scale, w // scale)
+    quality = np.array([plan.second.jpeg_quality])
+    if plan.resize_before_jpeg:
+        x = jpeg(_blur(_resize(x, target, plan.final_mode), plan.final_sinc).clamp(0, 1), quality)
+    else:
+        x = _blur(_resize(jpeg(x.clamp(0, 1), quality), target, plan.final_mode), plan.final_sinc)
+    return quantize(x)
 
 
 def realesrgan_degrade(hr: torch.Tensor, scale: int, generator: torch.Generator,
@@ -305,32 +405,93 @@ def realesrgan_degrade(hr: torch.Tensor, scale: int, generator: torch.Generator,
                        final_sinc_prob: float = FINAL_SINC_PROB) -> torch.Tensor:
     """B x 3 x H x W HR -> B x 3 x H/scale x W/scale LR through the second-order chain; each sample
     draws its own kernels, resizes, noise and JPEG qualities."""
-    out = []
+    return torch.cat([apply_chain(image[None], sample_chain(generator, first, second, final_sinc_prob), scale, generator)
+                      for image in hr])
+
+
+# ---------------------------------------------------------------------------------------------
+# MM-RealSR's coupled synthesis (Mou et al., ECCV 2022): from one drawn chain, a version with
+# more blur (the same noise and JPEG) and one with more noise and harsher JPEG (the same blur), so
+# that a ranking loss can teach the degradation estimator which is which; plus the strongest
+# chain (score 1) and the clean image (score 0) as the two anchors of each score.
+
+def _widen(kernel: KernelPlan | None, stage: StageSettings, generator: torch.Generator) -> KernelPlan:
+    """The same kind of kernel, wider: each sigma drawn between itself + 0.1 and the range end
+    (a sinc: a cutoff between the size's floor and its own); no blur becomes a Gaussian."""
+    low, high = stage.kernel_sigma
+    if kernel is None:
+        sigma = _draw(low + 0.1, high, generator)
+        return KernelPlan("iso", MAX_KERNEL_SIZE, sigma, sigma)
+    if kernel.kind == "sinc":
+        return replace(kernel, cutoff=_draw(_sinc_floor(kernel.size), kernel.cutoff, generator))
+    wider = [_draw(min(s + 0.1, high), high, generator) for s in (kernel.sigma_x, kernel.sigma_y)]
+    if kernel.kind.endswith("iso") and not kernel.kind.endswith("aniso"):
+        wider[1] = wider[0]
+    return replace(kernel, size=max(kernel.size, MAX_KERNEL_SIZE - 6), sigma_x=wider[0], sigma_y=wider[1])
+
+
+def _strongest_kernel(kernel: KernelPlan | None, stage: StageSettings) -> KernelPlan:
+    high = stage.kernel_sigma[1]
+    if kernel is not None and kernel.kind == "sinc":
+        return replace(kernel, cutoff=_sinc_floor(kernel.size))
+    kind = kernel.kind if kernel is not None else "iso"
+    return KernelPlan(kind, MAX_KERNEL_SIZE, high, high, kernel.theta if kernel else 0.0,
+                      kernel.beta if kernel else 1.0)
+
+
+def _noisier(noise: NoisePlan, generator: torch.Generator) -> NoisePlan:
+    extra = _draw(1.0, 21.0, generator) if noise.gaussian else _draw(0.05, 2.05, generator)
+    return replace(noise, level=noise.level + extra)
+
+
+def more_blur(plan: ChainPlan, generator: torch.Generator, first: StageSettings = FIRST_STAGE,
+              second: StageSettings = SECOND_STAGE) -> ChainPlan:
+    """Wider kernels in both stages and a stronger first-stage downscale; noise and JPEG unchanged."""
+    shrink = _draw(first.resize_range[0], plan.first.resize, generator)
+    return replace(plan, first=replace(plan.first, kernel=_widen(plan.first.kernel, first, generator),
+                                       resize=min(plan.first.resize, shrink)),
+                   second=replace(plan.second, kernel=_widen(plan.second.kernel, second, generator)))
+
+
+def more_noise(plan: ChainPlan, generator: torch.Generator) -> ChainPlan:
+    """Stronger noise in one stage (the first or the second, at even odds), in the other too one
+    time in five, and both JPEG qualities 5..60 lower (not below 30); blur and resizes unchanged."""
+    in_first = _chance(0.5, generator)
+    both = _chance(0.2, generator)
+    stages = {}
+    for name, chosen in (("first", in_first), ("second", not in_first)):
+        stage = getattr(plan, name)
+        noise = _noisier(stage.noise, generator) if chosen or both else stage.noise
+        quality = max(30, stage.jpeg_quality - int(_draw(5, 60, generator)))
+        stages[name] = replace(stage, noise=noise, jpeg_quality=quality)
+    return replace(plan, **stages)
+
+
+def strongest(plan: ChainPlan, first: StageSettings = FIRST_STAGE,
+              second: StageSettings = SECOND_STAGE) -> ChainPlan:
+    """The anchor of score 1: the widest kernels of the plan's kinds, the strongest downscale,
+    the strongest noise of the plan's kinds, JPEG quality 30."""
+    def stage_at_max(stage: StagePlan, settings: StageSettings, resize: float) -> StagePlan:
+        level = settings.gaussian_sigma[1] if stage.noise.gaussian else settings.poisson_scale[1]
+        return replace(stage, kernel=_strongest_kernel(stage.kernel, settings), resize=resize,
+                       noise=replace(stage.noise, level=level), jpeg_quality=settings.jpeg_range[0])
+    return replace(plan, first=stage_at_max(plan.first, first, first.resize_range[0]),
+                   second=stage_at_max(plan.second, second, second.resize_range[0]))
+
+
+COUPLED_NAMES = ("origin", "more_blur", "more_noise", "strongest", "clean")
+"""The order of `coupled_degrade`'s five LR versions; the last two are the anchors (scores 1, 0)."""
+
+
+def coupled_degrade(hr: torch.Tensor, scale: int, generator: torch.Generator) -> torch.Tensor:
+    """B x 3 x H x W HR -> 5 x B x 3 x H/scale x W/scale LR, in the order of `COUPLED_NAMES`; the
+    clean anchor is the HR downscaled bilinearly, 8-bit."""
+    versions = [[] for _ in COUPLED_NAMES]
     for image in hr:
         x = image[None]
-        h, w = x.shape[-2:]
-        x = blur(x, random_kernel(first, generator))
-        x = _random_resize(x, first, generator)
-        x = _random_noise(x, first, generator)
-        x = _random_jpeg(x, first, generator)
-        if _chance(second.blur_prob, generator):
-            x = blur(x, random_kernel(second, generator))
-        factor = _draw(*second.resize_range, generator)
-        mode = RESIZE_MODES[int(torch.randint(0, 3, (1,), generator=generator))]
-        x = _resize(x, (max(int(h / scale * factor), 1), max(int(w / scale * factor), 1)), mode)
-        x = _random_noise(x, second, generator)
-        target = (h // scale, w // scale)
-        mode = RESIZE_MODES[int(torch.randint(0, 3, (1,), generator=generator))]
-        sinc = (sinc_kernels(torch.tensor([_draw(math.pi / 3, math.pi, generator)]), 2 * int(
-            torch.randint(3, 11, (1,), generator=generator)) + 1)
-            if _chance(final_sinc_prob, generator) else None)
-        if _chance(0.5, generator):
-            x = _resize(x, target, mode)
-            x = blur(x, sinc) if sinc is not None else x
-            x = _random_jpeg(x, second, generator)
-        else:
-            x = _random_jpeg(x, second, generator)
-            x = _resize(x, target, mode)
-            x = blur(x, sinc) if sinc is not None else x
-        out.append(quantize(x)[0])
-    return torch.stack(out)
+        plan = sample_chain(generator)
+        plans = (plan, more_blur(plan, generator), more_noise(plan, generator), strongest(plan))
+        for out, variant in zip(versions, plans):
+            out.append(apply_chain(x, variant, scale, generator))
+        versions[-1].append(quantize(_resize(x, (x.shape[-2] // scale, x.shape[-1] // scale), "bilinear")))
+    return torch.stack([torch.cat(v) for v in versions])

@@ -63,3 +63,50 @@ def test_realesrgan_degrade_shapes_and_reproducibility():
     assert a.shape == (2, 3, 16, 16)
     assert torch.equal(a, b)
     assert 0 <= float(a.min()) and float(a.max()) <= 1
+
+
+def _edges_and_flat(size=128):
+    """A checkerboard of 8-px squares on the left half (detail that blur removes), flat grey on the
+    right half (where only noise and JPEG put energy)."""
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    board = (((yy // 8) + (xx // 8)) % 2).float() * 0.6 + 0.2
+    image = torch.where(xx < size // 2, board, torch.full_like(board, 0.5))
+    return image.expand(1, 3, size, size).contiguous()
+
+
+def _detail(lr):
+    """Mean absolute horizontal gradient of the checkerboard half."""
+    half = lr[..., : lr.shape[-1] // 2 - 2]
+    return float((half[..., 1:] - half[..., :-1]).abs().mean())
+
+
+def _noise(lr):
+    """Std of the flat half, away from the border between the halves."""
+    return float(lr[..., 4:-4, lr.shape[-1] // 2 + 3: -4].std())
+
+
+def test_coupled_degrade_orders_blur_and_noise_on_average():
+    """MM-RealSR's ranking losses rely on this: 'more blur' keeps less detail than the origin,
+    'more noise' puts more noise in flat areas, the strongest anchor is worst on both, and the
+    clean anchor is the least degraded. Averaged over 24 draws (a single draw may tie)."""
+    hr = _edges_and_flat().expand(24, 3, 128, 128).contiguous()
+    lr = deg.coupled_degrade(hr, 4, torch.Generator().manual_seed(3))
+    assert lr.shape == (len(deg.COUPLED_NAMES), 24, 3, 32, 32)
+    origin, blurred, noisy, strongest, clean = lr
+    assert _detail(blurred) < _detail(origin) < _detail(clean)
+    assert _noise(clean) < _noise(origin) < _noise(noisy)
+    assert _detail(strongest) < _detail(blurred)
+    assert _noise(strongest) > _noise(origin)
+    again = deg.coupled_degrade(hr[:2], 4, torch.Generator().manual_seed(3))
+    assert torch.equal(again, lr[:, :2])
+
+
+def test_coupled_variants_change_only_their_own_axis():
+    plan = deg.sample_chain(torch.Generator().manual_seed(1))
+    blurred = deg.more_blur(plan, torch.Generator().manual_seed(2))
+    assert blurred.first.noise == plan.first.noise and blurred.second.jpeg_quality == plan.second.jpeg_quality
+    assert blurred.first.resize <= plan.first.resize
+    noisy = deg.more_noise(plan, torch.Generator().manual_seed(2))
+    assert noisy.first.kernel == plan.first.kernel and noisy.first.resize == plan.first.resize
+    assert noisy.first.jpeg_quality <= plan.first.jpeg_quality
+    assert (noisy.first.noise.level, noisy.second.noise.level) != (plan.first.noise.level, plan.second.noise.level)

@@ -440,3 +440,38 @@ def test_realworld_pairs_are_reproducible_per_seed_and_first_step():
     assert first[0][0].shape == (2, 3, 8, 8) and first[0][1].shape == (2, 3, 32, 32)
     assert torch.equal(first[0][0], first[1][0]) and torch.equal(first[0][1], first[1][1])
     assert not torch.equal(first[0][1], first[2][1])
+
+
+def test_mmrealsr_recipe_starts_from_the_shared_trunk_and_logs_score_gaps(tmp_path):
+    """The trunk's weights land in MM-RealSR's RRDB parts unchanged; the coupled losses train
+    DE-Net and the modulations, and the log shows the ranking gaps that reveal a collapse."""
+    from core.archs import mmrealsr, rrdbnet
+    from core.train import mmrealsr as mmrealsr_recipe
+    from core.train import realworld as realworld_recipe
+
+    pool = PhotoPool(synthetic_photos(), min_size=32)
+    val = validation(["realworld"])
+    common = ["--batch", "2", "--patch", "8", "--val-steps", "100", "--log-every", "1", "--precision", "fp32",
+              "--loader-workers", "0"]
+    trunk_dir = tmp_path / "trunk"
+    realworld_recipe.train(parse_args(["realworld", "--out", str(trunk_dir), "--steps", "1", *common]), pool, val)
+    out = tmp_path / "mm"
+    mmrealsr_recipe.train(parse_args(["mmrealsr", "--out", str(out), "--init", str(trunk_dir), "--steps", "2",
+                                      "--lr", "0", *common]), pool, val)
+    trunk = load_file(trunk_dir / "rrdbnet_lite.safetensors")
+    trained = load_file(out / "mmrealsr_lite.safetensors")
+    assert all(torch.equal(trained[key], value) for key, value in trunk.items())
+    train_lines = [line for line in log_lines(out) if "| train |" in line]
+    assert len(train_lines) == 2 and all("gap_blur" in line and "gap_noise" in line for line in train_lines)
+    assert any("shared real-world trunk" in line for line in log_lines(out))
+
+    model = mmrealsr.build("lite")
+    losses = mmrealsr_recipe.coupled_losses(model, torch.rand(5, 2, 3, 8, 8), torch.rand(2, 3, 32, 32), "fp32")
+    losses["total"].backward()
+    assert model.de_net.conv_first[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="does not fit"):
+        bad = tmp_path / "bad"
+        bad.mkdir()
+        save_file({k: v for k, v in rrdbnet.build("lite").state_dict().items() if k != "conv_last.bias"},
+                  bad / "rrdbnet_lite.safetensors")
+        mmrealsr_recipe.initialise(mmrealsr.build("lite"), bad, "lite")

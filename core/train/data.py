@@ -86,7 +86,7 @@ def kodak_validation_crops(names=("kodim03.png", "kodim05.png", "kodim14.png", "
 
 class RealWorldPairs(torch.utils.data.IterableDataset):
     """Endless (LR, HR) batches through the second-order real-world chain
-    (`core.degradations.realesrgan_degrade`).
+    (`core.degradations.realesrgan_degrade`, or `degrade`: e.g. MM-RealSR's `coupled_degrade`).
 
     Run in one loader process (`real_world_batches`), so the training step never waits for the
     chain: measured here on one thread, the chain costs ~10 ms per 128x128 HR patch, about 0.1 s
@@ -94,10 +94,11 @@ class RealWorldPairs(torch.utils.data.IterableDataset):
     repeat pairs; a loader process costs a tenth of the second core and never repeats one.
     The stream is seeded by (seed, first step, loader index), so a resumed run draws a reproducible stream."""
 
-    def __init__(self, pool: PhotoPool, batch: int, patch: int, scale: int, seed: int, first_step: int):
+    def __init__(self, pool: PhotoPool, batch: int, patch: int, scale: int, seed: int, first_step: int,
+                 degrade=realesrgan_degrade):
         super().__init__()
         self.pool, self.batch, self.patch, self.scale = pool, batch, patch, scale
-        self.seed, self.first_step = seed, first_step
+        self.seed, self.first_step, self.degrade = seed, first_step, degrade
 
     def __iter__(self):
         worker = torch.utils.data.get_worker_info()
@@ -105,13 +106,13 @@ class RealWorldPairs(torch.utils.data.IterableDataset):
         generator = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
         while True:
             hr = self.pool.batch(self.batch, self.patch * self.scale, rng)
-            yield realesrgan_degrade(hr, self.scale, generator), hr
+            yield self.degrade(hr, self.scale, generator), hr
 
 
 def real_world_batches(pool: PhotoPool, batch: int, patch: int, scale: int, seed: int,
-                       first_step: int, workers: int = 1):
+                       first_step: int, workers: int = 1, degrade=realesrgan_degrade):
     """An iterator of (LR, HR) float batches made by `workers` loader processes (0: in this one)."""
-    dataset = RealWorldPairs(pool, batch, patch, scale, seed, first_step)
+    dataset = RealWorldPairs(pool, batch, patch, scale, seed, first_step, degrade)
     if workers == 0:
         return iter(dataset)
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers,

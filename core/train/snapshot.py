@@ -2,7 +2,7 @@
 
     python -m core.train.snapshot train_runs/kdsr_lite_fresh
 
-writes `<run>/snapshot_step<N>.safetensors` (KDSR: the student; CMDSR: the model), which
+writes `<run>/snapshot_step<N>.safetensors` (KDSR: the student; the other recipes: the model), which
 `bench/adaptation.py --weights` and `python -m core.train.export` take like a finished run's file."""
 
 import argparse
@@ -13,7 +13,7 @@ import torch
 from core import weights
 
 INFERENCE_PARTS = ("student", "model")
-"""Checkpoint state keys of the net the product runs (KDSR, CMDSR)."""
+"""Checkpoint state keys of the net the product runs (KDSR; the other recipes)."""
 
 
 def snapshot(run_dir: Path) -> Path:

@@ -1,0 +1,133 @@
+"""MM-RealSR recipe (the paper's Net stage), shrunk to a CPU budget.
+
+Each HR patch yields five LR versions through the coupled synthesis of
+`core.degradations.coupled_degrade`: origin, more blur (same noise/JPEG), more noise and harsher
+JPEG (same blur), the strongest chain and the clean image. DE-Net scores every version; in the SR
+path the two anchors' scores are overwritten by 1 (strongest) and 0 (clean), so the modulated net
+learns the calibrated ends of each dial. Loss, as in the official Net stage:
+L1 of all five SR outputs + 0.01 x margin ranking (blur: more-blur above origin; noise:
+more-noise above origin; margin 0.05) + 1e-4 x MSE of the anchors' estimated scores to 0 and 1.
+The log carries the score gaps (`gap_blur`, `gap_noise`): the known failure is both falling to
+zero, the scores collapsed to a constant (official issue #17).
+
+Deviations: plain GT instead of USM-sharpened GT (this is a PSNR-oriented model), no EMA and no
+pair queue; DE-Net reads each 32x32 LR patch, not a whole image.
+
+`--init RUN_DIR` starts from the shared real-world trunk (`rrdbnet_<config>.safetensors`, see
+`core.train.realworld`), the modulations near identity and a fresh DE-Net, or continues a finished
+MM-RealSR run (`mmrealsr_<config>.safetensors`). `--resume` continues this run's schedule.
+"""
+
+import torch
+from safetensors.torch import load_file
+from torch.nn import functional as F
+
+from core import degradations as deg
+from core.archs import mmrealsr as arch
+from core.train.data import PhotoPool, default_training_files, real_world_batches
+from core.train.run import (TrainingRun, clip_gradients, cosine_lr, mixed_precision, seed_everything,
+                            set_lr)
+from core.train.validation import REAL_WORLD, SCALE, ValidationSet
+
+RANKING_WEIGHT = 0.01
+MARGIN = 0.05
+ANCHOR_WEIGHT = 1e-4
+ORIGIN, MORE_BLUR, MORE_NOISE, STRONGEST, CLEAN = range(len(deg.COUPLED_NAMES))
+BLUR, NOISE = arch.SCORES.index("blur"), arch.SCORES.index("noise")
+
+
+def initialise(model: arch.MMRealSRNet, run_dir, config: str) -> str:
+    """Loads a finished MM-RealSR run strictly, or else the shared trunk into the RRDB parts."""
+    own = run_dir / f"mmrealsr_{config}.safetensors"
+    if own.is_file():
+        model.load_state_dict(load_file(str(own)))
+        return "a finished MM-RealSR run"
+    missing, unexpected = model.load_state_dict(load_file(str(run_dir / f"rrdbnet_{config}.safetensors")),
+                                                strict=False)
+    added = ("am_list.", "de_net.", "dd_embed.")
+    stray = [key for key in missing if not key.startswith(added)]
+    if unexpected or stray:
+        raise ValueError(f"the trunk in {run_dir} does not fit mmrealsr {config}: lacking {stray[:3]}, "
+                         f"unexpected {unexpected[:3]}")
+    return "the shared real-world trunk"
+
+
+def coupled_losses(model: arch.MMRealSRNet, lr: torch.Tensor, hr: torch.Tensor, precision: str) -> dict:
+    """lr: 5 x B x 3 x h x w (the order of COUPLED_NAMES), hr: B x 3 x H x W."""
+    versions, batch = lr.shape[:2]
+    flat = lr.flatten(0, 1)
+    with mixed_precision(precision):
+        scores = model.estimate(flat).float().view(versions, batch, 2)
+        anchored = torch.cat([scores[:STRONGEST], torch.ones_like(scores[STRONGEST:STRONGEST + 1]),
+                              torch.zeros_like(scores[CLEAN:CLEAN + 1])])
+        sr = model.upscale(flat, anchored.flatten(0, 1))
+    losses = {"l1": F.l1_loss(sr.float(), hr.repeat(versions, 1, 1, 1))}
+    below = -torch.ones(batch)
+    losses["rank_blur"] = F.margin_ranking_loss(scores[ORIGIN, :, BLUR], scores[MORE_BLUR, :, BLUR], below, margin=MARGIN)
+    losses["rank_noise"] = F.margin_ranking_loss(scores[ORIGIN, :, NOISE], scores[MORE_NOISE, :, NOISE], below,
+                                                 margin=MARGIN)
+    losses["anchor"] = F.mse_loss(scores[CLEAN], torch.zeros_like(scores[CLEAN])) + \
+        F.mse_loss(scores[STRONGEST], torch.ones_like(scores[STRONGEST]))
+    losses["total"] = (losses["l1"] + RANKING_WEIGHT * (losses["rank_blur"] + losses["rank_noise"])
+                       + ANCHOR_WEIGHT * losses["anchor"])
+    scores = scores.detach()
+    losses["gap_blur"] = (scores[MORE_BLUR, :, BLUR] - scores[ORIGIN, :, BLUR]).mean()
+    losses["gap_noise"] = (scores[MORE_NOISE, :, NOISE] - scores[ORIGIN, :, NOISE]).mean()
+    losses["clean"] = scores[CLEAN].mean()
+    losses["strongest"] = scores[STRONGEST].mean()
+    return losses
+
+
+def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None = None):
+    torch.set_num_threads(args.threads)
+    run = TrainingRun(args.out, args.minutes, args.steps, args.checkpoint_minutes,
+                      args.val_minutes, args.val_steps)
+    rng, generator = seed_everything(args.seed)
+    model = arch.build(args.config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
+    state = run.load_checkpoint(rng, generator) if args.resume else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    elif args.init is not None:
+        run.log(f"initialised from {initialise(model, args.init, args.config)} in {args.init}")
+    pool = pool or PhotoPool.from_files(default_training_files(), min_size=args.patch * SCALE)
+    validation = validation or ValidationSet([REAL_WORLD, "iso2.0"], size=256)
+    batches = real_world_batches(pool, args.batch, args.patch, SCALE, args.seed, run.step, args.loader_workers,
+                                 degrade=deg.coupled_degrade)
+    run.log("start", config=args.config, precision=args.precision, params=sum(p.numel() for p in model.parameters()),
+            images=len(pool.images), **{f"bicubic_{k}": v for k, v in validation.bicubic.items()})
+
+    while not run.finished() and not run.stop_requested:
+        lr_now = cosine_lr(args.lr, run.progress(), run.step, args.warmup_steps)
+        set_lr(optimizer, lr_now)
+        lr, hr = next(batches)
+        model.train()
+        losses = coupled_losses(model, lr, hr, args.precision)
+        optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        losses["grad_norm"] = clip_gradients(model.parameters(), args.clip_grad)
+        optimizer.step()
+        run.tick()
+
+        if run.step % args.log_every == 0:
+            run.log("train", lr=lr_now, **{k: float(v.detach()) for k, v in losses.items()})
+        if run.validation_due():
+            validate(run, validation, model)
+        if run.checkpoint_due():
+            save(run, rng, generator, model, optimizer)
+
+    save(run, rng, generator, model, optimizer)
+    return run.finish(lambda: validate(run, validation, model), "mmrealsr", args.config, model)
+
+
+def save(run, rng, generator, model, optimizer):
+    run.save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, rng, generator)
+
+
+def validate(run, validation, model):
+    """Each validation image with DE-Net's own estimate of its scores, as the product runs it."""
+    model.eval()
+    scores = validation.evaluate(lambda lr, hr: torch.cat([model(x[None]) for x in lr]))
+    run.log("val", **{f"psnr_{k}": v for k, v in scores.items()},
+            **{f"gain_{k}": v - validation.bicubic[k] for k, v in scores.items()})
