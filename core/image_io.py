@@ -23,7 +23,7 @@ from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from core.errors import InputError
-from plugin.raw_image import RawImage
+from protocol.raw_image import RawImage
 
 DEFAULT_MAX_PIXELS = 64_000_000
 """Largest input accepted by default (width × height), checked from the header before decoding."""

@@ -32,7 +32,7 @@ from core.image_io import DEFAULT_MAX_PIXELS, Image, from_raw, to_raw
 from core.jobs import Engine, UpscaleRequest
 from core.registry import list_models
 from core.runtimes import select_device
-from plugin.raw_image import ORDERS, SAMPLE_SIZE, RawImage
+from protocol.raw_image import ORDERS, SAMPLE_SIZE, RawImage
 
 MAX_HEADER_LINE = 4096
 MAX_REQUEST_LINE = 65536

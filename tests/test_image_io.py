@@ -9,7 +9,7 @@ from PIL import ImageCms
 from core import image_io
 from core.errors import InputError
 from core.image_io import Image, from_buffer, from_raw, load_image, save_image, to_buffer, to_raw
-from plugin.raw_image import RawImage
+from protocol.raw_image import RawImage
 
 RNG = np.random.default_rng(0)
 

@@ -12,8 +12,9 @@ import pytest
 from core.image_io import Image, from_raw, to_raw
 from core.jobs import Engine, UpscaleRequest
 from core.server import EngineServer, main, srgb_decode, srgb_encode
-from plugin.engine_client import EngineClient, EngineError
-from plugin.raw_image import RawImage
+from protocol.client import EngineClient
+from protocol.errors import EngineError
+from protocol.raw_image import RawImage
 
 TOKEN = "test-token"
 

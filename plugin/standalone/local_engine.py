@@ -1,5 +1,5 @@
 """The engine inside the standalone editor's process, behind the same client interface as the
-HTTP `plugin.engine_client.EngineClient` (docs/internals.md, "The client interface").
+HTTP `protocol.client.EngineClient` (docs/internals.md, "The client interface").
 
 Jobs run one at a time on a worker thread through `core.jobs.Engine`; the GUI polls `status`.
 Cancelling sets the job's event, which the engine checks between tiles and stages. Only this
@@ -13,8 +13,8 @@ import queue
 import threading
 import traceback
 
-from plugin.engine_client import EngineError
-from plugin.raw_image import RawImage
+from protocol.errors import EngineError, sentence
+from protocol.raw_image import RawImage
 
 log = logging.getLogger(__name__)
 VERSION = "in-process"
@@ -151,7 +151,7 @@ class LocalEngine:
             job.state, job.stage = "cancelled", "cancelled"
             return
         except BlindUpscaleError as exc:
-            job.state, job.error = "failed", _sentence(exc.message)
+            job.state, job.error = "failed", sentence(exc.message)
             return
         except MemoryError:
             job.state, job.error = "failed", "Not enough memory for this image; try a smaller tile size or a selection."
@@ -170,12 +170,5 @@ def _call(function, *args):
     try:
         return function(*args)
     except BlindUpscaleError as exc:
-        raise EngineError(_sentence(exc.message)) from None
+        raise EngineError(sentence(exc.message)) from None
 
-
-def _sentence(message: str) -> str:
-    message = message.strip()
-    if not message:
-        return "The engine failed."
-    message = message[0].upper() + message[1:]
-    return message if message.endswith((".", "!", "?")) else message + "."
