@@ -29,7 +29,7 @@ import numpy as np
 
 from core.errors import BlindUpscaleError, Cancelled, InputError
 from core.image_io import DEFAULT_MAX_PIXELS, Image, from_raw, to_raw
-from core.jobs import Engine, UpscaleRequest
+from core.engine import Engine, UpscaleRequest
 from core.registry import list_models
 from core.runtimes import select_device
 from protocol.raw_image import ORDERS, SAMPLE_SIZE, RawImage

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from core.image_io import Image, from_raw, to_raw
-from core.jobs import Engine, UpscaleRequest
+from core.engine import Engine, UpscaleRequest
 from core.server import EngineServer, main, srgb_decode, srgb_encode
 from protocol.client import EngineClient
 from protocol.errors import EngineError

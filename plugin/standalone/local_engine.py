@@ -1,7 +1,7 @@
 """The engine inside the standalone editor's process, behind the same client interface as the
 HTTP `protocol.client.EngineClient` (docs/internals.md, "The client interface").
 
-Jobs run one at a time on a worker thread through `core.jobs.Engine`; the GUI polls `status`.
+Jobs run one at a time on a worker thread through `core.engine.Engine`; the GUI polls `status`.
 Cancelling sets the job's event, which the engine checks between tiles and stages. Only this
 module touches `core` (numpy, torch): the panel sees RawImages and dicts.
 """
@@ -37,10 +37,10 @@ class _LocalJob:
 
 
 class LocalEngine:
-    """`health/models/analyse/submit/status/cancel/result`, running core.jobs.Engine on a thread."""
+    """`health/models/analyse/submit/status/cancel/result`, running core.engine.Engine on a thread."""
 
     def __init__(self, engine=None):
-        from core.jobs import Engine
+        from core.engine import Engine
 
         self.engine = engine or Engine()
         self._jobs: dict[str, _LocalJob] = {}
@@ -73,7 +73,7 @@ class LocalEngine:
             return _call(self.engine.analyse, from_raw(image), box)
 
     def submit(self, image: RawImage, request: dict) -> str:
-        from core.jobs import UpscaleRequest
+        from core.engine import UpscaleRequest
 
         parsed = _call(UpscaleRequest.from_dict, dict(request))
         job = _LocalJob(str(next(self._ids)), image, parsed)
