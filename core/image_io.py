@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from core.errors import InputError
+from protocol.files import atomic_write
 from protocol.raw_image import RawImage
 
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -326,17 +326,8 @@ def save_image(image: Image, path: str | os.PathLike, quality: int = 95) -> Path
     elif fmt == "PNG" and bits == 32:
         bits = 16
     payload = _encode(image, fmt, bits, quality)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(payload)
     return path
 
 

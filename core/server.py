@@ -14,7 +14,6 @@ import os
 import secrets
 import signal
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -28,6 +27,7 @@ from core.image_io import DEFAULT_MAX_PIXELS
 from core.job_queue import JobQueue, NoResult, QueueFull, UnknownJob
 from core.registry import list_models
 from core.runtimes import select_device
+from protocol.files import atomic_write
 from protocol.raw_image import ORDERS, SAMPLE_SIZE, RawImage
 
 MAX_HEADER_LINE = 4096
@@ -284,16 +284,8 @@ def _is_loopback(host: str) -> bool:
 def write_port_file(path: Path, info: dict) -> None:
     """Atomically, readable by the owner only: the file holds the access token."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".port.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(info, f)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, private=True) as tmp:
+        tmp.write_text(json.dumps(info), encoding="utf-8")
 
 
 def _stop_with_parent(server: EngineServer, parent: int) -> None:

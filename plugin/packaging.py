@@ -19,6 +19,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+from protocol.files import atomic_write
+
 PLUGIN = "blind_upscale"
 ZIP_NAME = "blind_upscale-krita.zip"
 PACKAGES = ("ui", "protocol")
@@ -70,8 +72,8 @@ def krita_zip_entries(root: Path) -> dict[str, bytes]:
 def build_krita_zip(root: Path, dist: Path) -> Path:
     dist.mkdir(parents=True, exist_ok=True)
     target = dist / ZIP_NAME
-    partial = dist / (ZIP_NAME + ".part")
-    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with atomic_write(target) as partial, \
+            zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, data in sorted(krita_zip_entries(root).items()):
             info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
             if name.endswith("/"):
@@ -81,7 +83,6 @@ def build_krita_zip(root: Path, dist: Path) -> Path:
                 info.external_attr = 0o644 << 16
                 info.compress_type = zipfile.ZIP_DEFLATED
                 archive.writestr(info, data)
-    partial.replace(target)
     return target
 
 

@@ -1,4 +1,4 @@
-"""The shared stdlib package: what it may import, and the error sentence."""
+"""The shared stdlib package: what it may import, the error sentence, the atomic write."""
 from __future__ import annotations
 
 import os
@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from protocol.errors import sentence
+from protocol.files import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,7 +23,7 @@ def test_sentence_capitalises_and_ends_with_a_full_stop():
 
 def test_protocol_needs_only_the_standard_library():
     script = ("import sys\n"
-              "import protocol.client, protocol.errors, protocol.host, protocol.raw_image\n"
+              "import protocol.client, protocol.errors, protocol.files, protocol.host, protocol.raw_image\n"
               "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
               "{'numpy', 'torch', 'PyQt6', 'PyQt5', 'core', 'ui', 'plugin'})\n"
               "assert not heavy, heavy\n")
@@ -35,3 +38,24 @@ def test_core_never_imports_the_host_side():
     offenders = [str(path.relative_to(ROOT)) for path in (ROOT / "core").rglob("*.py")
                  if pattern.search(path.read_text(encoding="utf-8"))]
     assert not offenders
+
+
+def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "settings.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_write(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash mid-write")
+    assert target.read_text() == "old" and list(tmp_path.iterdir()) == [target]
+    with atomic_write(target) as tmp:
+        assert tmp.parent == tmp_path and target.read_text() == "old"
+        tmp.write_text("new")
+    assert target.read_text() == "new" and list(tmp_path.iterdir()) == [target]
+
+
+def test_private_atomic_write_is_never_readable_by_others(tmp_path):
+    with atomic_write(tmp_path / "engine.port", private=True) as tmp:
+        assert tmp.stat().st_mode & 0o077 == 0  # before the secret is written
+        tmp.write_text("token")
+    assert (tmp_path / "engine.port").stat().st_mode & 0o777 == 0o600
