@@ -4,7 +4,7 @@
     python3 build.py run [IMAGE] [--headless]   open the standalone editor, or (headless / no
                                                 display) upscale IMAGE or the sample into out/
     python3 build.py test [PYTEST ARGS...]      run the whole test suite (or what the arguments select)
-    python3 build.py package                    build dist/ (Krita plug-in zip, GIMP folder)
+    python3 build.py package                    build dist/ (the Krita plug-in zip)
 
 Every command first makes sure `.venv` exists and holds the dependencies of pyproject.toml.
 A stamp file (`.venv/.blind-upscale-stamp`: a hash of pyproject.toml and the Python version,

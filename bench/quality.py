@@ -4,7 +4,7 @@
 
 For every model (the bundled ones, bicubic, and the Real-ESRGAN x4plus peer when its weights are
 present) and every setting below, each kodak24 image (500 x 500, the HR) is degraded with a fixed
-seed, upscaled x4 through the engine (`core.jobs.Engine`, default tiling) and scored with PSNR-Y
+seed, upscaled x4 through the engine (`core.engine.Engine`, default tiling) and scored with PSNR-Y
 and SSIM-Y (4-pixel border crop). Each model runs in its own subprocess so its peak resident
 memory (getrusage maxrss) and its time per input megapixel are its own. Prints Markdown tables.
 """
@@ -77,7 +77,7 @@ def worker(model: str, settings: list[str], limit: int | None, ensemble: bool = 
     import torch
 
     from core.image_io import Image
-    from core.jobs import Engine, UpscaleRequest
+    from core.engine import Engine, UpscaleRequest
     from core.metrics import psnr_y, ssim_y
 
     torch.set_num_threads(1)

@@ -152,7 +152,7 @@ def _check_output(path: Path, has_alpha: bool) -> None:
 
 def _upscale(args) -> int:
     from core.image_io import save_image
-    from core.jobs import Engine, UpscaleRequest
+    from core.engine import Engine, UpscaleRequest
 
     out_path = Path(args.output)
     request = UpscaleRequest.from_dict({
@@ -188,7 +188,7 @@ def _upscale(args) -> int:
 
 
 def _analyse(args) -> int:
-    from core.jobs import Engine
+    from core.engine import Engine
 
     image = _load(args.input, args.max_pixels)
     region = parse_box(args.region, "region") if args.region else None

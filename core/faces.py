@@ -26,6 +26,7 @@ from PIL import Image
 from torch.nn import functional as F
 
 from core.errors import WeightsError
+from core.image_io import to_rgb
 
 RETINAFACE_FILE = "retinaface_mobilenet0.25_Final.pth"
 FACEXLIB_RETINAFACE_FILE = "detection_mobilenet0.25_Final.pth"  # the same file, facexlib's name
@@ -83,14 +84,14 @@ def detect(rgb: np.ndarray, models_dir=None, region=None, min_score: float | Non
     (default: the user's models folder) is where RetinaFace's weights are looked for. The
     default score threshold is the detector's: 0.9 for RetinaFace (MetaF2N's setting), 0.6 for
     YuNet, whose scores for clear faces sit around 0.9 and for small ones around 0.75."""
-    rgb = _as_rgb(rgb)
+    rgb = to_rgb(rgb)
     ox = oy = 0
     if region is not None:
         ox, oy, w, h = (int(v) for v in region)
         rgb = rgb[oy:oy + h, ox:ox + w]
     if rgb.shape[0] < 8 or rgb.shape[1] < 8:
         return Detection([], "none", "the image is too small to hold a face")
-    bgr8 = np.ascontiguousarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)[:, :, ::-1])
+    bgr8 = np.ascontiguousarray((rgb * 255 + 0.5).astype(np.uint8)[:, :, ::-1])
     if models_dir is None:
         from core.weights import models_dir as user_models_dir
         models_dir = user_models_dir()
@@ -240,15 +241,6 @@ class DetectorView:
 
     def _point(self, x, y):
         return (x + 0.5) / self.fx - 0.5, (y + 0.5) / self.fy - 0.5
-
-
-def _as_rgb(image: np.ndarray) -> np.ndarray:
-    image = np.asarray(image, dtype=np.float32)
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.shape[2] in (1, 2):
-        return np.repeat(image[:, :, :1], 3, axis=2)
-    return image[:, :, :3]
 
 
 def _offset(faces: list[Face], ox: int, oy: int) -> list[Face]:

@@ -1,4 +1,4 @@
-"""Image files and raw buffers <-> `Image` (float32 0..1, H×W×C, with bit depth, ICC and EXIF).
+"""Image files and raw images <-> `Image` (float32 0..1, H×W×C, with bit depth, ICC and EXIF).
 
 Pillow reads and writes PNG, JPEG, TIFF and WebP. Pillow (13.0 here) has no 16-bit colour,
 16-bit gray+alpha or float colour mode: it silently truncates 16-bit RGB PNG/TIFF to 8 bits and
@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,8 @@ from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from core.errors import InputError
-from plugin.raw_image import RawImage
+from protocol.files import atomic_write
+from protocol.raw_image import RawImage
 
 DEFAULT_MAX_PIXELS = 64_000_000
 """Largest input accepted by default (width × height), checked from the header before decoding."""
@@ -60,13 +60,20 @@ class Image:
     def has_alpha(self) -> bool:
         return self.channels in (2, 4)
 
-    def color(self) -> np.ndarray:
-        """The colour channels as H×W×3 RGB (gray is repeated)."""
-        c = self.pixels[..., :1] if self.channels <= 2 else self.pixels[..., :3]
-        return np.repeat(c, 3, axis=2) if c.shape[2] == 1 else c
-
     def alpha(self) -> np.ndarray | None:
         return self.pixels[..., -1:] if self.has_alpha else None
+
+
+def to_rgb(pixels: np.ndarray) -> np.ndarray:
+    """H×W×3 float32 in 0..1 from gray (H×W or H×W×1), gray+alpha, RGB or RGBA pixels: what the
+    models and the face detector see (alpha dropped, gray repeated)."""
+    pixels = np.asarray(pixels)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    color = pixels[..., :1] if pixels.shape[2] <= 2 else pixels[..., :3]
+    if color.shape[2] == 1:
+        color = np.repeat(color, 3, axis=2)
+    return np.clip(color, 0.0, 1.0).astype(np.float32)
 
 
 # ---------------------------------------------------------------- header sniffing
@@ -319,17 +326,8 @@ def save_image(image: Image, path: str | os.PathLike, quality: int = 95) -> Path
     elif fmt == "PNG" and bits == 32:
         bits = 16
     payload = _encode(image, fmt, bits, quality)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(payload)
     return path
 
 
@@ -472,19 +470,3 @@ def to_raw(image: Image, dtype: str | None = None) -> RawImage:
         a = np.clip(a, -_HALF_MAX, _HALF_MAX)
     a = a.astype(_DTYPES[dtype][0])
     return RawImage(image.width, image.height, image.channels, dtype, a.tobytes())
-
-
-def from_buffer(payload: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image:
-    """Parse the raw interchange format (see docs/internals.md); errors are `InputError`s."""
-    try:
-        raw = RawImage.from_bytes(payload)
-    except ValueError as exc:
-        raise InputError(f"bad raw image: {exc}") from None
-    if raw.width * raw.height > max_pixels:
-        raise InputError(f"image is {raw.width}x{raw.height}, above the limit of "
-                         f"{max_pixels / 1e6:.1f} MP")
-    return from_raw(raw)
-
-
-def to_buffer(image: Image, dtype: str | None = None) -> bytes:
-    return to_raw(image, dtype).to_bytes()

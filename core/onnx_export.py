@@ -10,7 +10,6 @@ the sha256 of the weights they were made from.
 """
 
 import argparse
-import os
 import sys
 import warnings
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+
+from protocol.files import atomic_write
 
 from . import weights
 from .errors import BlindUpscaleError
@@ -92,13 +93,11 @@ def export_graph(spec: GraphSpec, model: torch.nn.Module, examples: dict, path: 
     if "sr" in spec.outputs:
         dynamic["sr"] = {2: "sr_height", 3: "sr_width"}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    with warnings.catch_warnings():
+    with atomic_write(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
         torch.onnx.export(module, args, str(tmp), input_names=list(spec.inputs),
                           output_names=list(spec.outputs), dynamic_axes=dynamic,
                           opset_version=OPSET, dynamo=False, do_constant_folding=True)
-    os.replace(tmp, path)
     return path
 
 

@@ -1,46 +1,42 @@
 """The engine process: `python -m core serve`, HTTP on 127.0.0.1 with a per-launch token.
 
 Hosts whose Python cannot import torch (Krita) reach the engine through this server; the protocol
-is in docs/internals.md, "Engine protocol". One job runs at a time, the others wait in a short
-queue. Sizes are checked from the headers before any body byte is read, and every failure is
+is in docs/internals.md, "Engine protocol". Jobs run through core.job_queue (one at a time, a
+short queue), as in the standalone editor. Sizes are checked from the headers before any body byte is read, and every failure is
 answered with a JSON `{"error": ...}`: a bad request never takes the process down.
 """
 from __future__ import annotations
 
 import argparse
 import hmac
-import itertools
 import json
 import os
-import queue
 import secrets
 import signal
 import sys
-import tempfile
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import numpy as np
-
-from core.errors import BlindUpscaleError, Cancelled, InputError
-from core.image_io import DEFAULT_MAX_PIXELS, Image, from_raw, to_raw
-from core.jobs import Engine, UpscaleRequest
+from core.engine import Engine, UpscaleRequest
+from core.errors import BlindUpscaleError, InputError
+from core.image_io import DEFAULT_MAX_PIXELS
+from core.job_queue import JobQueue, NoResult, QueueFull, UnknownJob
 from core.registry import list_models
 from core.runtimes import select_device
-from plugin.raw_image import ORDERS, SAMPLE_SIZE, RawImage
+from protocol.files import atomic_write
+from protocol.raw_image import ORDERS, SAMPLE_SIZE, RawImage
 
 MAX_HEADER_LINE = 4096
 MAX_REQUEST_LINE = 65536
-MAX_QUEUED = 4
 DRAIN_LIMIT = 8 << 20
 """A refused request's unread body up to this size is read and dropped, so the client, which
 sends its whole body before reading the answer, gets the error instead of a broken pipe."""
-KEEP_FINISHED = 4
+QUEUE_STATUS = {UnknownJob: 404, NoResult: 409, QueueFull: 503}
+"""The HTTP status of the job queue's refusals; any other engine error is a bad request (400)."""
 
 
 class HttpError(Exception):
@@ -50,146 +46,20 @@ class HttpError(Exception):
         self.message = message
 
 
-# ---------------------------------------------------------------- transfer curves
-def srgb_encode(linear: np.ndarray) -> np.ndarray:
-    """Linear light -> sRGB-encoded values, the space the SR nets were trained in."""
-    x = np.clip(linear, 0.0, 1.0)
-    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055).astype(np.float32)
-
-
-def srgb_decode(encoded: np.ndarray) -> np.ndarray:
-    x = np.clip(encoded, 0.0, 1.0)
-    return np.where(x <= 0.04045, x / 12.92, np.power((x + 0.055) / 1.055, 2.4)).astype(np.float32)
-
-
-def _map_colour(image: Image, fn) -> Image:
-    pixels = image.pixels.copy()
-    colour = 1 if image.channels <= 2 else 3
-    pixels[..., :colour] = fn(pixels[..., :colour])
-    return Image(pixels, image.bit_depth, image.icc, image.exif)
-
-
-# ---------------------------------------------------------------- jobs
-@dataclass
-class Job:
-    id: str
-    image: Image | None
-    request: object
-    dtype: str
-    linear: bool
-    state: str = "queued"
-    progress: float = 0.0
-    stage: str = "queued"
-    error: str | None = None
-    result: bytes | None = None
-    cancel_event: threading.Event = field(default_factory=threading.Event)
-    finished: float = 0.0
-
-    def public(self) -> dict:
-        return {"state": self.state, "progress": round(self.progress, 4), "stage": self.stage,
-                "error": self.error}
-
-
-class JobRunner:
-    """Runs upscale jobs one at a time, in order, on one worker thread."""
-
-    def __init__(self, engine):
-        self.engine = engine
-        self.jobs: dict[str, Job] = {}
-        self.lock = threading.Lock()
-        self.queue: queue.Queue[Job] = queue.Queue()
-        self.ids = itertools.count(1)
-        self.current: Job | None = None
-        threading.Thread(target=self._work, name="upscale-worker", daemon=True).start()
-
-    def busy(self) -> bool:
-        return self.current is not None or not self.queue.empty()
-
-    def submit(self, image: Image, request, dtype: str, linear: bool) -> Job:
-        with self.lock:
-            waiting = sum(1 for j in self.jobs.values() if j.state == "queued")
-            if waiting >= MAX_QUEUED:
-                raise HttpError(503, f"the engine already has {waiting} jobs waiting; "
-                                     "try again when one has finished")
-            job = Job(f"{next(self.ids)}-{secrets.token_hex(4)}", image, request, dtype, linear)
-            self.jobs[job.id] = job
-        self.queue.put(job)
-        return job
-
-    def get(self, job_id: str) -> Job:
-        with self.lock:
-            job = self.jobs.get(job_id)
-        if job is None:
-            raise HttpError(404, f"there is no job {job_id} on this engine")
-        return job
-
-    def cancel(self, job_id: str) -> Job:
-        job = self.get(job_id)
-        job.cancel_event.set()
-        with self.lock:
-            if job.state == "queued":
-                self._finish(job, "cancelled", "cancelled")
-        return job
-
-    def _finish(self, job: Job, state: str, stage: str, error: str | None = None) -> None:
-        job.state, job.stage, job.error = state, stage, error
-        job.image = None
-        job.finished = time.monotonic()
-        done = sorted((j for j in self.jobs.values() if j.finished), key=lambda j: j.finished)
-        for old in done[:-KEEP_FINISHED]:
-            del self.jobs[old.id]
-
-    def _work(self) -> None:
-        while True:
-            job = self.queue.get()
-            if job.state != "queued":
-                continue
-            self.current = job
-            try:
-                self._run(job)
-            finally:
-                self.current = None
-
-    def _run(self, job: Job) -> None:
-        job.state, job.stage = "running", "starting"
-
-        def progress(fraction: float, stage: str | None = None) -> None:
-            job.progress = max(0.0, min(1.0, float(fraction)))
-            if stage:
-                job.stage = stage
-
-        try:
-            image = _map_colour(job.image, srgb_encode) if job.linear else job.image
-            out = self.engine.upscale(image, job.request, progress, job.cancel_event.is_set)
-            if job.linear:
-                out = _map_colour(out, srgb_decode)
-            job.result = to_raw(out, job.dtype).to_bytes()
-            job.progress = 1.0
-            with self.lock:
-                self._finish(job, "done", job.stage if job.stage.startswith("done") else "done")
-        except Cancelled:
-            with self.lock:
-                self._finish(job, "cancelled", "cancelled")
-        except BlindUpscaleError as exc:
-            with self.lock:
-                self._finish(job, "failed", "failed", str(exc))
-        except Exception as exc:  # a bug must fail the job, not the worker thread
-            traceback.print_exc()
-            with self.lock:
-                self._finish(job, "failed", "failed", f"internal error: {type(exc).__name__}: {exc}")
-
-
 # ---------------------------------------------------------------- HTTP
 class EngineServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, address, engine: Engine, token: str, max_pixels: int = DEFAULT_MAX_PIXELS):
         super().__init__(address, Handler)
-        self.engine = engine
         self.token = token
         self.max_pixels = max_pixels
         self.info = {"version": _version(), "device": select_device("auto")}
-        self.runner = JobRunner(engine)
+        self.jobs = JobQueue(engine)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.jobs.close()
 
     @property
     def url(self) -> str:
@@ -233,11 +103,12 @@ class Handler(BaseHTTPRequestHandler):
             elif route == ("POST", "jobs", 1):
                 self._send_json(200, self._submit())
             elif route == ("GET", "jobs", 2):
-                self._send_json(200, self.server.runner.get(parts[1]).public())
+                self._send_json(200, self.server.jobs.status(parts[1]))
             elif route == ("POST", "jobs", 3) and parts[2] == "cancel":
-                self._send_json(200, self.server.runner.cancel(parts[1]).public())
+                self._send_json(200, self.server.jobs.cancel(parts[1]))
             elif route == ("GET", "jobs", 3) and parts[2] == "result":
-                self._send_result(parts[1])
+                result = self.server.jobs.result(parts[1])
+                self._send(200, result.to_bytes(), "application/octet-stream")
             else:
                 raise HttpError(404, f"no such request: {method} {url.path}")
         except HttpError as exc:
@@ -245,7 +116,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send_error(exc.status, exc.message)
         except BlindUpscaleError as exc:
             self._drain()
-            self._send_error(400, str(exc))
+            status = next((s for kind, s in QUEUE_STATUS.items() if isinstance(exc, kind)), 400)
+            self._send_error(status, str(exc))
         except Exception as exc:
             traceback.print_exc()
             self._send_error(500, f"internal error: {type(exc).__name__}: {exc}")
@@ -259,7 +131,7 @@ class Handler(BaseHTTPRequestHandler):
             raise HttpError(401, "missing or wrong access token")
 
     def _health(self) -> dict:
-        return {**self.server.info, "busy": self.server.runner.busy(),
+        return {**self.server.info, "busy": self.server.jobs.busy(),
                 "max_pixels": self.server.max_pixels}
 
     def _analyse(self, query: dict) -> dict:
@@ -271,10 +143,7 @@ class Handler(BaseHTTPRequestHandler):
                 region = tuple(int(query[k]) for k in ("x", "y", "w", "h"))
             except (KeyError, ValueError):
                 raise HttpError(400, "the region needs integer x, y, w and h") from None
-        image = from_raw(raw)
-        if linear:
-            image = _map_colour(image, srgb_encode)
-        return self.server.engine.analyse(image, region)
+        return self.server.jobs.analyse(raw, region, linear)
 
     def _submit(self) -> dict:
         remaining = self._content_length()
@@ -293,8 +162,7 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise HttpError(400, f"bad job request: {exc}") from None
         raw, linear = self._read_raw(remaining - len(line))
-        job = self.server.runner.submit(from_raw(raw), request, raw.dtype, linear)
-        return {"job": job.id}
+        return {"job": self.server.jobs.submit(raw, request, linear)}
 
     def _content_length(self) -> int:
         value = self.headers.get("Content-Length")
@@ -375,12 +243,6 @@ class Handler(BaseHTTPRequestHandler):
         return b"".join(chunks)
 
     # -------------------------------------------------------- answers
-    def _send_result(self, job_id: str) -> None:
-        job = self.server.runner.get(job_id)
-        if job.state != "done" or job.result is None:
-            raise HttpError(409, f"job {job_id} has no result (it is {job.state})")
-        self._send(200, job.result, "application/octet-stream")
-
     def _send_json(self, status: int, payload) -> None:
         self._send(status, json.dumps(payload).encode("utf-8"), "application/json")
 
@@ -422,16 +284,8 @@ def _is_loopback(host: str) -> bool:
 def write_port_file(path: Path, info: dict) -> None:
     """Atomically, readable by the owner only: the file holds the access token."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".port.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(info, f)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, private=True) as tmp:
+        tmp.write_text(json.dumps(info), encoding="utf-8")
 
 
 def _stop_with_parent(server: EngineServer, parent: int) -> None:

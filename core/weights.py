@@ -18,6 +18,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file as load_safetensors, save_file as save_safetensors
 
+from protocol.files import atomic_write
+
 from .archs import ARCHS
 from .errors import WeightsError
 
@@ -125,9 +127,8 @@ def save_state_dict(state: dict, path) -> None:
     """Writes a safetensors file atomically (temp file, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    save_safetensors({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        save_safetensors({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))
 
 
 # ---------------------------------------------------------------- matching keys and shapes

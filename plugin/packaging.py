@@ -3,9 +3,11 @@ Tools > Scripts > Import Python Plugin from File.
 
 Krita's importer finds a plug-in through `<name>.desktop` and needs the entries `<name>/` and
 `<name>/__init__.py` in the zip, so directory entries are written explicitly (a zip with files
-only is refused with "No plugins found"). The zip carries the panel (ui/) and the engine client,
-which Krita's Python runs with the standard library and Qt, plus `engine.json` naming the venv
-python of the tree it was built from, so the plug-in starts its engine with no further set-up.
+only is refused with "No plugins found"). The zip carries the panel (ui/), the shared stdlib
+package (protocol/: raw images, the engine client, the host interface) and the engine launcher
+(plugin/engine_process.py), which Krita's Python runs with the standard library and Qt, plus
+`engine.json` naming the venv python of the tree it was built from, so the plug-in starts its
+engine with no further set-up.
 
 No GIMP folder is written: GIMP 3 cannot be installed on this Debian 12 base (research/hosts.md),
 so a GIMP adapter could not be run or tested here.
@@ -17,10 +19,14 @@ import sys
 import zipfile
 from pathlib import Path
 
+from protocol.files import atomic_write
+
 PLUGIN = "blind_upscale"
 ZIP_NAME = "blind_upscale-krita.zip"
-SHARED_FILES = ("plugin/engine_client.py", "plugin/raw_image.py")
-PLUGIN_PACKAGE_INIT = '"""The parts of plugin/ the Krita plug-in needs: the engine client and the raw image format."""\n'
+PACKAGES = ("ui", "protocol")
+"""Top-level packages copied whole into the plug-in folder, which goes on Krita's sys.path."""
+SHARED_FILES = ("plugin/engine_process.py",)
+PLUGIN_PACKAGE_INIT = '"""The part of plugin/ the Krita plug-in needs: the engine launcher."""\n'
 
 
 def venv_python(root: Path) -> Path:
@@ -52,8 +58,9 @@ def krita_zip_entries(root: Path) -> dict[str, bytes]:
     for path in sorted(package.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
             add_file(f"{PLUGIN}/{path.relative_to(package).as_posix()}", path.read_bytes())
-    for path in _python_files(root / "ui"):
-        add_file(f"{PLUGIN}/{path.relative_to(root).as_posix()}", path.read_bytes())
+    for package_name in PACKAGES:
+        for path in _python_files(root / package_name):
+            add_file(f"{PLUGIN}/{path.relative_to(root).as_posix()}", path.read_bytes())
     add_file(f"{PLUGIN}/plugin/__init__.py", PLUGIN_PACKAGE_INIT.encode("utf-8"))
     for name in SHARED_FILES:
         add_file(f"{PLUGIN}/{name}", (root / name).read_bytes())
@@ -65,8 +72,8 @@ def krita_zip_entries(root: Path) -> dict[str, bytes]:
 def build_krita_zip(root: Path, dist: Path) -> Path:
     dist.mkdir(parents=True, exist_ok=True)
     target = dist / ZIP_NAME
-    partial = dist / (ZIP_NAME + ".part")
-    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with atomic_write(target) as partial, \
+            zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, data in sorted(krita_zip_entries(root).items()):
             info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
             if name.endswith("/"):
@@ -76,7 +83,6 @@ def build_krita_zip(root: Path, dist: Path) -> Path:
                 info.external_attr = 0o644 << 16
                 info.compress_type = zipfile.ZIP_DEFLATED
                 archive.writestr(info, data)
-    partial.replace(target)
     return target
 
 

@@ -140,12 +140,12 @@ def test_analyse_bad_region_in_process(inputs, capsys):
 
 
 def test_unexpected_errors_are_one_line_unless_debugging(monkeypatch, capsys, inputs, tmp_path):
-    from core import cli, jobs
+    from core import cli, engine
 
     def broken(self, *args, **kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(jobs.Engine, "upscale", broken)
+    monkeypatch.setattr(engine.Engine, "upscale", broken)
     out = tmp_path / "out.png"
     assert cli.main(["upscale", str(inputs["rgb8"]), str(out), "--model", "bicubic"]) == 1
     assert capsys.readouterr().err.startswith("error: unexpected ZeroDivisionError: a bug")

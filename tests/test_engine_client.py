@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from plugin.engine_client import EngineClient, EngineError, EngineProcess, SupervisedClient, engine_python
-from plugin.raw_image import RawImage
+from plugin.engine_process import EngineProcess, SupervisedClient, engine_python
+from protocol.client import EngineClient
+from protocol.errors import EngineError
+from protocol.raw_image import RawImage
 
 ROOT = Path(__file__).resolve().parent.parent
 

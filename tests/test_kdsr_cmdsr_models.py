@@ -8,7 +8,7 @@ from core import weights
 from core.archs import cmdsr, kdsr
 from core.errors import InputError, WeightsError
 from core.image_io import Image
-from core.jobs import Engine, UpscaleRequest
+from core.engine import Engine, UpscaleRequest
 from core.methods.kdsr import estimate_windows
 
 

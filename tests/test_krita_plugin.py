@@ -27,10 +27,10 @@ import krita  # noqa: E402  (the mock)
 from blind_upscale import extension, pixels  # noqa: E402
 from blind_upscale.host import KritaHost  # noqa: E402
 from core.image_io import from_raw, to_raw  # noqa: E402
-from core.jobs import Engine, UpscaleRequest  # noqa: E402
+from core.engine import Engine, UpscaleRequest  # noqa: E402
 from core.server import EngineServer  # noqa: E402
-from plugin.raw_image import RawImage  # noqa: E402
-from ui.host import Rect  # noqa: E402
+from protocol.host import Rect  # noqa: E402
+from protocol.raw_image import RawImage  # noqa: E402
 from ui.qt import QT_MAJOR, QApplication  # noqa: E402
 
 

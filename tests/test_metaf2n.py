@@ -296,7 +296,7 @@ def lite_with_weights(models):
 
 
 def test_prepare_adapts_on_face_boxes_and_tiles_use_the_result(models):
-    from core.jobs import UpscaleRequest
+    from core.engine import UpscaleRequest
 
     upscaler = lite_with_weights(models)
     stored = {k: v.clone() for k, v in upscaler.model.state_dict().items()}
@@ -316,7 +316,7 @@ def test_prepare_adapts_on_face_boxes_and_tiles_use_the_result(models):
 
 
 def test_prepare_without_usable_faces_keeps_the_stored_weights(models):
-    from core.jobs import UpscaleRequest
+    from core.engine import UpscaleRequest
 
     upscaler = lite_with_weights(models)
     stages = []

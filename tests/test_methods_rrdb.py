@@ -12,7 +12,7 @@ from core import weights
 from core.archs import build
 from core.errors import WeightsError
 from core.image_io import Image
-from core.jobs import Engine, UpscaleRequest
+from core.engine import Engine, UpscaleRequest
 from core.methods.ccl import CCLUpscaler
 from core.methods.mmrealsr import MMRealSRUpscaler, estimate_crops
 from core.methods.realesrgan import RealESRGANUpscaler

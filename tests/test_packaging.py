@@ -26,14 +26,17 @@ def test_zip_layout(tmp_path):
     assert desktop["Desktop Entry"]["X-KDE-Library"] == "blind_upscale"
     assert desktop["Desktop Entry"]["ServiceTypes"] == "Krita/PythonPlugin"
     # Krita's importer needs the folder entries themselves, not only the files in them.
-    for folder in ("blind_upscale/", "blind_upscale/ui/", "blind_upscale/plugin/"):
+    for folder in ("blind_upscale/", "blind_upscale/ui/", "blind_upscale/plugin/",
+                   "blind_upscale/protocol/"):
         assert folder in names
     files = {n for n in names if not n.endswith("/")}
     for folder in {n.rsplit("/", 1)[0] + "/" for n in files if "/" in n}:
         assert folder in names, folder
     expected = {"blind_upscale/__init__.py", "blind_upscale/extension.py", "blind_upscale/host.py",
                 "blind_upscale/pixels.py", "blind_upscale/plugin/__init__.py",
-                "blind_upscale/plugin/engine_client.py", "blind_upscale/plugin/raw_image.py",
+                "blind_upscale/plugin/engine_process.py", "blind_upscale/protocol/__init__.py",
+                "blind_upscale/protocol/client.py", "blind_upscale/protocol/raw_image.py",
+                "blind_upscale/protocol/host.py", "blind_upscale/protocol/errors.py",
                 "blind_upscale/ui/__init__.py", "blind_upscale/ui/panel.py", "blind_upscale/ui/qt.py"}
     assert expected <= files
     assert not any("__pycache__" in n or n.endswith(".pyc") or "/core/" in n for n in names)
@@ -55,8 +58,9 @@ def test_plugin_runs_from_the_zip_alone_without_numpy_or_torch(tmp_path):
         "k = krita.Krita.instance()\n"
         "assert type(k.extensions[0]).__name__ == 'BlindUpscaleExtension', k.extensions\n"
         "assert k.factories[0].dock_id == 'blind_upscale_docker'\n"
-        "import plugin.engine_client, ui.panel\n"
-        f"assert plugin.engine_client.__file__.startswith({str(pykrita)!r}), plugin.engine_client.__file__\n"
+        "import plugin.engine_process, protocol.client, ui.panel\n"
+        f"assert plugin.engine_process.__file__.startswith({str(pykrita)!r}), plugin.engine_process.__file__\n"
+        f"assert protocol.client.__file__.startswith({str(pykrita)!r}), protocol.client.__file__\n"
         f"assert ui.panel.__file__.startswith({str(pykrita)!r}), ui.panel.__file__\n"
         "heavy = sorted({'numpy', 'torch', 'core', 'PIL'} & set(sys.modules))\n"
         "assert not heavy, heavy\n"

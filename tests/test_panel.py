@@ -11,8 +11,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
 
-from plugin.raw_image import RawImage
-from ui.host import Host, Rect, Selection
+from protocol.host import Host, Rect, Selection
+from protocol.raw_image import RawImage
 from ui.panel import Panel
 from ui.qt import Qt
 from ui.settings import Settings

@@ -9,11 +9,13 @@ import time
 import numpy as np
 import pytest
 
+from core.engine import Engine, UpscaleRequest
 from core.image_io import Image, from_raw, to_raw
-from core.jobs import Engine, UpscaleRequest
-from core.server import EngineServer, main, srgb_decode, srgb_encode
-from plugin.engine_client import EngineClient, EngineError
-from plugin.raw_image import RawImage
+from core.server import EngineServer, main
+from core.transfer import srgb_decode, srgb_encode
+from protocol.client import EngineClient
+from protocol.errors import EngineError
+from protocol.raw_image import RawImage
 
 TOKEN = "test-token"
 
@@ -144,7 +146,7 @@ def test_analyse(client):
 def test_failed_job_reports_the_engine_message(client):
     job = client.submit(gradient(), {"model": "no-such-model"})
     status = wait(client, job)
-    assert status["state"] == "failed" and "unknown model" in status["error"]
+    assert status["state"] == "failed" and status["error"].startswith("Unknown model")
     with pytest.raises(EngineError, match="has no result"):
         client.result(job)
 

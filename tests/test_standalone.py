@@ -14,11 +14,11 @@ import pytest
 from PIL import Image as PILImage
 
 from core.registry import get_model
-from plugin.engine_client import EngineError
 from plugin.standalone.document import Document
 from plugin.standalone.local_engine import LocalEngine
 from plugin.standalone.window import EditorWindow
-from ui.host import Rect
+from protocol.errors import EngineError
+from protocol.host import Rect
 from ui.qt import QApplication, QMessageBox, QPoint, Qt, QTimer
 from ui.settings import Settings
 
@@ -135,7 +135,7 @@ def test_cancel_leaves_nothing(qtbot, editor, engine):
 
 
 def test_engine_cancels_running_and_queued_jobs(engine):
-    from plugin.raw_image import RawImage
+    from protocol.raw_image import RawImage
 
     big = RawImage(512, 512, 3, "u8", bytes(512 * 512 * 3))
     running = engine.submit(big, {"model": "bicubic", "tile": 16, "overlap": 2})
@@ -150,7 +150,7 @@ def test_engine_cancels_running_and_queued_jobs(engine):
 
 
 def test_engine_errors_are_plain_sentences(engine):
-    from plugin.raw_image import RawImage
+    from protocol.raw_image import RawImage
 
     image = RawImage(8, 8, 3, "u8", bytes(8 * 8 * 3))
     job = engine.submit(image, {"model": "no-such-model"})

@@ -8,7 +8,7 @@ from __future__ import annotations
 import array
 import sys
 
-from plugin.raw_image import RawImage
+from protocol.raw_image import RawImage
 from ui.qt import QImage
 
 

@@ -11,9 +11,9 @@ import threading
 import time
 from typing import Callable
 
-from plugin.raw_image import RawImage
+from protocol.host import Host, Rect
+from protocol.raw_image import RawImage
 from ui import images
-from ui.host import Host, Rect
 from ui.qt import (QButtonGroup, QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout,
                    QLabel, QLineEdit, QListWidget, QListWidgetItem, QObject, QPixmap,
                    QProgressBar, QPushButton, QRadioButton, QSlider, QStandardItemModel, Qt,

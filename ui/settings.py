@@ -11,6 +11,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from protocol.files import atomic_write
 from ui.qt import QObject, QStandardPaths, Signal
 
 ENGINE_MODES = ("managed", "remote")
@@ -84,9 +85,8 @@ class Settings(QObject):
     def save(self) -> None:
         """Write atomically, so a crash mid-write never leaves a truncated file."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        temp = self.path.with_name(self.path.name + ".tmp")
-        temp.write_text(json.dumps(self.as_dict(), indent=2), encoding="utf-8")
-        os.replace(temp, self.path)
+        with atomic_write(self.path) as temp:
+            temp.write_text(json.dumps(self.as_dict(), indent=2), encoding="utf-8")
 
     def _load(self) -> None:
         if not self.path.exists():

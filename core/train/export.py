@@ -8,12 +8,12 @@ keeping the other entries."""
 
 import argparse
 import json
-import os
 import shutil
 from pathlib import Path
 
 from core import weights
 from core.archs import build
+from protocol.files import atomic_write
 
 
 def export(source: Path, model: str, config: str, bundle_dir: Path = weights.BUNDLED_DIR) -> Path:
@@ -21,9 +21,8 @@ def export(source: Path, model: str, config: str, bundle_dir: Path = weights.BUN
     weights.load_strict(module, weights.load_state_dict(source), name=source.name)
     bundle_dir.mkdir(parents=True, exist_ok=True)
     target = bundle_dir / weights.canonical_name(model, config)
-    tmp = target.with_name(target.name + ".part")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+    with atomic_write(target) as tmp:
+        shutil.copyfile(source, tmp)
     manifest_path = bundle_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"files": {}}
     manifest["files"][target.name] = {"sha256": weights.sha256_file(target), "model": model,

@@ -2,7 +2,6 @@
 checkpoints with optimizer and RNG state, the log file, and a clean stop on SIGTERM/SIGINT."""
 
 import json
-import os
 import random
 import signal
 import time
@@ -12,6 +11,7 @@ import numpy as np
 import torch
 
 from core import weights
+from protocol.files import atomic_write
 
 
 class TrainingRun:
@@ -98,9 +98,8 @@ class TrainingRun:
             "torch_global": torch.get_rng_state(),
             "python_random": json.dumps(random.getstate()),
         }
-        tmp = self.checkpoint_path.with_suffix(".tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, self.checkpoint_path)
+        with atomic_write(self.checkpoint_path) as tmp:
+            torch.save(payload, tmp)
         self._last_checkpoint = self.elapsed
         self.log("checkpoint saved")
 

@@ -39,10 +39,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from plugin.standalone.document import Document, Layer
     from plugin.standalone.window import EditorWindow
-    from plugin.raw_image import RawImage
+    from protocol.raw_image import RawImage
 
     if args.engine_url:
-        from plugin.engine_client import EngineClient
+        from protocol.client import EngineClient
         client = EngineClient(args.engine_url, args.token)
     else:
         from plugin.standalone.local_engine import LocalEngine

@@ -5,7 +5,7 @@ Wheel zooms around the cursor, the middle or right button (or Space + left) pans
 """
 from __future__ import annotations
 
-from ui.host import Rect
+from protocol.host import Rect
 from ui.qt import (QColor, QPainter, QPen, QPointF, QRectF, Qt, QWidget, Signal)
 
 from plugin.standalone.document import Document

@@ -13,9 +13,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from plugin.raw_image import RawImage
+from protocol.host import Rect
+from protocol.raw_image import RawImage
 from ui import images
-from ui.host import Rect
 from ui.qt import (QColor, QImage, QObject, QPainter, QRectF, Qt, QUndoCommand, Signal)
 
 

@@ -1,10 +1,10 @@
-"""`ui.host.Host` for the standalone editor: the active layer of its Document, its selection
+"""`protocol.host.Host` for the standalone editor: the active layer of its Document, its selection
 (rectangular, so no mask), the canvas's view centre, results pushed on its undo stack."""
 from __future__ import annotations
 
-from plugin.raw_image import RawImage
+from protocol.host import Host, Rect, Selection
+from protocol.raw_image import RawImage
 from ui import images
-from ui.host import Host, Rect, Selection
 from ui.qt import QUndoStack
 
 from plugin.standalone.canvas import Canvas

@@ -66,7 +66,7 @@ def take(image: Path | None, out: Path) -> None:
     from plugin.standalone.document import Document
     from plugin.standalone.local_engine import LocalEngine
     from plugin.standalone.window import EditorWindow
-    from ui.host import Rect
+    from protocol.host import Rect
     from ui.settings import Settings
 
     scratch = Path(tempfile.mkdtemp(prefix="blind-upscale-shot-"))

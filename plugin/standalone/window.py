@@ -223,7 +223,7 @@ class EditorWindow(QMainWindow):
         return bool(path) and self.save_file(path)
 
     def select_all(self) -> None:
-        from ui.host import Rect
+        from protocol.host import Rect
 
         self.document.set_selection(Rect(0, 0, self.document.width, self.document.height))
 

@@ -25,7 +25,7 @@ SCALE = 4
 
 def nearest(raw, scale):
     """Each pixel repeated scale x scale times: a stand-in result of the right size and type."""
-    from plugin.raw_image import SAMPLE_SIZE, RawImage
+    from protocol.raw_image import SAMPLE_SIZE, RawImage
     px = raw.channels * SAMPLE_SIZE[raw.dtype]
     rows = []
     for y in range(raw.height):
@@ -36,7 +36,7 @@ def nearest(raw, scale):
 
 
 def probe(app, host_module, pixels_module, png, out, model, depth, profile, with_mask):
-    from ui.host import Rect
+    from protocol.host import Rect
     doc = app.openDocument(png)
     doc.waitForDone()
     app.setActiveDocument(doc)

@@ -1,7 +1,8 @@
 """Blind Upscale for Krita: the pykrita package named by blind_upscale.desktop.
 
-The packaged plug-in carries the panel (`ui/`) and the engine client (`plugin/`) inside this
-folder; they import each other as top-level packages, so this folder goes on `sys.path` first.
+The packaged plug-in carries the panel (`ui/`), the shared `protocol/` package and the engine
+launcher (`plugin/`) inside this folder; they import each other as top-level packages, so this
+folder goes on `sys.path` first.
 In the source tree they are already importable from the project root.
 """
 import os

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from krita import DockWidget, DockWidgetFactory, DockWidgetFactoryBase, Extension, Krita
 
-from plugin.engine_client import EngineClient, EngineProcess, SupervisedClient, engine_python
+from plugin.engine_process import EngineProcess, SupervisedClient, engine_python
+from protocol.client import EngineClient
 from ui.panel import Panel
 from ui.qt import QFileDialog
 from ui.settings import Settings

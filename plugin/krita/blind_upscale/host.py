@@ -1,4 +1,4 @@
-"""The Krita side of ui.host.Host: the active paint layer's pixels in, a new result layer out.
+"""The Krita side of protocol.host.Host: the active paint layer's pixels in, a new result layer out.
 
 Only Krita's libkis API and Qt are used (through ui.qt), on the GUI thread. The user's layer is
 never written to; the document is changed only once the result is in hand and checked, so an
@@ -12,8 +12,8 @@ import hashlib
 from krita import Krita
 
 from .pixels import UnsupportedLayer, check_format, krita_to_raw, raw_to_krita, with_coverage
-from plugin.raw_image import RawImage
-from ui.host import Host, Rect, Selection
+from protocol.host import Host, Rect, Selection
+from protocol.raw_image import RawImage
 from ui.qt import QImage, Qt
 
 

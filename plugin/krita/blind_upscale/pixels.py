@@ -13,7 +13,7 @@ import struct
 import sys
 from array import array
 
-from plugin.raw_image import RawImage
+from protocol.raw_image import RawImage
 
 SUPPORTED_MODELS = {"RGBA": 4, "GRAYA": 2}
 SUPPORTED_DEPTHS = ("U8", "U16", "F16", "F32")

@@ -1,7 +1,7 @@
 """What the panel needs from an editor: the host interface.
 
 Each editor (Krita in plugin/krita, the standalone editor in plugin/standalone) subclasses `Host`.
-All coordinates are pixels of the active layer. Pixels travel as `plugin.raw_image.RawImage` in the
+All coordinates are pixels of the active layer. Pixels travel as `protocol.raw_image.RawImage` in the
 host-neutral form: channel order as the RawImage names it (G, GA, RGB, RGBA, never BGRA), straight
 (unpremultiplied) alpha, the layer's own bit depth (u8, u16 or f32). Hosts convert before returning.
 Everything here is called on the GUI thread.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from plugin.raw_image import RawImage
+from protocol.raw_image import RawImage
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ import pytest
 from core import methods
 from core.errors import BlindUpscaleError, Cancelled, InputError, ModelError, WeightsError
 from core.image_io import Image
-from core.jobs import Engine, UpscaleRequest, estimate_degradation
+from core.engine import Engine, UpscaleRequest
+from core.estimate import estimate_degradation
 from core.methods.base import Upscaler
 from core.methods.bicubic import bicubic_upscale
 from core.registry import ConfigSpec, get_model, list_models

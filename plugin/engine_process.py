@@ -1,8 +1,7 @@
-"""Talk to the engine process over HTTP, and keep a local engine process running.
+"""Keep a local engine process running: start `<python> -m core serve`, watch it, restart it.
 
-Standard library only: this module runs inside Krita's embedded Python, which has neither numpy
-nor torch. The protocol is the one in docs/internals.md, "Engine protocol"; images travel as
-`plugin.raw_image.RawImage` bytes.
+Standard library only, like the client it hands out (`protocol.client.EngineClient`): it runs
+inside Krita's embedded Python.
 """
 from __future__ import annotations
 
@@ -12,110 +11,14 @@ import subprocess
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Callable
 
-from plugin.raw_image import RawImage
+from protocol.client import EngineClient
+from protocol.errors import EngineError
+from protocol.raw_image import RawImage
 
 ENGINE_JSON = "engine.json"
-
-
-class EngineError(Exception):
-    """Anything that went wrong between the host and the engine, as one plain sentence."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
-
-
-class EngineClient:
-    """The client interface of docs/internals.md over HTTP (local or remote engine)."""
-
-    def __init__(self, url: str, token: str, timeout: float = 30.0):
-        self.url = url.rstrip("/")
-        self.token = token
-        self.timeout = timeout
-        self.max_pixels: int | None = None  # the engine's limit, learnt from health()
-
-    def health(self) -> dict:
-        info = self._json("GET", "/health")
-        if isinstance(info, dict) and isinstance(info.get("max_pixels"), int):
-            self.max_pixels = info["max_pixels"]
-        return info
-
-    def _check_size(self, image: RawImage) -> None:
-        if self.max_pixels is not None and image.width * image.height > self.max_pixels:
-            raise EngineError(f"The image is {image.width}x{image.height} = "
-                              f"{image.width * image.height / 1e6:.1f} MP, above the engine's limit "
-                              f"of {self.max_pixels / 1e6:.1f} MP; select a smaller area.")
-
-    def models(self) -> list[dict]:
-        return self._json("GET", "/models")
-
-    def analyse(self, image: RawImage, region=None) -> dict:
-        self._check_size(image)
-        path = "/analyse"
-        if region is not None:
-            x, y, w, h = (int(v) for v in region)
-            path += "?" + urllib.parse.urlencode({"x": x, "y": y, "w": w, "h": h})
-        return self._json("POST", path, image.to_bytes())
-
-    def submit(self, image: RawImage, request: dict) -> str:
-        self._check_size(image)
-        body = json.dumps(request).encode("utf-8") + b"\n" + image.to_bytes()
-        return str(self._json("POST", "/jobs", body)["job"])
-
-    def status(self, job_id: str) -> dict:
-        return self._json("GET", f"/jobs/{urllib.parse.quote(job_id)}")
-
-    def cancel(self, job_id: str) -> None:
-        self._json("POST", f"/jobs/{urllib.parse.quote(job_id)}/cancel", b"")
-
-    def result(self, job_id: str) -> RawImage:
-        payload = self._call("GET", f"/jobs/{urllib.parse.quote(job_id)}/result")
-        try:
-            return RawImage.from_bytes(payload)
-        except ValueError as exc:
-            raise EngineError(f"The engine sent an unreadable image: {exc}.") from None
-
-    def _json(self, method: str, path: str, body: bytes | None = None):
-        payload = self._call(method, path, body)
-        try:
-            return json.loads(payload.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise EngineError(f"The engine sent an unreadable answer to {path}.") from None
-
-    def _call(self, method: str, path: str, body: bytes | None = None) -> bytes:
-        req = urllib.request.Request(self.url + path, data=body, method=method)
-        req.add_header("Authorization", f"Bearer {self.token}")
-        if body is not None:
-            req.add_header("Content-Type", "application/octet-stream")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return resp.read()
-        except urllib.error.HTTPError as exc:
-            raise EngineError(_http_error_message(exc)) from None
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise EngineError(f"The engine at {self.url} is not reachable ({reason}).") from None
-
-
-def _http_error_message(exc: urllib.error.HTTPError) -> str:
-    try:
-        message = json.loads(exc.read().decode("utf-8"))["error"]
-    except Exception:
-        message = None
-    if exc.code == 401:
-        return "The engine refused the access token."
-    if message:
-        return str(message)
-    return f"The engine answered HTTP {exc.code} ({exc.reason})."
 
 
 def engine_python(configured: str | None, package_dir: Path) -> tuple[str, str | None] | None:

@@ -1,4 +1,5 @@
-"""The one job API of the engine, shared by the CLI, the standalone editor and the server.
+"""The engine: one image and one request in, one image out; the CLI, the server and the
+standalone editor all run it.
 
 `Engine.upscale(image, request, progress, cancel)` loads the model (cached), lets it `prepare` over
 the whole image, runs its tiles over the region (or the whole image), enlarges alpha with the bicubic baseline
@@ -16,7 +17,8 @@ from typing import Callable
 import numpy as np
 
 from core.errors import BlindUpscaleError, Cancelled, InputError, WeightsError
-from core.image_io import Image
+from core.estimate import estimate_degradation
+from core.image_io import Image, to_rgb
 from core.methods.bicubic import bicubic_upscale
 from core.registry import get_model, upscaler_class
 from core.runtimes import select_device
@@ -126,14 +128,6 @@ def check_box(box: Box, width: int, height: int, what: str) -> Box:
     return box
 
 
-def _rgb(pixels: np.ndarray) -> np.ndarray:
-    """H x W x 3 float32 in 0..1 from gray, gray+alpha, RGB or RGBA pixels (alpha dropped)."""
-    color = pixels[..., :1] if pixels.shape[2] <= 2 else pixels[..., :3]
-    if color.shape[2] == 1:
-        color = np.repeat(color, 3, axis=2)
-    return np.clip(color, 0.0, 1.0).astype(np.float32)
-
-
 MAX_OUTPUT_PIXELS = 400_000_000
 """Largest result accepted by default: 400 MP is 4.8 GB as float32 RGB, and the tile canvas needs
 as much again; larger jobs are refused before any work instead of exhausting memory."""
@@ -182,94 +176,56 @@ class Engine:
         report = progress or (lambda fraction, stage: None)
         is_cancelled = _cancel_check(cancel)
         started = time.perf_counter()
-
-        pixels = image.pixels
-        region = request.region
-        if region is not None:
-            x, y, w, h = check_box(region, image.width, image.height, "region")
-            pixels = pixels[y:y + h, x:x + w]
-        if request.support is not None:
-            check_box(request.support, image.width, image.height, "support region")
-        if isinstance(request.faces, list):
-            for box in request.faces:
-                check_box(box, image.width, image.height, "face box")
-
-        out_pixels = pixels.shape[0] * pixels.shape[1] * request.scale ** 2
-        if out_pixels > self.max_output_pixels:
-            raise InputError(
-                f"the result would be {out_pixels / 1e6:.0f} MP, above the limit of "
-                f"{self.max_output_pixels / 1e6:.0f} MP; upscale a smaller region")
+        pixels = self._source_pixels(image, request)
 
         report(0.0, "loading model")
         upscaler = self.load(request.model, request.config, request.device, request.backend)
-        if is_cancelled():
-            raise Cancelled()
+        _stop_if(is_cancelled)
 
-        channels = pixels.shape[2]
         # The global step (degradation estimate, support set, faces) sees the whole image, in image
         # coordinates, so a selection limits only what is upscaled, not what the model learns from.
-        whole = _rgb(image.pixels)
-        lo, hi = _PREPARE
-        report(lo, "preparing")
-
-        def prepare_progress(fraction, stage):
-            """A long global step (face adaptation) stops at its next progress report."""
-            if is_cancelled():
-                raise Cancelled()
-            report(lo + (hi - lo) * fraction, stage)
-
-        context = upscaler.prepare(whole, request, prepare_progress)
-        color = whole if region is None else whole[y:y + h, x:x + w]
+        whole = to_rgb(image.pixels)
+        context = _prepare(upscaler, whole, request, report, is_cancelled)
+        color = whole if request.region is None else _crop(whole, request.region)
         del whole
-        if is_cancelled():
-            raise Cancelled()
+        _stop_if(is_cancelled)
 
-        scale = upscaler.tile_scale(request)
-        lo, hi = _TILES
-        nchw = np.ascontiguousarray(color.transpose(2, 0, 1)[None])
-
-        def run_tile(tile):
-            return upscaler.run_tile(tile, context)
-
-        if request.ensemble:
-            run_tile = self_ensemble(run_tile)
-        try:
-            out = tiled_upscale(
-                run_tile, nchw, scale, request.tile, request.overlap,
-                progress=lambda done, total: report(lo + (hi - lo) * done / total,
-                                                    f"upscaling tile {done}/{total}"),
-                cancel=is_cancelled)
-        except (MemoryError, RuntimeError) as exc:
-            if isinstance(exc, RuntimeError) and "out of memory" not in str(exc).lower():
-                raise
-            raise BlindUpscaleError(f"out of memory while upscaling with tiles of {request.tile} px; "
-                                    "try a smaller tile size or a smaller region") from None
-        if scale != request.scale:
-            out = _resize(out, pixels.shape[0] * request.scale, pixels.shape[1] * request.scale)
-
+        out = _run_tiles(upscaler, color, context, request, report, is_cancelled)
         report(0.96, "finishing")
-        # One output-sized buffer besides the canvas: filled channel by channel, clipped in place.
-        result = np.empty((out.shape[2], out.shape[3], channels), np.float32)
-        if channels <= 2:
-            np.mean(out[0], axis=0, out=result[..., 0])
-        else:
-            result[..., :3] = out[0].transpose(1, 2, 0)
-        del out
-        if channels in (2, 4):
+        result = _with_channels_of(pixels, out)
+        del out  # one output-sized buffer besides the canvas
+        if pixels.shape[2] in (2, 4):
             result[..., -1] = bicubic_upscale(pixels[..., -1][None, None], request.scale)[0, 0]
         np.clip(result, 0.0, 1.0, out=result)
         report(1.0, f"done in {time.perf_counter() - started:.1f} s")
         return Image(result, image.bit_depth, image.icc, image.exif)
 
+    def _source_pixels(self, image: Image, request: UpscaleRequest) -> np.ndarray:
+        """The pixels to upscale (the region, or all), once every box and the result size are
+        known to be acceptable: a refused job does no work."""
+        for box, what in ((request.region, "region"), (request.support, "support region")):
+            if box is not None:
+                check_box(box, image.width, image.height, what)
+        if isinstance(request.faces, list):
+            for box in request.faces:
+                check_box(box, image.width, image.height, "face box")
+        pixels = image.pixels if request.region is None else _crop(image.pixels, request.region)
+        out_pixels = pixels.shape[0] * pixels.shape[1] * request.scale ** 2
+        if out_pixels > self.max_output_pixels:
+            raise InputError(
+                f"the result would be {out_pixels / 1e6:.0f} MP, above the limit of "
+                f"{self.max_output_pixels / 1e6:.0f} MP; upscale a smaller region")
+        return pixels
+
     # ------------------------------------------------------------ analyse
     def analyse(self, image: Image, region: Box | None = None) -> dict:
         """{"blur", "noise"} in 0..1, "method" ("de-net" or "classical"), "faces": [[x,y,w,h,score]]."""
-        rgb = image.color()
+        pixels = image.pixels
         x0 = y0 = 0
         if region is not None:
             x0, y0, w, h = check_box(_box(region, "region"), image.width, image.height, "region")
-            rgb = rgb[y0:y0 + h, x0:x0 + w]
-        rgb = np.clip(rgb, 0.0, 1.0).astype(np.float32)
+            pixels = pixels[y0:y0 + h, x0:x0 + w]
+        rgb = to_rgb(pixels)
         estimate = self._de_net_estimate(rgb)
         method = "de-net"
         if estimate is None:
@@ -302,6 +258,71 @@ def _cancel_check(cancel) -> Callable[[], bool]:
     return cancel
 
 
+def _stop_if(is_cancelled: Callable[[], bool]) -> None:
+    if is_cancelled():
+        raise Cancelled()
+
+
+def _crop(pixels: np.ndarray, box: Box) -> np.ndarray:
+    x, y, w, h = box
+    return pixels[y:y + h, x:x + w]
+
+
+def _prepare(upscaler, whole: np.ndarray, request: UpscaleRequest, report: Progress,
+             is_cancelled: Callable[[], bool]):
+    """The Upscaler's global step over the whole image, on its share of the progress bar."""
+    lo, hi = _PREPARE
+    report(lo, "preparing")
+
+    def prepare_progress(fraction, stage):
+        """A long global step (face adaptation) stops at its next progress report."""
+        _stop_if(is_cancelled)
+        report(lo + (hi - lo) * fraction, stage)
+
+    return upscaler.prepare(whole, request, prepare_progress)
+
+
+def _run_tiles(upscaler, color: np.ndarray, context, request: UpscaleRequest, report: Progress,
+               is_cancelled: Callable[[], bool]) -> np.ndarray:
+    """1×3×sH×sW at `request.scale`: the Upscaler's tiles (self-ensembled if asked), resized when
+    the model's own factor differs; running out of memory becomes an error that says what to do."""
+    scale = upscaler.tile_scale(request)
+    lo, hi = _TILES
+    nchw = np.ascontiguousarray(color.transpose(2, 0, 1)[None])
+
+    def run_tile(tile):
+        return upscaler.run_tile(tile, context)
+
+    if request.ensemble:
+        run_tile = self_ensemble(run_tile)
+    try:
+        out = tiled_upscale(
+            run_tile, nchw, scale, request.tile, request.overlap,
+            progress=lambda done, total: report(lo + (hi - lo) * done / total,
+                                                f"upscaling tile {done}/{total}"),
+            cancel=is_cancelled)
+    except (MemoryError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and "out of memory" not in str(exc).lower():
+            raise
+        raise BlindUpscaleError(f"out of memory while upscaling with tiles of {request.tile} px; "
+                                "try a smaller tile size or a smaller region") from None
+    if scale != request.scale:
+        out = _resize(out, color.shape[0] * request.scale, color.shape[1] * request.scale)
+    return out
+
+
+def _with_channels_of(pixels: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """The upscaled colour as H×W×C with the source's channel count (gray: the mean of RGB;
+    alpha left for the caller to fill)."""
+    channels = pixels.shape[2]
+    result = np.empty((out.shape[2], out.shape[3], channels), np.float32)
+    if channels <= 2:
+        np.mean(out[0], axis=0, out=result[..., 0])
+    else:
+        result[..., :3] = out[0].transpose(1, 2, 0)
+    return result
+
+
 def _resize(nchw: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bring a model's native-scale output to the requested size (antialiased when shrinking)."""
     import torch
@@ -312,86 +333,6 @@ def _resize(nchw: np.ndarray, height: int, width: int) -> np.ndarray:
         y = F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False,
                           antialias=height < x.shape[2])
     return y.numpy()
-
-
-# ---------------------------------------------------------------- classical estimates
-def _gray(rgb: np.ndarray) -> np.ndarray:
-    return (rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114).astype(np.float64)
-
-
-NOISE_SIGMA_AT_ONE = 30.0 / 255.0
-"""Noise sigma (0..1 pixel units) that maps to noise = 1: the top of Real-ESRGAN's Gaussian range."""
-
-
-def estimate_noise_sigma(gray: np.ndarray) -> float:
-    """Gaussian noise sigma from the median absolute deviation of a Laplacian-like high-pass
-    (Immerkær's mask), measured on the flattest half of the image so edges do not count as noise."""
-    if gray.shape[0] < 3 or gray.shape[1] < 3:
-        return 0.0
-    g = gray
-    hp = (g[:-2, :-2] - 2 * g[:-2, 1:-1] + g[:-2, 2:]
-          - 2 * g[1:-1, :-2] + 4 * g[1:-1, 1:-1] - 2 * g[1:-1, 2:]
-          + g[2:, :-2] - 2 * g[2:, 1:-1] + g[2:, 2:])
-    # Edges are found on a smoothed copy: on the raw image, "flat" would also select the
-    # pixels where the noise happens to be small, and the estimate would come out low.
-    smooth = _box_blur(_box_blur(g, 5, 0), 5, 1)
-    gx = np.abs(smooth[1:-1, 2:] - smooth[1:-1, :-2])
-    gy = np.abs(smooth[2:, 1:-1] - smooth[:-2, 1:-1])
-    edge = gx + gy
-    flat = hp[edge <= np.median(edge)]
-    if flat.size == 0:
-        return 0.0
-    mad = np.median(np.abs(flat - np.median(flat)))
-    return float(1.4826 * mad / 6.0)  # the mask's noise gain is sqrt(36) = 6
-
-
-def _box_blur(a: np.ndarray, size: int, axis: int) -> np.ndarray:
-    """Mean over a window of `size` along `axis` (edges replicated), via a cumulative sum."""
-    half = size // 2
-    pad = [(0, 0), (0, 0)]
-    pad[axis] = (half + 1, half)
-    c = np.cumsum(np.pad(a, pad, mode="edge"), axis=axis)
-    n = a.shape[axis]
-    hi = np.take(c, np.arange(size, size + n), axis=axis)
-    lo = np.take(c, np.arange(0, n), axis=axis)
-    return (hi - lo) / size
-
-
-def estimate_blur(gray: np.ndarray) -> float:
-    """Crété-Roffet's blur effect (2007): how much gradient a further 9-tap box blur removes.
-    0 means sharp (re-blurring destroys a lot of gradient), 1 means already fully blurred."""
-    if gray.shape[0] < 10 or gray.shape[1] < 10:
-        return 0.0
-    values = []
-    for axis in (0, 1):
-        blurred = _box_blur(gray, 9, axis)
-        d_orig = np.abs(np.diff(gray, axis=axis))
-        d_blur = np.abs(np.diff(blurred, axis=axis))
-        crop = (slice(4, -4), slice(4, -4))
-        d_orig, d_blur = d_orig[crop], d_blur[crop]
-        total = d_orig.sum()
-        if total <= 1e-12:
-            values.append(1.0)
-            continue
-        variation = np.maximum(d_orig - d_blur, 0).sum()
-        values.append(float((total - variation) / total))
-    return max(values)
-
-
-BLUR_EFFECT_SHARP, BLUR_EFFECT_BLURRED = 0.25, 0.75
-"""Blur-effect values mapped to blur = 0 and blur = 1 (sharp photos measure about 0.2-0.3)."""
-
-
-def estimate_degradation(rgb: np.ndarray) -> dict:
-    """Classical blur and noise estimates, both mapped to 0..1 like MM-RealSR's dials."""
-    gray = _gray(rgb)
-    # Per channel: averaging channels into gray would shrink independent colour noise by 1/3.
-    sigma = float(np.median([estimate_noise_sigma(rgb[..., c].astype(np.float64)) for c in range(3)]))
-    effect = estimate_blur(gray)
-    noise = float(np.clip(sigma / NOISE_SIGMA_AT_ONE, 0.0, 1.0))
-    blur = float(np.clip((effect - BLUR_EFFECT_SHARP) / (BLUR_EFFECT_BLURRED - BLUR_EFFECT_SHARP),
-                         0.0, 1.0))
-    return {"blur": blur, "noise": noise, "noise_sigma": sigma, "blur_effect": effect}
 
 
 def find_faces(rgb: np.ndarray) -> list[tuple[int, int, int, int, float]]:

@@ -1,0 +1,99 @@
+"""The engine client over HTTP: the client interface of docs/internals.md, "The client interface".
+
+Standard library only: this module runs inside Krita's embedded Python, which has neither numpy
+nor torch. The protocol is the one in docs/internals.md, "Engine protocol"; images travel as
+`protocol.raw_image.RawImage` bytes.
+"""
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from protocol.errors import EngineError
+from protocol.raw_image import RawImage
+
+
+class EngineClient:
+    """The client interface of docs/internals.md over HTTP (local or remote engine)."""
+
+    def __init__(self, url: str, token: str, timeout: float = 30.0):
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self.max_pixels: int | None = None  # the engine's limit, learnt from health()
+
+    def health(self) -> dict:
+        info = self._json("GET", "/health")
+        if isinstance(info, dict) and isinstance(info.get("max_pixels"), int):
+            self.max_pixels = info["max_pixels"]
+        return info
+
+    def _check_size(self, image: RawImage) -> None:
+        if self.max_pixels is not None and image.width * image.height > self.max_pixels:
+            raise EngineError(f"The image is {image.width}x{image.height} = "
+                              f"{image.width * image.height / 1e6:.1f} MP, above the engine's limit "
+                              f"of {self.max_pixels / 1e6:.1f} MP; select a smaller area.")
+
+    def models(self) -> list[dict]:
+        return self._json("GET", "/models")
+
+    def analyse(self, image: RawImage, region=None) -> dict:
+        self._check_size(image)
+        path = "/analyse"
+        if region is not None:
+            x, y, w, h = (int(v) for v in region)
+            path += "?" + urllib.parse.urlencode({"x": x, "y": y, "w": w, "h": h})
+        return self._json("POST", path, image.to_bytes())
+
+    def submit(self, image: RawImage, request: dict) -> str:
+        self._check_size(image)
+        body = json.dumps(request).encode("utf-8") + b"\n" + image.to_bytes()
+        return str(self._json("POST", "/jobs", body)["job"])
+
+    def status(self, job_id: str) -> dict:
+        return self._json("GET", f"/jobs/{urllib.parse.quote(job_id)}")
+
+    def cancel(self, job_id: str) -> None:
+        self._json("POST", f"/jobs/{urllib.parse.quote(job_id)}/cancel", b"")
+
+    def result(self, job_id: str) -> RawImage:
+        payload = self._call("GET", f"/jobs/{urllib.parse.quote(job_id)}/result")
+        try:
+            return RawImage.from_bytes(payload)
+        except ValueError as exc:
+            raise EngineError(f"The engine sent an unreadable image: {exc}.") from None
+
+    def _json(self, method: str, path: str, body: bytes | None = None):
+        payload = self._call(method, path, body)
+        try:
+            return json.loads(payload.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise EngineError(f"The engine sent an unreadable answer to {path}.") from None
+
+    def _call(self, method: str, path: str, body: bytes | None = None) -> bytes:
+        req = urllib.request.Request(self.url + path, data=body, method=method)
+        req.add_header("Authorization", f"Bearer {self.token}")
+        if body is not None:
+            req.add_header("Content-Type", "application/octet-stream")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return resp.read()
+        except urllib.error.HTTPError as exc:
+            raise EngineError(_http_error_message(exc)) from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise EngineError(f"The engine at {self.url} is not reachable ({reason}).") from None
+
+
+def _http_error_message(exc: urllib.error.HTTPError) -> str:
+    try:
+        message = json.loads(exc.read().decode("utf-8"))["error"]
+    except Exception:
+        message = None
+    if exc.code == 401:
+        return "The engine refused the access token."
+    if message:
+        return str(message)
+    return f"The engine answered HTTP {exc.code} ({exc.reason})."

@@ -1,0 +1,32 @@
+"""Writing a file so that no reader, and no crash, ever sees half of it.
+
+Here rather than in core because the panel's settings (ui/) and the packaging (plugin/) write
+files too, and protocol is the standard-library layer all three share.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike, private: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside `path` for the caller to write; when the block ends without
+    an error it replaces `path` in one rename, otherwise it is deleted.
+
+    The temporary name is unique per write, so two processes filling the same cache entry never
+    write into one file. `private` creates it readable by the owner only before anything is
+    written (the engine's port file holds its access token)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.part")
+    try:
+        if private:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
