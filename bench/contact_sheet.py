@@ -46,7 +46,7 @@ def upscale_crops(models: list[str]) -> dict[str, list[np.ndarray]]:
     """model -> one uint8 H x W x 3 cell per photo; the model sees the whole photo (its global
     estimate), only the crop is tiled."""
     from core.image_io import load_image
-    from core.jobs import Engine, UpscaleRequest
+    from core.engine import Engine, UpscaleRequest
 
     engine = Engine()
     cells = {}
