@@ -189,12 +189,25 @@ def child_env(**extra: str) -> dict:
     return env
 
 
+CHECKS = (("ruff", ["-m", "ruff", "check", "."]), ("mypy", ["-m", "mypy"]))
+"""Static checks the whole suite runs first; their settings are in pyproject.toml."""
+
+
 def command_test(args: list[str]) -> int:
     python = ensure_venv({"test"})
     env = child_env(QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(ROOT))
+    failed = []
+    if not args:  # the whole suite: the static checks too (a failure is reported, the tests still run)
+        for name, command in CHECKS:
+            say(f"static check: {name}")
+            if subprocess.run([str(python), *command], cwd=ROOT, env=env).returncode != 0:
+                failed.append(name)
     say(f"running the test suite: pytest {' '.join(args) or 'tests/'}")
     # With no arguments pytest runs pyproject's testpaths (tests/); arguments narrow it down.
-    return subprocess.run([str(python), "-m", "pytest", *args], cwd=ROOT, env=env).returncode
+    status = subprocess.run([str(python), "-m", "pytest", *args], cwd=ROOT, env=env).returncode
+    if failed:
+        say(f"static checks failed: {', '.join(failed)}")
+    return status or (1 if failed else 0)
 
 
 def has_display() -> bool:
