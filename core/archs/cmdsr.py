@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .blocks import Upsampler, conv3x3
+
 CONFIGS = {
     # The released model: 64 channels, 10 blocks (20 modulations), S = 20, 0..255 pixel range.
     "official": {"channels": 64, "n_blocks": 10, "support_size": 20, "condition_widths": (64, 128),
@@ -29,10 +31,6 @@ CONFIGS = {
     "lite": {"channels": 32, "n_blocks": 16, "support_size": 20, "condition_widths": (32, 128),
              "scale": 4, "pixel_range": 1.0, "image_skip": True},
 }
-
-
-def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 3, padding=1)
 
 
 class ConditionNet(nn.Module):
@@ -99,19 +97,6 @@ class ModulatedResBlock(nn.Module):
         return self.conv2(res * s2[:, :, None, None]) + x
 
 
-class Upsampler(nn.Sequential):
-    def __init__(self, scale: int, channels: int):
-        layers = []
-        if scale in (2, 4):
-            for _ in range(scale // 2):
-                layers += [conv3x3(channels, 4 * channels), nn.PixelShuffle(2)]
-        elif scale == 3:
-            layers += [conv3x3(channels, 9 * channels), nn.PixelShuffle(3)]
-        else:
-            raise ValueError(f"CMDSR supports scales 2, 3 and 4, not {scale}")
-        super().__init__(*layers)
-
-
 class BaseNet(nn.Module):
     """SRResNet body whose block convs are modulated (official `SRResNet_10`).
 
@@ -157,9 +142,6 @@ class CMDSR(nn.Module):
         self.support_size = support_size
         self.condition_net = ConditionNet(support_size, condition_widths, pixel_range)
         self.sr_net = BaseNet(channels, n_blocks, condition_widths[1], scale, pixel_range, image_skip)
-
-    def task_vector(self, support):
-        return self.condition_net(support)
 
     def modulation_scales(self, support):
         """support: T x (S*3) x h x w -> T x (2*n_blocks) x channels."""

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .blocks import Upsampler, conv3x3
+
 CONFIGS = {
     # KDSRs-M, the classic default: C64, 53 IDR-DCRB blocks, encoder with 9 res blocks (5.80 M).
     "official-m": {"n_feats": 64, "n_blocks": 53, "n_resblocks": 9, "scale": 4},
@@ -29,10 +31,6 @@ CONFIGS = {
 
 # The DIV2K RGB mean the official SR net subtracts before and adds after the network.
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
-
-
-def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 3, padding=1)
 
 
 class MeanShift(nn.Conv2d):
@@ -140,21 +138,6 @@ class IDRDCRBGroup(nn.Module):
         for block in self.body:
             x = block(x, idr)
         return x
-
-
-class Upsampler(nn.Sequential):
-    """x2 steps of conv(C -> 4C) + PixelShuffle(2) (x4 = two steps), or one x3 step."""
-
-    def __init__(self, scale: int, n_feats: int):
-        layers = []
-        if scale in (2, 4):
-            for _ in range(scale // 2):
-                layers += [conv3x3(n_feats, 4 * n_feats), nn.PixelShuffle(2)]
-        elif scale == 3:
-            layers += [conv3x3(n_feats, 9 * n_feats), nn.PixelShuffle(3)]
-        else:
-            raise ValueError(f"KDSR supports scales 2, 3 and 4, not {scale}")
-        super().__init__(*layers)
 
 
 class KDSRNet(nn.Module):
