@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .blocks import Upsampler, conv3x3
+from .spec import ArchSpec, GraphSpec
 
 CONFIGS = {
     # The released model: 64 channels, 10 blocks (20 modulations), S = 20, 0..255 pixel range.
@@ -151,8 +152,8 @@ class CMDSR(nn.Module):
         return self.sr_net(x, self.modulation_scales(support))
 
 
-class CMDSRConditioner(nn.Module):
-    """ConditionNet + modulation layers as one graph (ONNX export): support -> scales."""
+class CMDSRConditionGraph(nn.Module):
+    """ConditionNet + modulation layers as one graph: support set -> modulation scales."""
 
     def __init__(self, model: CMDSR):
         super().__init__()
@@ -176,7 +177,14 @@ def native_state_dict(state: dict) -> dict:
     return folded
 
 
-def build(config: str = "lite") -> CMDSR:
-    if config not in CONFIGS:
-        raise KeyError(f"unknown CMDSR configuration {config!r}; known: {', '.join(CONFIGS)}")
-    return CMDSR(**CONFIGS[config])
+def support_example(model: CMDSR, height: int, width: int, generator: torch.Generator) -> dict:
+    """A random LR image and support set (S patches stacked along channels)."""
+    return {"lr": torch.rand(1, 3, height, width, generator=generator),
+            "support": torch.rand(1, 3 * model.support_size, height, width, generator=generator)}
+
+
+ARCH = ArchSpec(
+    id="cmdsr", title="CMDSR", network=CMDSR, configs=CONFIGS,
+    graphs=(GraphSpec("condition", CMDSRConditionGraph, ("support",), ("scales",), ("support",)),
+            GraphSpec("sr", lambda model: model.sr_net, ("lr", "scales"), ("sr",))),
+    example_inputs=support_example, native_state_dict=native_state_dict)

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .blocks import Upsampler, conv3x3
+from .spec import ArchSpec, GraphSpec
 
 CONFIGS = {
     # KDSRs-M, the classic default: C64, 53 IDR-DCRB blocks, encoder with 9 res blocks (5.80 M).
@@ -211,8 +212,8 @@ class KDSRTeacher(nn.Module):
         return self.G(lr, idr)
 
 
-class KDSREstimator(nn.Module):
-    """The student encoder as its own graph (ONNX export): LR -> IDR (1 x C)."""
+class KDSREstimatorGraph(nn.Module):
+    """The student encoder as its own graph: LR -> IDR (1 x C), without the distilled vector."""
 
     def __init__(self, student: KDSRStudent):
         super().__init__()
@@ -222,25 +223,12 @@ class KDSREstimator(nn.Module):
         return self.encoder(lr)[0]
 
 
-class KDSRUpscaler(nn.Module):
-    """The SR net as its own graph (ONNX export): (LR tile, IDR) -> SR tile."""
-
-    def __init__(self, student: KDSRStudent):
-        super().__init__()
-        self.net = student.G
-
-    def forward(self, lr, idr):
-        return self.net(lr, idr)
+def build_teacher(config: str) -> KDSRTeacher:
+    """The training-only teacher of a configuration (the student is `ARCH.build(config)`)."""
+    return KDSRTeacher(**ARCH.config(config))
 
 
-def build(config: str = "lite") -> KDSRStudent:
-    """The student (inference) model of a configuration."""
-    if config not in CONFIGS:
-        raise KeyError(f"unknown KDSR configuration {config!r}; known: {', '.join(CONFIGS)}")
-    return KDSRStudent(**CONFIGS[config])
-
-
-def build_teacher(config: str = "lite") -> KDSRTeacher:
-    if config not in CONFIGS:
-        raise KeyError(f"unknown KDSR configuration {config!r}; known: {', '.join(CONFIGS)}")
-    return KDSRTeacher(**CONFIGS[config])
+ARCH = ArchSpec(
+    id="kdsr", title="KDSR", network=KDSRStudent, configs=CONFIGS,
+    graphs=(GraphSpec("estimator", KDSREstimatorGraph, ("lr",), ("idr",)),
+            GraphSpec("sr", lambda student: student.G, ("lr", "idr"), ("sr",))))

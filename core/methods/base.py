@@ -27,6 +27,8 @@ class Upscaler:
     adaptation: tuple[str, ...] = ()
     backends: tuple[str, ...] = ("torch",)
     """Runtimes this model can use, preferred first; "auto" picks the first."""
+    arch: str | None = None
+    """Id of the architecture in core/archs whose networks it runs; None: it has no network."""
 
     @classmethod
     def configs(cls) -> list[ConfigSpec]:

@@ -36,13 +36,14 @@ class MetaF2NUpscaler(Upscaler):
     scale = 4
     adaptation = ("faces",)
     backends = ("torch",)
+    arch = "metaf2n"
 
     @classmethod
     def configs(cls) -> list[ConfigSpec]:
-        from core.archs import ARCHS, param_count
+        from core.archs import get_arch, param_count
 
-        return [ConfigSpec(f"{cls.id}:{name}", param_count(cls.id, name), _weights_status(name))
-                for name in ARCHS[cls.id].CONFIGS]
+        return [ConfigSpec(f"{cls.id}:{name}", param_count(cls.arch, name), _weights_status(name))
+                for name in get_arch(cls.arch).configs]
 
     def __init__(self, config: str, device: str = "cpu", backend: str = "auto"):
         super().__init__(config, device, backend)
@@ -97,7 +98,7 @@ def _tf_export(config: str) -> Path | None:
 def _weights_status(config: str) -> str:
     from core.weights import weights_status
 
-    status = weights_status("metaf2n", config)
+    status = weights_status("metaf2n", "metaf2n", config)
     if status == "missing" and _tf_export(config) is not None:
         return "user"
     return status
@@ -107,11 +108,11 @@ def _load(config: str):
     """The MetaF2N network of `config` with meta-trained weights, or a WeightsError saying what
     is missing and why nothing less will do."""
     from core import weights
-    from core.archs.metaf2n import build, load_tf_npz, state_from_tf
+    from core.archs.metaf2n import ARCH, load_tf_npz, state_from_tf
 
-    status = weights.weights_status("metaf2n", config)
+    status = weights.weights_status("metaf2n", "metaf2n", config)
     if status != "missing":
-        return weights.load_model("metaf2n", config).module
+        return weights.load_model("metaf2n", "metaf2n", config).module
     export = _tf_export(config)
     if export is None:
         where = weights.models_dir()
@@ -121,7 +122,7 @@ def _load(config: str):
             f"MetaF2N ({config}) has no meta-trained weights yet: it needs its meta-learned "
             f"backbone and MaskNet, which Real-ESRGAN weights alone are not; put "
             f"{weights.canonical_name('metaf2n', config)}{official} in {where}")
-    model = build(config)
+    model = ARCH.build(config)
     try:
         state = state_from_tf(load_tf_npz(export), model)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:

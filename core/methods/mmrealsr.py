@@ -37,6 +37,7 @@ class MMRealSRUpscaler(ArchUpscaler):
                "adjustable from 0 to 1.")
     scale = 4
     controls = (Control("blur", "Blur", 0.0, 1.0, None), Control("noise", "Noise", 0.0, 1.0, None))
+    arch = "mmrealsr"
     how_to_get = {"official": "MMRealSRGAN.pth or MMRealSRNet.pth from "
                               "github.com/TencentARC/MM-RealSR/releases"}
 
