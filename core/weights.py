@@ -269,6 +269,13 @@ def weights_status(model: str, arch_id: str, config: str) -> str:
     return "missing"
 
 
+def missing_weights_message(model: str, config: str, how_to_get: str = "") -> str:
+    """What to put where when a configuration has no weights (`how_to_get`: the official file)."""
+    hint = f" ({how_to_get})" if how_to_get else ""
+    return (f"no weights for {model}:{config}: put {canonical_name(model, config)} or the "
+            f"official checkpoint{hint} in {models_dir()}")
+
+
 @dataclass
 class LoadedWeights:
     module: torch.nn.Module  # in eval mode, on the CPU
@@ -291,10 +298,7 @@ def load_model(model: str, arch_id: str, config: str, how_to_get: str = "") -> L
     else:
         path, source = user_file(model, arch_id, config), "user"
         if path is None:
-            hint = f" ({how_to_get})" if how_to_get else ""
-            raise WeightsError(
-                f"no weights for {model}:{config}: put {canonical_name(model, config)} or the "
-                f"official checkpoint{hint} in {models_dir()}")
+            raise WeightsError(missing_weights_message(model, config, how_to_get))
         sha = file_sha256(path)
     module = get_arch(arch_id).build(config)
     # Bundled and canonically named files are the project's own (native names); any other file

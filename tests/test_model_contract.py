@@ -5,6 +5,10 @@ graphs, or whose graphs do not export, cannot pass.
 
 Networks carry freshly initialised weights of their smallest configuration, saved into a
 temporary models folder: this checks the plumbing, never image quality."""
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -12,11 +16,13 @@ import torch
 from core import weights
 from core.archs import get_arch, param_count
 from core.archs.spec import MIN_TILE, SizeRequirements
+from core.errors import WeightsError
 from core.jobs import UpscaleRequest
 from core.methods import METHODS
 from core.runtimes import OnnxGraph
 
 TOLERANCE = 1e-4
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -45,6 +51,9 @@ def run_one_tile(cls, config: str, backend: str, shape: tuple[int, int]) -> np.n
     tile = np.ascontiguousarray(rgb[:height, :width].transpose(2, 0, 1)[None])
     request = UpscaleRequest(model=cls.id, config=config, backend=backend, faces="none")
     upscaler = cls(config, "cpu", backend)
+    estimate = upscaler.estimate_degradation(rgb)
+    assert estimate is None or (set(estimate) == {"blur", "noise"}
+                                and all(0 <= v <= 1 for v in estimate.values()))
     context = upscaler.prepare(rgb, request, lambda fraction, stage: None)
     out = upscaler.run_tile(tile, context)
     scale = upscaler.tile_scale(request)
@@ -66,6 +75,10 @@ def test_model_runs_one_tile_on_every_backend(model_id, models_dir):
         assert ("onnx" in cls.backends) == bool(arch.graphs), (
             f"{model_id} offers {cls.backends}; its arch declares {len(arch.graphs)} graphs")
         config = smallest_config(cls)
+        if spec.config(config).weights == "missing":
+            with pytest.raises(WeightsError) as missing:
+                cls(config, "cpu", "torch")
+            assert str(missing.value) == cls.missing_weights_message(config)
         torch.manual_seed(0)
         weights.save_state_dict(arch.build(config).state_dict(),
                                 models_dir / weights.canonical_name(model_id, config))
@@ -80,3 +93,9 @@ def test_model_runs_one_tile_on_every_backend(model_id, models_dir):
         for graph in arch.graphs:
             onnx_graph = OnnxGraph(exported[f"{arch.id}-{config}-{graph.name}.onnx"], "cpu")
             assert (onnx_graph.input_names, onnx_graph.output_names) == (graph.inputs, graph.outputs)
+
+
+def test_methods_do_not_import_the_registry():
+    """The registry lists the methods; the methods never need it (no import circle)."""
+    code = "import sys, core.methods; sys.exit('core.registry' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0

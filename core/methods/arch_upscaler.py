@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.methods.base import Upscaler
-from core.registry import ConfigSpec
+from core.methods.base import ConfigSpec, Upscaler
 
 
 class ArchUpscaler(Upscaler):
@@ -31,6 +30,12 @@ class ArchUpscaler(Upscaler):
         from core import weights
 
         return weights.weights_status(cls.id, cls.arch, config)
+
+    @classmethod
+    def missing_weights_message(cls, config: str) -> str:
+        from core import weights
+
+        return weights.missing_weights_message(cls.id, config, cls.how_to_get.get(config, ""))
 
     def __init__(self, config: str, device: str = "cpu", backend: str = "auto"):
         from core.onnx_export import engine_graphs

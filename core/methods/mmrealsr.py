@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.methods.arch_upscaler import ArchUpscaler
-from core.registry import Control
+from core.methods.base import Control
 
 # DE-Net pools globally over the image. Above this many pixels it reads evenly spread crops
 # instead and averages their scores: downscaling would change the very blur and noise it measures.
