@@ -25,6 +25,7 @@ from quality import degrade, kodak_images  # noqa: E402
 from core import weights  # noqa: E402
 from core.archs import build  # noqa: E402
 from core.metrics import psnr_y  # noqa: E402
+from core.registry import upscaler_class  # noqa: E402
 from core.support_set import sample_support_patches, stack_support  # noqa: E402
 
 SETTINGS = ["iso1.2", "iso3.0", "iso2.6+n15"]
@@ -43,7 +44,8 @@ def load_file(path: Path):
 
 def load_bundled(model: str):
     """(arch id, module) as the product loads the bundled lite weights (sha256 checked)."""
-    return weights.arch_of(model), weights.load_model(model, "lite").module
+    arch_id = upscaler_class(model).arch
+    return arch_id, weights.load_model(model, arch_id, "lite").module
 
 
 def conditioning(arch_id: str, module, lr: torch.Tensor):

@@ -27,7 +27,7 @@ TOLERANCE = 1e-4
 
 
 def full_size_configs(arch_id):
-    return [c for c in ARCHS[arch_id].CONFIGS if c != "lite"]
+    return [c for c in ARCHS[arch_id].configs if c != "lite"]
 
 
 MODEL_OF_ARCH = {"rrdbnet": "realesrgan"}
@@ -36,7 +36,7 @@ MODEL_OF_ARCH = {"rrdbnet": "realesrgan"}
 def model_with_weights(arch_id, config):
     """(module, "weights" | "init"): stored weights when the store has them."""
     try:
-        return weights.load_model(MODEL_OF_ARCH.get(arch_id, arch_id), config).module, "weights"
+        return weights.load_model(MODEL_OF_ARCH.get(arch_id, arch_id), arch_id, config).module, "weights"
     except WeightsError:
         torch.manual_seed(0)
         return build(arch_id, config).eval(), "init"
@@ -86,7 +86,7 @@ def main():
     worst = 0.0
     print(f"{'arch:config':22} {'params':>11} {'weights':>7} {'max |d|':>9} {'export s':>8} "
           f"{'ort s':>6} {'torch s':>7} {'MB':>6}")
-    for arch_id in onnx_export.GRAPHS:
+    for arch_id in [a for a, spec in ARCHS.items() if spec.graphs]:
         if args.only and arch_id != args.only:
             continue
         for config in full_size_configs(arch_id):

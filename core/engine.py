@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from core.errors import BlindUpscaleError, Cancelled, InputError, WeightsError
+from core.archs.spec import MIN_TILE
 from core.estimate import estimate_degradation
 from core.image_io import Image, to_rgb
 from core.methods.bicubic import bicubic_upscale
@@ -85,8 +86,8 @@ class UpscaleRequest:
             raise InputError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.backend not in ("auto", "torch", "onnx"):
             raise InputError(f"backend must be auto, torch or onnx, got {self.backend!r}")
-        if not isinstance(self.tile, int) or self.tile < 0 or 0 < self.tile < 16:
-            raise InputError(f"tile must be 0 (no tiling) or at least 16, got {self.tile!r}")
+        if not isinstance(self.tile, int) or self.tile < 0 or 0 < self.tile < MIN_TILE:
+            raise InputError(f"tile must be 0 (no tiling) or at least {MIN_TILE}, got {self.tile!r}")
         if not isinstance(self.overlap, int) or self.overlap < 0:
             raise InputError(f"overlap must be a non-negative integer, got {self.overlap!r}")
         if not isinstance(self.ensemble, bool):
@@ -149,14 +150,7 @@ class Engine:
         spec = get_model(model)
         chosen = spec.config(config)
         if chosen.weights == "missing":
-            # A model that loads weights raises its own error naming the file to put where.
-            try:
-                upscaler_class(model)(chosen.name, "cpu", "torch")
-            except WeightsError:
-                raise
-            raise WeightsError(
-                f"the weights of {chosen.id} are missing: put them in the models folder "
-                "(see README, 'Weights') or pick a model whose weights are present")
+            raise WeightsError(upscaler_class(model).missing_weights_message(chosen.name))
         device = select_device(device)
         key = (model, chosen.name, device, backend)
         with self._lock:
@@ -242,11 +236,9 @@ class Engine:
             return None
         if spec.weights == "missing":
             return None
-        upscaler = self.load("mmrealsr")
-        estimate = getattr(upscaler, "estimate_degradation", None)
-        if estimate is None:
+        values = self.load("mmrealsr").estimate_degradation(rgb)
+        if values is None:
             return None
-        values = estimate(rgb)
         return {"blur": float(values["blur"]), "noise": float(values["noise"])}
 
 

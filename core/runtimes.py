@@ -46,10 +46,6 @@ class Graph:
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def run1(self, x: np.ndarray) -> np.ndarray:
-        """Convenience for single-input, single-output graphs."""
-        return self({self.input_names[0]: x})[self.output_names[0]]
-
 
 class TorchGraph(Graph):
     """An `nn.Module` whose forward takes the inputs positionally in `input_names` order and

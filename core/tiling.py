@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from core.archs.spec import MIN_TILE
 from core.errors import Cancelled, InputError
 
 TileFn = Callable[[np.ndarray], np.ndarray]
@@ -80,8 +81,8 @@ def tiled_upscale(
     _, _, height, width = rgb_nchw.shape
     if tile < 0:
         raise InputError(f"tile size must be 0 (no tiling) or positive, got {tile}")
-    if tile and tile < 16:
-        raise InputError(f"tile size {tile} is too small (at least 16 pixels)")
+    if tile and tile < MIN_TILE:
+        raise InputError(f"tile size {tile} is too small (at least {MIN_TILE} pixels)")
     if tile == 0 or (height <= tile and width <= tile):
         if cancel is not None and cancel():
             raise Cancelled()

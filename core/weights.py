@@ -20,7 +20,7 @@ from safetensors.torch import load_file as load_safetensors, save_file as save_s
 
 from protocol.files import atomic_write
 
-from .archs import ARCHS
+from .archs import ARCHS, get_arch
 from .errors import WeightsError
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "resources" / "weights"
@@ -28,20 +28,7 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin")
 # Containers official checkpoints wrap their state dict in, in order of preference
 # (BasicSR keeps the EMA weights beside the raw ones).
 CONTAINER_KEYS = ("params_ema", "params", "state_dict")
-# Model ids whose network is another arch's (the model is a checkpoint of that arch), and the
-# configurations such a model offers.
-MODEL_ARCHS = {"realesrgan": "rrdbnet"}
-MODEL_CONFIGS = {"realesrgan": ("official",)}
 MAX_LISTED_KEYS = 5
-
-
-def arch_of(model: str) -> str:
-    return MODEL_ARCHS.get(model, model)
-
-
-def model_configs(model: str) -> list:
-    return list(MODEL_CONFIGS.get(model) or ARCHS[arch_of(model)].CONFIGS)
-
 
 def models_dir() -> Path:
     """The user's models folder: $BLIND_UPSCALE_MODELS, else <app data>/blind-upscale/models."""
@@ -135,7 +122,7 @@ def save_state_dict(state: dict, path) -> None:
 
 def native_state_dict(arch_id: str, state: dict) -> dict:
     """Applies the arch's official-name mapping, if it has one."""
-    rename = getattr(ARCHS[arch_id], "native_state_dict", None)
+    rename = get_arch(arch_id).native_state_dict
     return rename(state) if rename else state
 
 
@@ -178,7 +165,7 @@ def load_strict(module: torch.nn.Module, state: dict, key_map=None, name: str = 
 def signature(arch_id: str, config: str) -> dict:
     """key -> shape of an arch configuration, built on the meta device (no memory, no init)."""
     with torch.device("meta"):
-        module = ARCHS[arch_id].build(config)
+        module = get_arch(arch_id).build(config)
     return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
 
@@ -188,7 +175,7 @@ def detect(state: dict, name: str = "the weights") -> tuple:
     best = None
     for arch_id in ARCHS:
         native = native_state_dict(arch_id, state)
-        for config in ARCHS[arch_id].CONFIGS:
+        for config in ARCHS[arch_id].configs:
             expected = signature(arch_id, config)
             problem = mismatch(expected, native)
             if not problem:
@@ -264,23 +251,30 @@ def canonical_name(model: str, config: str) -> str:
     return f"{model}_{config}.safetensors"
 
 
-def user_file(model: str, config: str):
+def user_file(model: str, arch_id: str, config: str):
     """The user's checkpoint for a model configuration: the canonically named file if it exists,
-    else the first recognised checkpoint of that arch and configuration, else None."""
+    else the first recognised checkpoint of the model's arch and configuration, else None."""
     canonical = models_dir() / canonical_name(model, config)
     if canonical.is_file():
         return canonical
-    candidates = user_checkpoints().get((arch_of(model), config), [])
+    candidates = user_checkpoints().get((arch_id, config), [])
     return candidates[0] if candidates else None
 
 
-def weights_status(model: str, config: str) -> str:
+def weights_status(model: str, arch_id: str, config: str) -> str:
     """"bundled" | "user" | "missing"."""
     if bundled_file(model, config):
         return "bundled"
-    if user_file(model, config):
+    if user_file(model, arch_id, config):
         return "user"
     return "missing"
+
+
+def missing_weights_message(model: str, config: str, how_to_get: str = "") -> str:
+    """What to put where when a configuration has no weights (`how_to_get`: the official file)."""
+    hint = f" ({how_to_get})" if how_to_get else ""
+    return (f"no weights for {model}:{config}: put {canonical_name(model, config)} or the "
+            f"official checkpoint{hint} in {models_dir()}")
 
 
 @dataclass
@@ -291,10 +285,10 @@ class LoadedWeights:
     source: str              # "bundled" | "user"
 
 
-def load_model(model: str, config: str, how_to_get: str = "") -> LoadedWeights:
-    """The model's network with its weights: bundled (sha256 checked against the manifest) or the
-    user's. Missing weights raise a WeightsError naming what to put where (`how_to_get`)."""
-    arch_id = arch_of(model)
+def load_model(model: str, arch_id: str, config: str, how_to_get: str = "") -> LoadedWeights:
+    """The network (of architecture `arch_id`) of a model with its weights: bundled (sha256
+    checked against the manifest) or the user's. Missing weights raise a WeightsError naming what
+    to put where (`how_to_get`)."""
     path = bundled_file(model, config)
     source = "bundled"
     if path is not None:
@@ -303,14 +297,11 @@ def load_model(model: str, config: str, how_to_get: str = "") -> LoadedWeights:
             raise WeightsError(f"bundled weights {path.name} are damaged (sha256 differs from "
                                "the manifest); reinstall the plug-in")
     else:
-        path, source = user_file(model, config), "user"
+        path, source = user_file(model, arch_id, config), "user"
         if path is None:
-            hint = f" ({how_to_get})" if how_to_get else ""
-            raise WeightsError(
-                f"no weights for {model}:{config}: put {canonical_name(model, config)} or the "
-                f"official checkpoint{hint} in {models_dir()}")
+            raise WeightsError(missing_weights_message(model, config, how_to_get))
         sha = file_sha256(path)
-    module = ARCHS[arch_id].build(config)
+    module = get_arch(arch_id).build(config)
     # Bundled and canonically named files are the project's own (native names); any other file
     # is an official checkpoint and goes through the arch's official-name mapping.
     official = source == "user" and path.name != canonical_name(model, config)

@@ -1,6 +1,10 @@
 """Key names and shapes of the official checkpoints, written out from the official code and the
 research notes (not from core/archs), so the tests check the archs against an independent source.
-Tensors are on the meta device: shapes without memory."""
+Tensors are on the meta device: shapes without memory.
+
+Only architectures with official weights to pin appear here (`OFFICIAL`); everything else the
+tests need about an architecture (configurations, graphs, sizes) comes from its `ArchSpec`, so a
+new architecture without official weights needs no entry."""
 
 import torch
 

@@ -13,7 +13,7 @@ from adaptation import load_file  # noqa: E402
 
 def test_run_weights_load_unchanged(tmp_path):
     """No official-checkpoint mapping: for CMDSR it would rescale every SR-net weight."""
-    for arch_id, module in (("cmdsr", cmdsr.build("lite")), ("kdsr", kdsr.build("lite"))):
+    for arch_id, module in (("cmdsr", cmdsr.ARCH.build("lite")), ("kdsr", kdsr.ARCH.build("lite"))):
         path = tmp_path / f"{arch_id}.safetensors"
         save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(path))
         loaded_arch, loaded = load_file(path)

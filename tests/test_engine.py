@@ -10,7 +10,8 @@ from core.engine import Engine, UpscaleRequest
 from core.estimate import estimate_degradation
 from core.methods.base import Upscaler
 from core.methods.bicubic import bicubic_upscale
-from core.registry import ConfigSpec, get_model, list_models
+from core.methods.base import ConfigSpec
+from core.registry import get_model, list_models
 
 
 def _scene(h=64, w=80, seed=0):

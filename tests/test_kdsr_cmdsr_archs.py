@@ -9,11 +9,12 @@ from core.archs import cmdsr, kdsr
 
 def test_kdsr_split_graphs_equal_the_whole_model():
     torch.manual_seed(0)
-    student = kdsr.build("lite").eval()
+    student = kdsr.ARCH.build("lite").eval()
+    graphs = {graph.name: graph.wrap(student) for graph in kdsr.ARCH.graphs}
     lr = torch.rand(1, 3, 12, 16)
     with torch.no_grad():
-        idr = kdsr.KDSREstimator(student)(lr)
-        split = kdsr.KDSRUpscaler(student)(lr, idr)
+        idr = graphs["estimator"](lr)
+        split = graphs["sr"](lr, idr)
         whole = student(lr)
     assert idr.shape == (1, 32)
     assert split.shape == (1, 3, 48, 64)
@@ -22,7 +23,7 @@ def test_kdsr_split_graphs_equal_the_whole_model():
 
 def test_kdsr_dynamic_kernels_are_per_sample():
     torch.manual_seed(0)
-    student = kdsr.build("lite").eval()
+    student = kdsr.ARCH.build("lite").eval()
     lr = torch.rand(2, 3, 10, 10)
     with torch.no_grad():
         batched = student(lr)
@@ -44,7 +45,7 @@ def test_kdsr_encoder_output_depends_on_its_input_from_the_start():
     spread, sharp vs blurred IDR 0.3 % apart) and the trained IDR stayed constant; the He init
     keeps ten times that (5.7 %, 11 %)."""
     torch.manual_seed(0)
-    encoder = kdsr.build("lite").E_st.eval()
+    encoder = kdsr.ARCH.build("lite").E_st.eval()
     sharp = torch.rand(4, 3, 32, 32)
     blurred = F.avg_pool2d(sharp, 5, stride=1, padding=2)
     with torch.no_grad():
@@ -58,7 +59,7 @@ def test_cmdsr_task_vector_depends_on_the_support_set_from_the_start():
     """Under default init a trained ConditionNet could not learn to read the noise level off its
     vector; He init is what let it. Here: clean vs noisy support 2 % apart (default), 5.8 % (He)."""
     torch.manual_seed(0)
-    condition = cmdsr.build("lite").condition_net.eval()
+    condition = cmdsr.ARCH.build("lite").condition_net.eval()
     clean = F.avg_pool2d(torch.rand(1, 60, 36, 36), 5, stride=1)
     noisy = (clean + 0.1 * torch.randn_like(clean)).clamp(0, 1)
     with torch.no_grad():
@@ -68,7 +69,7 @@ def test_cmdsr_task_vector_depends_on_the_support_set_from_the_start():
 
 def test_cmdsr_per_task_scales_match_single_runs():
     torch.manual_seed(0)
-    model = cmdsr.build("lite").eval()
+    model = cmdsr.ARCH.build("lite").eval()
     support = torch.rand(2, 60, 32, 32)
     x = torch.rand(2, 3, 8, 8)
     with torch.no_grad():
@@ -83,7 +84,7 @@ def test_cmdsr_official_weights_fold_equalised_lr():
     """The official BaseConv2d computes conv(x, W * 1/sqrt(fan_in) * s) and EqualLinear
     linear(t, W / sqrt(128), b); after `native_state_dict` the plain modules give the same."""
     torch.manual_seed(0)
-    model = cmdsr.build("official")
+    model = cmdsr.ARCH.build("official")
     raw = {k: torch.randn_like(v) for k, v in model.state_dict().items()}
     model.load_state_dict(cmdsr.native_state_dict(raw))
 
@@ -102,5 +103,5 @@ def test_cmdsr_official_weights_fold_equalised_lr():
 
 
 def test_cmdsr_official_works_in_0_255_internally():
-    model = cmdsr.build("official")
+    model = cmdsr.ARCH.build("official")
     assert model.condition_net.pixel_range == 255.0 and model.sr_net.pixel_range == 255.0

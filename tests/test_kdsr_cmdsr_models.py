@@ -20,8 +20,8 @@ def models_folder(tmp_path, monkeypatch):
     folder = tmp_path / "models"
     monkeypatch.setenv("BLIND_UPSCALE_MODELS", str(folder))
     torch.manual_seed(0)
-    weights.save_state_dict(kdsr.build("lite").state_dict(), folder / "kdsr_lite.safetensors")
-    weights.save_state_dict(cmdsr.build("lite").state_dict(), folder / "cmdsr_lite.safetensors")
+    weights.save_state_dict(kdsr.ARCH.build("lite").state_dict(), folder / "kdsr_lite.safetensors")
+    weights.save_state_dict(cmdsr.ARCH.build("lite").state_dict(), folder / "cmdsr_lite.safetensors")
     return folder
 
 

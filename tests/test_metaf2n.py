@@ -42,14 +42,14 @@ def official_tf_shapes():
 
 def test_official_configuration_has_the_papers_sizes():
     with torch.device("meta"):
-        model = arch.build("official")
+        model = arch.ARCH.build("official")
     assert sum(p.numel() for p in model.backbone.parameters()) == 16_697_987
     assert sum(p.numel() for p in model.mask_net.parameters()) == 225_665
 
 
 def test_key_map_covers_every_official_tf_variable():
     with torch.device("meta"):
-        model = arch.build("official")
+        model = arch.ARCH.build("official")
     shapes = official_tf_shapes()
     mapping = arch.tf_key_map(model)
     assert set(mapping) == set(shapes)
@@ -267,9 +267,9 @@ def test_official_tf_export_is_recognised_and_loaded(models):
     from core.methods.metaf2n import TF_EXPORT, MetaF2NUpscaler
 
     with torch.device("meta"):
-        shapes = {k: v.shape for k, v in arch.build("official").state_dict().items()}
+        shapes = {k: v.shape for k, v in arch.ARCH.build("official").state_dict().items()}
     with torch.device("meta"):
-        mapping = arch.tf_key_map(arch.build("official"))
+        mapping = arch.tf_key_map(arch.ARCH.build("official"))
     arrays = {}
     for tf_name, key in mapping.items():
         shape = tuple(shapes[key])
@@ -291,7 +291,7 @@ def lite_with_weights(models):
     from core.weights import save_state_dict
 
     torch.manual_seed(0)
-    save_state_dict(arch.build("lite").state_dict(), models / "metaf2n_lite.safetensors")
+    save_state_dict(arch.ARCH.build("lite").state_dict(), models / "metaf2n_lite.safetensors")
     return MetaF2NUpscaler("lite")
 
 

@@ -19,9 +19,9 @@ def test_converted_real_esrgan_matches_ncnn_within_one_level(tmp_path, monkeypat
     monkeypatch.setenv("BLIND_UPSCALE_MODELS", str(tmp_path))
     path = convert_realesrgan_x4plus()
     assert path == tmp_path / "realesrgan_official.safetensors"
-    assert weights.weights_status("realesrgan", "official") == "user"
+    assert weights.weights_status("realesrgan", "rrdbnet", "official") == "user"
     assert weights.detect(weights.read_shapes(path)) == ("rrdbnet", "official")
-    net = weights.load_model("realesrgan", "official").module
+    net = weights.load_model("realesrgan", "rrdbnet", "official").module
 
     x = np.random.default_rng(0).random((3, 16, 12), dtype=np.float32)
     with torch.inference_mode():

@@ -54,11 +54,6 @@ def test_torch_and_onnx_graphs_agree(onnx_file):
         np.testing.assert_allclose(onnx_out[name], torch_out[name], atol=1e-5)
 
 
-def test_run1_for_single_input_graphs():
-    graph = TorchGraph(torch.nn.PixelShuffle(2), device="cpu")
-    assert graph.run1(np.zeros((1, 4, 3, 3), np.float32)).shape == (1, 1, 6, 6)
-
-
 def test_sessions_are_cached_per_file_and_providers(onnx_file):
     first, second = OnnxGraph(onnx_file, "cpu"), OnnxGraph(onnx_file, "auto")
     if not runtimes.cuda_available():

@@ -7,7 +7,7 @@ from core import methods
 from core.image_io import Image
 from core.engine import Engine, UpscaleRequest
 from core.methods.bicubic import Bicubic
-from core.registry import ConfigSpec
+from core.methods.base import ConfigSpec
 from core.self_ensemble import ORIENTATIONS, orient, self_ensemble, unorient
 
 

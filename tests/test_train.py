@@ -76,7 +76,7 @@ def test_kdsr_recipe_stops_cleanly_resumes_and_runs_all_phases(tmp_path):
     assert phases == ["teacher", "student_kd", "student"]
     assert any("val student" in line and "psnr_iso2.0" in line for line in lines)
     assert any("| kd " in line and "| l1 " in line for line in lines)
-    student = kdsr.build("lite")
+    student = kdsr.ARCH.build("lite")
     student.load_state_dict(load_file(str(out / "kdsr_lite.safetensors")), strict=True)
     teacher = kdsr.build_teacher("lite")
     teacher.load_state_dict(load_file(str(out / "teacher.safetensors")), strict=True)
@@ -126,7 +126,7 @@ def test_cmdsr_recipe_trains_with_tasks_and_contrastive_steps(tmp_path):
     args = parse_args(["cmdsr", "--out", str(out), "--steps", "4", "--tasks", "2", "--queries", "2",
                        "--region", "128", "--patch", "8", "--condition-every", "2", "--val-steps", "4",
                        "--log-every", "1"])
-    before = cmdsr.build("lite")
+    before = cmdsr.ARCH.build("lite")
     cmdsr_recipe.train(args, pool, validation(["iso2.6+n15"], size=128))
     lines = log_lines(out)
     assert sum("| contrast " in line for line in lines) == 2
@@ -148,7 +148,7 @@ def test_export_bundles_weights_with_a_manifest_entry(tmp_path):
     from core.train.export import export
 
     source = tmp_path / "run.safetensors"
-    weights.save_state_dict(cmdsr.build("lite").state_dict(), source)
+    weights.save_state_dict(cmdsr.ARCH.build("lite").state_dict(), source)
     bundle = tmp_path / "bundle"
     (bundle).mkdir()
     (bundle / "manifest.json").write_text('{"files": {"other.safetensors": {"sha256": "x"}}}')
@@ -166,7 +166,7 @@ def test_export_refuses_weights_of_another_shape(tmp_path):
     from core.train.export import export
 
     source = tmp_path / "run.safetensors"
-    weights.save_state_dict(kdsr.build("lite").state_dict(), source)
+    weights.save_state_dict(kdsr.ARCH.build("lite").state_dict(), source)
     with pytest.raises(WeightsError, match="do not fit"):
         export(source, "cmdsr", "lite", tmp_path / "bundle")
 
@@ -221,7 +221,7 @@ def test_cmdsr_init_starts_from_the_run_weights(tmp_path):
     pool = PhotoPool(synthetic_photos(size=160), min_size=128)
     first = tmp_path / "first"
     first.mkdir()
-    start = cmdsr.build("lite").state_dict()
+    start = cmdsr.ARCH.build("lite").state_dict()
     weights.save_state_dict(start, first / "cmdsr_lite.safetensors")
     out = tmp_path / "continued"
     args = parse_args(["cmdsr", "--out", str(out), "--init", str(first), "--lr", "0", "--steps", "2",
@@ -243,13 +243,13 @@ def test_a_deeper_configuration_starts_as_the_trained_net():
     torch.manual_seed(0)
     lr, support = torch.rand(2, 3, 12, 12), torch.rand(1, 60, 32, 32)
     shallow = kdsr.KDSRStudent(**{**kdsr.CONFIGS["lite"], "n_blocks": 3})
-    deep = kdsr.build("lite")
+    deep = kdsr.ARCH.build("lite")
     added = load_deepened(deep, shallow.state_dict(), deep.G.body[0].body, "G.body.0.body.", "conv1")
     assert added == list(range(3, kdsr.CONFIGS["lite"]["n_blocks"]))
     shallow_cm = cmdsr.CMDSR(**{**cmdsr.CONFIGS["lite"], "n_blocks": 2})
     for p in shallow_cm.sr_net.output_conv.parameters():  # not zero, so the body matters
         torch.nn.init.normal_(p, std=0.1)
-    deep_cm = cmdsr.build("lite")
+    deep_cm = cmdsr.ARCH.build("lite")
     load_deepened(deep_cm, shallow_cm.state_dict(), deep_cm.sr_net.backbone, "sr_net.backbone.", "conv2",
                   cmdsr_recipe.modulations_of_block)
     with torch.no_grad():
@@ -259,7 +259,7 @@ def test_a_deeper_configuration_starts_as_the_trained_net():
 
 
 def test_growing_refuses_weights_that_do_not_fit():
-    deep = kdsr.build("lite")
+    deep = kdsr.ARCH.build("lite")
     deeper = kdsr.KDSRStudent(**{**kdsr.CONFIGS["lite"], "n_blocks": kdsr.CONFIGS["lite"]["n_blocks"] + 1})
     state = deeper.state_dict()
     with pytest.raises(ValueError, match="do not fit"):
@@ -275,7 +275,7 @@ def test_kdsr_new_encoders_keep_the_sr_net_and_run_all_phases(tmp_path):
     val = validation(["iso2.0"])
     first = tmp_path / "first"
     first.mkdir()
-    source = kdsr.build("lite").state_dict()
+    source = kdsr.ARCH.build("lite").state_dict()
     save_file(source, str(first / "kdsr_lite.safetensors"))
     out = tmp_path / "adaptive"
     args = parse_args(["kdsr", "--out", str(out), "--init", str(first), "--new-encoders", "--lr", "0",
@@ -332,7 +332,7 @@ def test_kdsr_degradation_loss_trains_the_teacher_encoder_and_resumes(tmp_path):
 
 def test_cmdsr_new_condition_net_keeps_what_the_base_net_computed(tmp_path):
     torch.manual_seed(0)
-    model = cmdsr.build("lite").eval()
+    model = cmdsr.ARCH.build("lite").eval()
     for layer in model.sr_net.modulations.modulations:
         torch.nn.init.normal_(layer.weight, std=0.05)
     for p in model.sr_net.output_conv.parameters():
@@ -349,7 +349,7 @@ def test_cmdsr_new_condition_net_keeps_what_the_base_net_computed(tmp_path):
 
     first = tmp_path / "first"
     first.mkdir()
-    save_file(cmdsr.build("lite").state_dict(), str(first / "cmdsr_lite.safetensors"))
+    save_file(cmdsr.ARCH.build("lite").state_dict(), str(first / "cmdsr_lite.safetensors"))
     out = tmp_path / "adaptive"
     args = parse_args(["cmdsr", "--out", str(out), "--init", str(first), "--new-encoders", "--steps", "2",
                        "--tasks", "2", "--queries", "1", "--region", "128", "--patch", "8",

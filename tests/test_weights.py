@@ -52,8 +52,8 @@ def test_ccl_official_names_map_to_the_shared_trunk(models_dir):
         renamed[key] = value
     assert "RRDB_trunk.0.RDB1.conv1.weight" in renamed and "HRconv.weight" in renamed
     torch.save(renamed, models_dir / "NTIRE.pth")
-    assert weights.weights_status("ccl", "lite") == "user"
-    loaded = weights.load_model("ccl", "lite")
+    assert weights.weights_status("ccl", "ccl", "lite") == "user"
+    loaded = weights.load_model("ccl", "ccl", "lite")
     x = torch.rand(1, 3, 8, 8)
     with torch.no_grad():
         assert torch.equal(loaded.module(x), net.eval()(x))
@@ -75,9 +75,9 @@ def test_containers_and_module_prefix_are_unwrapped(tmp_path):
 
 
 def test_missing_weights_name_the_file_and_folder(models_dir):
-    assert weights.weights_status("mmrealsr", "official") == "missing"
+    assert weights.weights_status("mmrealsr", "mmrealsr", "official") == "missing"
     with pytest.raises(WeightsError) as err:
-        weights.load_model("mmrealsr", "official", how_to_get="MMRealSRGAN.pth")
+        weights.load_model("mmrealsr", "mmrealsr", "official", how_to_get="MMRealSRGAN.pth")
     message = str(err.value)
     assert "MMRealSRGAN.pth" in message and str(models_dir) in message
     assert "mmrealsr_official.safetensors" in message
@@ -87,9 +87,9 @@ def test_user_checkpoint_is_found_by_keys_and_loads(models_dir):
     net = build("mmrealsr", "lite")
     torch.save({"params": net.state_dict()}, models_dir / "my_mmrealsr.pth")
     (models_dir / "notes.txt").write_text("not a checkpoint")
-    assert weights.weights_status("mmrealsr", "lite") == "user"
-    assert weights.weights_status("mmrealsr", "official") == "missing"
-    loaded = weights.load_model("mmrealsr", "lite")
+    assert weights.weights_status("mmrealsr", "mmrealsr", "lite") == "user"
+    assert weights.weights_status("mmrealsr", "mmrealsr", "official") == "missing"
+    loaded = weights.load_model("mmrealsr", "mmrealsr", "lite")
     assert loaded.source == "user" and len(loaded.sha256) == 64
     x = torch.rand(1, 3, 12, 12)
     with torch.no_grad():
@@ -104,12 +104,12 @@ def test_bundled_weights_are_checked_against_the_manifest(models_dir, tmp_path):
         "sha256": weights.sha256_file(bundled / "ccl_lite.safetensors"), "model": "ccl",
         "config": "lite", "card": "ccl_lite.md"}}}
     (bundled / "manifest.json").write_text(json.dumps(manifest))
-    assert weights.weights_status("ccl", "lite") == "bundled"
-    assert weights.load_model("ccl", "lite").source == "bundled"
+    assert weights.weights_status("ccl", "ccl", "lite") == "bundled"
+    assert weights.load_model("ccl", "ccl", "lite").source == "bundled"
     manifest["files"]["ccl_lite.safetensors"]["sha256"] = "0" * 64
     (bundled / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(WeightsError, match="damaged"):
-        weights.load_model("ccl", "lite")
+        weights.load_model("ccl", "ccl", "lite")
 
 
 def test_corrupt_files_give_a_clear_error(tmp_path):
@@ -150,7 +150,7 @@ def test_wrong_architecture_names_the_mismatch(models_dir):
     weights.save_state_dict(build("rrdbnet", "lite").state_dict(),
                             models_dir / "mmrealsr_lite.safetensors")
     with pytest.raises(WeightsError) as err:
-        weights.load_model("mmrealsr", "lite")
+        weights.load_model("mmrealsr", "mmrealsr", "lite")
     message = str(err.value)
     assert "missing keys" in message and "am_list." in message
 
@@ -171,5 +171,5 @@ def test_unknown_state_dict_names_the_nearest_architecture():
 
 def test_every_registered_arch_builds_its_configurations_on_meta():
     for arch_id in ARCHS:
-        for config in ARCHS[arch_id].CONFIGS:
+        for config in ARCHS[arch_id].configs:
             assert param_count(arch_id, config) > 0

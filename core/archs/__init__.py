@@ -1,7 +1,4 @@
-"""Architectures by id. Each module has `CONFIGS: dict[str, dict]` and `build(config) -> nn.Module`;
-a module may also have `native_state_dict(state) -> state`, which turns an official checkpoint's
-state dict into the module's own (renamed keys, folded scales); the weights store applies it to
-official checkpoints before strict loading."""
+"""Architectures by id, from the `ARCH` spec each module exports (see spec.py)."""
 
 from functools import lru_cache
 
@@ -9,21 +6,29 @@ import torch
 from torch import nn
 
 from . import ccl, cmdsr, kdsr, metaf2n, mmrealsr, rrdbnet
+from .spec import ArchSpec
 
-ARCHS = {
-    "kdsr": kdsr,
-    "cmdsr": cmdsr,
-    "mmrealsr": mmrealsr,
-    "ccl": ccl,
-    "metaf2n": metaf2n,
-    "rrdbnet": rrdbnet,
-}
+
+def _registry(*specs: ArchSpec) -> dict[str, ArchSpec]:
+    registry = {}
+    for spec in specs:
+        if spec.id in registry:
+            raise ValueError(f"two architectures are registered as {spec.id!r}")
+        registry[spec.id] = spec
+    return registry
+
+
+ARCHS = _registry(kdsr.ARCH, cmdsr.ARCH, mmrealsr.ARCH, ccl.ARCH, metaf2n.ARCH, rrdbnet.ARCH)
+
+
+def get_arch(arch_id: str) -> ArchSpec:
+    if arch_id not in ARCHS:
+        raise KeyError(f"unknown architecture {arch_id!r}; known: {', '.join(ARCHS)}")
+    return ARCHS[arch_id]
 
 
 def build(arch_id: str, config: str) -> nn.Module:
-    if arch_id not in ARCHS:
-        raise KeyError(f"unknown architecture {arch_id!r}; known: {', '.join(ARCHS)}")
-    return ARCHS[arch_id].build(config)
+    return get_arch(arch_id).build(config)
 
 
 @lru_cache(maxsize=None)

@@ -1,5 +1,6 @@
-"""Building blocks shared by the RRDB-based architectures (ESRGAN trunk, MM-RealSR, RealSR-CCL,
-MetaF2N backbone): residual dense blocks, their BasicSR initialisation, and pixel (un)shuffle
+"""Building blocks shared by the architectures: the 3x3 conv and pixel-shuffle upsampler of the
+EDSR-style nets (KDSR, CMDSR), and for the RRDB-based ones (ESRGAN trunk, MM-RealSR, RealSR-CCL,
+MetaF2N backbone) residual dense blocks, their BasicSR initialisation, and pixel unshuffle
 written with reshapes so every graph exports to ONNX the same way.
 
 Parameter names follow BasicSR (`rdb1.conv1.weight`, ...), the names of the Real-ESRGAN,
@@ -35,12 +36,23 @@ def pixel_unshuffle(x: torch.Tensor, factor: int) -> torch.Tensor:
     return x.permute(0, 1, 3, 5, 2, 4).reshape(b, c * factor * factor, h, w)
 
 
-def pixel_shuffle(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """B x C*f*f x H x W -> B x C x H*f x W*f, the inverse of `pixel_unshuffle`."""
-    b, cff, h, w = x.shape
-    c = cff // (factor * factor)
-    x = x.reshape(b, c, factor, factor, h, w)
-    return x.permute(0, 1, 4, 2, 5, 3).reshape(b, c, h * factor, w * factor)
+def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+
+class Upsampler(nn.Sequential):
+    """x2 steps of conv(C -> 4C) + PixelShuffle(2) (x4 = two steps), or one x3 step (EDSR's)."""
+
+    def __init__(self, scale: int, n_feats: int):
+        layers = []
+        if scale in (2, 4):
+            for _ in range(scale // 2):
+                layers += [conv3x3(n_feats, 4 * n_feats), nn.PixelShuffle(2)]
+        elif scale == 3:
+            layers += [conv3x3(n_feats, 9 * n_feats), nn.PixelShuffle(3)]
+        else:
+            raise ValueError(f"the pixel-shuffle upsampler supports scales 2, 3 and 4, not {scale}")
+        super().__init__(*layers)
 
 
 class ResidualDenseBlock(nn.Module):

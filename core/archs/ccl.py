@@ -14,6 +14,7 @@ from torch import nn
 
 from .blocks import rename_esrgan_keys
 from .rrdbnet import RRDBNet
+from .spec import ArchSpec
 
 CONFIGS = {
     # The released model: 17.29 M parameters.
@@ -60,12 +61,5 @@ class CCLNet(RRDBNet):
                 + self.tail_conv2((1 - mask) * self.branch2(mid)))
 
 
-def native_state_dict(state: dict) -> dict:
-    """Official (ESRGAN-style) key names -> this module's names."""
-    return rename_esrgan_keys(state)
-
-
-def build(config: str = "lite") -> CCLNet:
-    if config not in CONFIGS:
-        raise KeyError(f"unknown RealSR-CCL configuration {config!r}; known: {', '.join(CONFIGS)}")
-    return CCLNet(**CONFIGS[config])
+ARCH = ArchSpec(id="ccl", title="RealSR-CCL", network=CCLNet, configs=CONFIGS,
+                native_state_dict=rename_esrgan_keys)  # the official ESRGAN-style names

@@ -20,6 +20,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .blocks import Upsampler, conv3x3
+from .spec import ArchSpec, GraphSpec
+
 CONFIGS = {
     # The released model: 64 channels, 10 blocks (20 modulations), S = 20, 0..255 pixel range.
     "official": {"channels": 64, "n_blocks": 10, "support_size": 20, "condition_widths": (64, 128),
@@ -29,10 +32,6 @@ CONFIGS = {
     "lite": {"channels": 32, "n_blocks": 16, "support_size": 20, "condition_widths": (32, 128),
              "scale": 4, "pixel_range": 1.0, "image_skip": True},
 }
-
-
-def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 3, padding=1)
 
 
 class ConditionNet(nn.Module):
@@ -99,19 +98,6 @@ class ModulatedResBlock(nn.Module):
         return self.conv2(res * s2[:, :, None, None]) + x
 
 
-class Upsampler(nn.Sequential):
-    def __init__(self, scale: int, channels: int):
-        layers = []
-        if scale in (2, 4):
-            for _ in range(scale // 2):
-                layers += [conv3x3(channels, 4 * channels), nn.PixelShuffle(2)]
-        elif scale == 3:
-            layers += [conv3x3(channels, 9 * channels), nn.PixelShuffle(3)]
-        else:
-            raise ValueError(f"CMDSR supports scales 2, 3 and 4, not {scale}")
-        super().__init__(*layers)
-
-
 class BaseNet(nn.Module):
     """SRResNet body whose block convs are modulated (official `SRResNet_10`).
 
@@ -158,9 +144,6 @@ class CMDSR(nn.Module):
         self.condition_net = ConditionNet(support_size, condition_widths, pixel_range)
         self.sr_net = BaseNet(channels, n_blocks, condition_widths[1], scale, pixel_range, image_skip)
 
-    def task_vector(self, support):
-        return self.condition_net(support)
-
     def modulation_scales(self, support):
         """support: T x (S*3) x h x w -> T x (2*n_blocks) x channels."""
         return self.sr_net.modulations(self.condition_net(support))
@@ -169,8 +152,8 @@ class CMDSR(nn.Module):
         return self.sr_net(x, self.modulation_scales(support))
 
 
-class CMDSRConditioner(nn.Module):
-    """ConditionNet + modulation layers as one graph (ONNX export): support -> scales."""
+class CMDSRConditionGraph(nn.Module):
+    """ConditionNet + modulation layers as one graph: support set -> modulation scales."""
 
     def __init__(self, model: CMDSR):
         super().__init__()
@@ -194,7 +177,14 @@ def native_state_dict(state: dict) -> dict:
     return folded
 
 
-def build(config: str = "lite") -> CMDSR:
-    if config not in CONFIGS:
-        raise KeyError(f"unknown CMDSR configuration {config!r}; known: {', '.join(CONFIGS)}")
-    return CMDSR(**CONFIGS[config])
+def support_example(model: CMDSR, height: int, width: int, generator: torch.Generator) -> dict:
+    """A random LR image and support set (S patches stacked along channels)."""
+    return {"lr": torch.rand(1, 3, height, width, generator=generator),
+            "support": torch.rand(1, 3 * model.support_size, height, width, generator=generator)}
+
+
+ARCH = ArchSpec(
+    id="cmdsr", title="CMDSR", network=CMDSR, configs=CONFIGS,
+    graphs=(GraphSpec("condition", CMDSRConditionGraph, ("support",), ("scales",), ("support",)),
+            GraphSpec("sr", lambda model: model.sr_net, ("lr", "scales"), ("sr",))),
+    example_inputs=support_example, native_state_dict=native_state_dict)

@@ -15,6 +15,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .blocks import Upsampler, conv3x3
+from .spec import ArchSpec, GraphSpec
+
 CONFIGS = {
     # KDSRs-M, the classic default: C64, 53 IDR-DCRB blocks, encoder with 9 res blocks (5.80 M).
     "official-m": {"n_feats": 64, "n_blocks": 53, "n_resblocks": 9, "scale": 4},
@@ -29,10 +32,6 @@ CONFIGS = {
 
 # The DIV2K RGB mean the official SR net subtracts before and adds after the network.
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
-
-
-def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 3, padding=1)
 
 
 class MeanShift(nn.Conv2d):
@@ -142,21 +141,6 @@ class IDRDCRBGroup(nn.Module):
         return x
 
 
-class Upsampler(nn.Sequential):
-    """x2 steps of conv(C -> 4C) + PixelShuffle(2) (x4 = two steps), or one x3 step."""
-
-    def __init__(self, scale: int, n_feats: int):
-        layers = []
-        if scale in (2, 4):
-            for _ in range(scale // 2):
-                layers += [conv3x3(n_feats, 4 * n_feats), nn.PixelShuffle(2)]
-        elif scale == 3:
-            layers += [conv3x3(n_feats, 9 * n_feats), nn.PixelShuffle(3)]
-        else:
-            raise ValueError(f"KDSR supports scales 2, 3 and 4, not {scale}")
-        super().__init__(*layers)
-
-
 class KDSRNet(nn.Module):
     """The SR net G: head conv, IDR-DCRB group + conv with a long skip, upsampler, output conv.
     Input and output are RGB in 0..1. With `image_skip` the output is added to the bicubic
@@ -228,8 +212,8 @@ class KDSRTeacher(nn.Module):
         return self.G(lr, idr)
 
 
-class KDSREstimator(nn.Module):
-    """The student encoder as its own graph (ONNX export): LR -> IDR (1 x C)."""
+class KDSREstimatorGraph(nn.Module):
+    """The student encoder as its own graph: LR -> IDR (1 x C), without the distilled vector."""
 
     def __init__(self, student: KDSRStudent):
         super().__init__()
@@ -239,25 +223,12 @@ class KDSREstimator(nn.Module):
         return self.encoder(lr)[0]
 
 
-class KDSRUpscaler(nn.Module):
-    """The SR net as its own graph (ONNX export): (LR tile, IDR) -> SR tile."""
-
-    def __init__(self, student: KDSRStudent):
-        super().__init__()
-        self.net = student.G
-
-    def forward(self, lr, idr):
-        return self.net(lr, idr)
+def build_teacher(config: str) -> KDSRTeacher:
+    """The training-only teacher of a configuration (the student is `ARCH.build(config)`)."""
+    return KDSRTeacher(**ARCH.config(config))
 
 
-def build(config: str = "lite") -> KDSRStudent:
-    """The student (inference) model of a configuration."""
-    if config not in CONFIGS:
-        raise KeyError(f"unknown KDSR configuration {config!r}; known: {', '.join(CONFIGS)}")
-    return KDSRStudent(**CONFIGS[config])
-
-
-def build_teacher(config: str = "lite") -> KDSRTeacher:
-    if config not in CONFIGS:
-        raise KeyError(f"unknown KDSR configuration {config!r}; known: {', '.join(CONFIGS)}")
-    return KDSRTeacher(**CONFIGS[config])
+ARCH = ArchSpec(
+    id="kdsr", title="KDSR", network=KDSRStudent, configs=CONFIGS,
+    graphs=(GraphSpec("estimator", KDSREstimatorGraph, ("lr",), ("idr",)),
+            GraphSpec("sr", lambda student: student.G, ("lr", "idr"), ("sr",))))

@@ -26,6 +26,7 @@ from torch import nn
 
 from .rrdbnet import CONFIGS as RRDB_CONFIGS
 from .rrdbnet import RRDBNet
+from .spec import ArchSpec
 
 CONFIGS = {
     # The paper's networks: Real-ESRGAN x4plus backbone (16.70 M) + MaskNet (225,665).
@@ -110,11 +111,8 @@ class MetaF2N(nn.Module):
         return self.mask_net(torch.cat([up, hr], dim=1))
 
 
-def build(config: str = "lite") -> MetaF2N:
-    if config not in CONFIGS:
-        raise KeyError(f"unknown MetaF2N configuration {config!r}; known: {', '.join(CONFIGS)}")
-    cfg = CONFIGS[config]
-    return MetaF2N(dict(cfg["backbone"]), cfg["mask_feat"])
+ARCH = ArchSpec(id="metaf2n", title="MetaF2N", network=MetaF2N, configs=CONFIGS,
+                graphs=())  # torch only: the face adaptation needs autograd
 
 
 def tf_key_map(model: MetaF2N) -> dict[str, str]:

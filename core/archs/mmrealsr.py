@@ -15,6 +15,7 @@ from torch import nn
 
 from .blocks import ResidualBlockNoBN, default_init_weights
 from .rrdbnet import RRDBNet
+from .spec import ArchSpec, GraphSpec
 
 CONFIGS = {
     # MMRealSRNet / MMRealSRGAN: 26.13 M parameters.
@@ -121,19 +122,8 @@ class MMRealSRNet(RRDBNet):
         return self.upscale(lr, scores)
 
 
-class MMRealSREstimator(nn.Module):
-    """DE-Net as its own graph (ONNX export): LR -> 1 x 2 scores (blur, noise)."""
-
-    def __init__(self, model: MMRealSRNet):
-        super().__init__()
-        self.de_net = model.de_net
-
-    def forward(self, lr):
-        return self.de_net(lr)
-
-
-class MMRealSRUpscaler(nn.Module):
-    """The modulated SR net as its own graph (ONNX export): (LR tile, scores) -> SR tile."""
+class MMRealSRUpscaleGraph(nn.Module):
+    """The modulated SR net as its own graph: (LR tile, scores) -> SR tile."""
 
     def __init__(self, model: MMRealSRNet):
         super().__init__()
@@ -143,7 +133,7 @@ class MMRealSRUpscaler(nn.Module):
         return self.model.upscale(lr, scores)
 
 
-def build(config: str = "lite") -> MMRealSRNet:
-    if config not in CONFIGS:
-        raise KeyError(f"unknown MM-RealSR configuration {config!r}; known: {', '.join(CONFIGS)}")
-    return MMRealSRNet(**CONFIGS[config])
+ARCH = ArchSpec(
+    id="mmrealsr", title="MM-RealSR", network=MMRealSRNet, configs=CONFIGS,
+    graphs=(GraphSpec("estimator", lambda model: model.de_net, ("lr",), ("scores",)),
+            GraphSpec("sr", MMRealSRUpscaleGraph, ("lr", "scores"), ("sr",))))

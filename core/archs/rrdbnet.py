@@ -8,6 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .blocks import RRDB, pixel_unshuffle, rename_esrgan_keys
+from .spec import ArchSpec
 
 CONFIGS = {
     # Real-ESRGAN x4plus / ESRGAN: 16.70 M parameters.
@@ -69,12 +70,5 @@ class RRDBNet(nn.Module):
         return self.output(x, self.reconstruct(feat + self.trunk(feat)))
 
 
-def native_state_dict(state: dict) -> dict:
-    """Accepts ESRGAN's original key names as well as BasicSR's."""
-    return rename_esrgan_keys(state)
-
-
-def build(config: str = "lite") -> RRDBNet:
-    if config not in CONFIGS:
-        raise KeyError(f"unknown RRDBNet configuration {config!r}; known: {', '.join(CONFIGS)}")
-    return RRDBNet(**CONFIGS[config])
+ARCH = ArchSpec(id="rrdbnet", title="RRDBNet", network=RRDBNet, configs=CONFIGS,
+                native_state_dict=rename_esrgan_keys)  # ESRGAN's original names as well as BasicSR's

@@ -1,20 +1,87 @@
-"""The interface every model id implements (see docs/internals.md, "Upscaler").
+"""The interface every model id implements (see docs/internals.md, "Upscaler"), and the
+description it yields (`ModelSpec`, the entry of the model list).
 
-A subclass describes itself with class attributes, reports its configurations and their weights
-status in `configs()`, loads its networks in `__init__` (raising `WeightsError` when they are
-missing), and then does the work in two steps: `prepare` once over the whole image (estimates,
-support set, face adaptation) and `run_tile` for every tile.
+A subclass describes itself with class attributes, names the architecture of core/archs it runs
+(`arch`), reports its configurations and their weights status in `configs()`, loads its networks
+in `__init__` (raising `WeightsError` when they are missing), and then does the work in two
+steps: `prepare` once over the whole image (estimates, support set, face adaptation) and
+`run_tile` for every tile.
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from core.errors import ModelError
-from core.registry import ConfigSpec, Control, ModelSpec
 
 Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class Control:
+    """A dial the user can turn (e.g. MM-RealSR's blur and noise); default None = estimated."""
+
+    name: str
+    label: str
+    min: float = 0.0
+    max: float = 1.0
+    default: float | None = None
+
+
+@dataclass(frozen=True)
+class ConfigSpec:
+    """One configuration of a model: id "<model>:<config>", parameter count, weights status."""
+
+    id: str
+    params: int
+    weights: str  # "bundled" | "user" | "missing"
+
+    @property
+    def name(self) -> str:
+        return self.id.split(":", 1)[-1]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str
+    family: str
+    title: str
+    summary: str
+    scale: int
+    controls: tuple[Control, ...] = ()
+    adaptation: tuple[str, ...] = ()  # "support_set" | "faces"
+    configs: tuple[ConfigSpec, ...] = field(default_factory=tuple)
+
+    @property
+    def default_config(self) -> ConfigSpec:
+        """The first configuration whose weights are present, else the first one."""
+        for config in self.configs:
+            if config.weights != "missing":
+                return config
+        return self.configs[0]
+
+    @property
+    def weights(self) -> str:
+        return self.default_config.weights
+
+    def config(self, name: str | None) -> ConfigSpec:
+        """Look a configuration up by "lite" or "kdsr:lite"; None means the default."""
+        if name is None:
+            return self.default_config
+        for config in self.configs:
+            if name in (config.id, config.name):
+                return config
+        known = ", ".join(c.name for c in self.configs)
+        raise ModelError(f"model {self.id!r} has no configuration {name!r} (known: {known})")
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "family": self.family, "title": self.title, "summary": self.summary,
+                "scale": self.scale, "controls": [asdict(c) for c in self.controls],
+                "adaptation": list(self.adaptation),
+                "configs": [{"id": c.id, "params": c.params, "weights": c.weights} for c in self.configs],
+                "weights": self.weights}
 
 
 class Upscaler:
@@ -27,11 +94,19 @@ class Upscaler:
     adaptation: tuple[str, ...] = ()
     backends: tuple[str, ...] = ("torch",)
     """Runtimes this model can use, preferred first; "auto" picks the first."""
+    arch: str | None = None
+    """Id of the architecture in core/archs whose networks it runs; None: it has no network."""
 
     @classmethod
     def configs(cls) -> list[ConfigSpec]:
         """Configurations with their parameter count and weights status."""
         raise NotImplementedError
+
+    @classmethod
+    def missing_weights_message(cls, config: str) -> str:
+        """The sentence for a configuration whose weights are missing: what to put where."""
+        return (f"the weights of {cls.id}:{config} are missing: put them in the models folder "
+                "(see README, 'Weights') or pick a model whose weights are present")
 
     @classmethod
     def spec(cls) -> ModelSpec:
@@ -56,6 +131,11 @@ class Upscaler:
     def tile_scale(self, request) -> int:
         """The factor `run_tile` enlarges by for this request (the engine resizes the rest)."""
         return self.scale
+
+    def estimate_degradation(self, rgb: np.ndarray) -> dict | None:
+        """{"blur", "noise"} in 0..1 of an H×W×3 float32 image from the model's own estimator,
+        or None if it has none."""
+        return None
 
     def prepare(self, rgb: np.ndarray, request, progress: Progress) -> object:
         """Global step over the whole H×W×3 float32 image; returns the context for all tiles."""

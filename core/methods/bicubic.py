@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.methods.base import Upscaler
-from core.registry import ConfigSpec
+from core.methods.base import ConfigSpec, Upscaler
 
 
 def bicubic_upscale(nchw: np.ndarray, scale: float) -> np.ndarray:

@@ -13,5 +13,6 @@ class CCLUpscaler(ArchUpscaler):
     title = "RealSR-CCL (criteria contrastive learning)"
     summary = "Real-scene photos: ESRGAN trunk whose masked two-branch head balances fidelity and detail."
     scale = 4
+    arch = "ccl"
     how_to_get = {"official": "NTIRE.pth, the model released with RealSR-CCL, "
                               "github.com/House-Leo/RealSR-CCL"}

@@ -18,13 +18,14 @@ class CMDSRUpscaler(ArchUpscaler):
                "whole photo) steer every layer.")
     scale = 4
     adaptation = ("support_set",)
+    arch = "cmdsr"
     how_to_get = {"official": "CMDSR_model.pth from github.com/guanghaoyin/CMDSR"}
 
     def __init__(self, config: str, device: str = "cpu", backend: str = "auto"):
-        from core.archs import ARCHS
+        from core.archs import get_arch
 
         super().__init__(config, device, backend)
-        self.support_size = ARCHS[self.id].CONFIGS[config]["support_size"]
+        self.support_size = get_arch(self.arch).config(config)["support_size"]
 
     def prepare(self, rgb: np.ndarray, request, progress) -> np.ndarray:
         """The modulation scales (1 x 2*blocks x channels) shared by all tiles."""

@@ -42,6 +42,7 @@ class KDSRUpscaler(ArchUpscaler):
     summary = ("Fully blind: estimates the photo's blur and noise as an implicit vector and "
                "adapts its filters to it.")
     scale = 4
+    arch = "kdsr"
     how_to_get = {
         "official-m": "KDSRsM_iso_x4.pt or KDSRsM_anisonoise_x4.pt from github.com/Zj-BinXia/KDSR",
         "official-l": "KDSRsL_iso_x4.pt from github.com/Zj-BinXia/KDSR",

@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import WeightsError
-from core.methods.base import Upscaler
-from core.registry import ConfigSpec
+from core.methods.base import ConfigSpec, Upscaler
 
 TF_EXPORT = "metaf2n_official.npz"
 
@@ -36,17 +35,50 @@ class MetaF2NUpscaler(Upscaler):
     scale = 4
     adaptation = ("faces",)
     backends = ("torch",)
+    arch = "metaf2n"
 
     @classmethod
     def configs(cls) -> list[ConfigSpec]:
-        from core.archs import ARCHS, param_count
+        from core.archs import get_arch, param_count
 
-        return [ConfigSpec(f"{cls.id}:{name}", param_count(cls.id, name), _weights_status(name))
-                for name in ARCHS[cls.id].CONFIGS]
+        return [ConfigSpec(f"{cls.id}:{name}", param_count(cls.arch, name), _weights_status(name))
+                for name in get_arch(cls.arch).configs]
+
+    @classmethod
+    def missing_weights_message(cls, config: str) -> str:
+        """Names the meta-trained file (and for "official" the TF export) and why nothing less,
+        such as Real-ESRGAN weights, will do."""
+        from core.weights import canonical_name, models_dir
+
+        official = (f" or {TF_EXPORT} (the official TensorFlow checkpoint exported to numpy, "
+                    "see core/archs/metaf2n.py)" if config == "official" else "")
+        return (f"MetaF2N ({config}) has no meta-trained weights yet: it needs its meta-learned "
+                f"backbone and MaskNet, which Real-ESRGAN weights alone are not; put "
+                f"{canonical_name('metaf2n', config)}{official} in {models_dir()}")
 
     def __init__(self, config: str, device: str = "cpu", backend: str = "auto"):
         super().__init__(config, device, backend)
-        self.model = _load(config).to(device).eval()
+        self.model = self._load(config).to(device).eval()
+
+    def _load(self, config: str):
+        """The MetaF2N network of `config` with meta-trained weights, or a WeightsError saying
+        what is missing and why nothing less will do."""
+        from core import weights
+        from core.archs import get_arch
+        from core.archs.metaf2n import load_tf_npz, state_from_tf
+
+        if weights.weights_status(self.id, self.arch, config) != "missing":
+            return weights.load_model(self.id, self.arch, config).module
+        export = _tf_export(config)
+        if export is None:
+            raise WeightsError(self.missing_weights_message(config))
+        model = get_arch(self.arch).build(config)
+        try:
+            state = state_from_tf(load_tf_npz(export), model)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+            raise WeightsError(f"{export.name} cannot be used: {err}") from err
+        weights.load_strict(model, state, name=export.name)
+        return model
 
     def prepare(self, rgb: np.ndarray, request, progress):
         """Faces -> pairs -> adapted backbone parameters (the stored ones if no face is usable)."""
@@ -97,34 +129,7 @@ def _tf_export(config: str) -> Path | None:
 def _weights_status(config: str) -> str:
     from core.weights import weights_status
 
-    status = weights_status("metaf2n", config)
+    status = weights_status("metaf2n", "metaf2n", config)
     if status == "missing" and _tf_export(config) is not None:
         return "user"
     return status
-
-
-def _load(config: str):
-    """The MetaF2N network of `config` with meta-trained weights, or a WeightsError saying what
-    is missing and why nothing less will do."""
-    from core import weights
-    from core.archs.metaf2n import build, load_tf_npz, state_from_tf
-
-    status = weights.weights_status("metaf2n", config)
-    if status != "missing":
-        return weights.load_model("metaf2n", config).module
-    export = _tf_export(config)
-    if export is None:
-        where = weights.models_dir()
-        official = (f" or {TF_EXPORT} (the official TensorFlow checkpoint exported to numpy, "
-                    "see core/archs/metaf2n.py)" if config == "official" else "")
-        raise WeightsError(
-            f"MetaF2N ({config}) has no meta-trained weights yet: it needs its meta-learned "
-            f"backbone and MaskNet, which Real-ESRGAN weights alone are not; put "
-            f"{weights.canonical_name('metaf2n', config)}{official} in {where}")
-    model = build(config)
-    try:
-        state = state_from_tf(load_tf_npz(export), model)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        raise WeightsError(f"{export.name} cannot be used: {err}") from err
-    weights.load_strict(model, state, name=export.name)
-    return model

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.methods.arch_upscaler import ArchUpscaler
-from core.registry import Control
+from core.methods.base import Control
 
 # DE-Net pools globally over the image. Above this many pixels it reads evenly spread crops
 # instead and averages their scores: downscaling would change the very blur and noise it measures.
@@ -37,6 +37,7 @@ class MMRealSRUpscaler(ArchUpscaler):
                "adjustable from 0 to 1.")
     scale = 4
     controls = (Control("blur", "Blur", 0.0, 1.0, None), Control("noise", "Noise", 0.0, 1.0, None))
+    arch = "mmrealsr"
     how_to_get = {"official": "MMRealSRGAN.pth or MMRealSRNet.pth from "
                               "github.com/TencentARC/MM-RealSR/releases"}
 

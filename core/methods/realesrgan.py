@@ -14,6 +14,8 @@ class RealESRGANUpscaler(ArchUpscaler):
     title = "Real-ESRGAN x4plus (peer)"
     summary = "The widely used real-world GAN upscaler, for comparison."
     scale = 4
+    arch = "rrdbnet"
+    config_names = ("official",)
 
     @classmethod
     def weights_status(cls, config: str) -> str:
@@ -26,6 +28,6 @@ class RealESRGANUpscaler(ArchUpscaler):
         from core import weights
         from core.ncnn_convert import convert_realesrgan_x4plus
 
-        if weights.weights_status(self.id, config) == "missing":
+        if weights.weights_status(self.id, self.arch, config) == "missing":
             convert_realesrgan_x4plus()
         super().__init__(config, device, backend)

@@ -115,7 +115,7 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
     run = TrainingRun(args.out, args.minutes, args.steps, args.checkpoint_minutes,
                       args.val_minutes, args.val_steps)
     rng, generator = seed_everything(args.seed)
-    model = arch.build(args.config)
+    model = arch.ARCH.build(args.config)
     sr_params = list(model.sr_net.parameters())
     # A training-only linear read-out of the task vector: (blur width, noise level)
     degradation_head = torch.nn.Linear(model.sr_net.modulations.modulations[0].in_features, 2)

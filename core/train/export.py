@@ -13,11 +13,12 @@ from pathlib import Path
 
 from core import weights
 from core.archs import build
+from core.registry import upscaler_class
 from protocol.files import atomic_write
 
 
 def export(source: Path, model: str, config: str, bundle_dir: Path = weights.BUNDLED_DIR) -> Path:
-    module = build(weights.arch_of(model), config)
+    module = build(upscaler_class(model).arch, config)
     weights.load_strict(module, weights.load_state_dict(source), name=source.name)
     bundle_dir.mkdir(parents=True, exist_ok=True)
     target = bundle_dir / weights.canonical_name(model, config)

@@ -65,7 +65,7 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
     run = TrainingRun(args.out, args.minutes, args.steps, args.checkpoint_minutes,
                       args.val_minutes, args.val_steps)
     rng, generator = seed_everything(args.seed)
-    teacher, student = arch.build_teacher(args.config), arch.build(args.config)
+    teacher, student = arch.build_teacher(args.config), arch.ARCH.build(args.config)
     # A training-only linear read-out of the teacher's IDR: (blur width, noise level)
     head = torch.nn.Linear(teacher.E.compress[0].out_features, 2) if args.degradation_weight else None
     optimizer = None
