@@ -428,7 +428,7 @@ def test_realworld_recipe_trains_the_trunk_on_the_second_order_chain_and_resumes
     assert any("resumed from checkpoint" in line for line in lines)
     assert [line.split(" |")[0] for line in lines if "| train |" in line] == [f"step {i}" for i in (1, 2, 3, 4)]
     assert any("gain_realworld" in line for line in lines)
-    module = rrdbnet.build("lite")
+    module = rrdbnet.ARCH.build("lite")
     module.load_state_dict(load_file(out / "rrdbnet_lite.safetensors"))
 
 
@@ -465,13 +465,13 @@ def test_mmrealsr_recipe_starts_from_the_shared_trunk_and_logs_score_gaps(tmp_pa
     assert len(train_lines) == 2 and all("gap_blur" in line and "gap_noise" in line for line in train_lines)
     assert any("shared real-world trunk" in line for line in log_lines(out))
 
-    model = mmrealsr.build("lite")
+    model = mmrealsr.ARCH.build("lite")
     losses = mmrealsr_recipe.coupled_losses(model, torch.rand(5, 2, 3, 8, 8), torch.rand(2, 3, 32, 32), "fp32")
     losses["total"].backward()
     assert model.de_net.conv_first[0].weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="does not fit"):
         bad = tmp_path / "bad"
         bad.mkdir()
-        save_file({k: v for k, v in rrdbnet.build("lite").state_dict().items() if k != "conv_last.bias"},
+        save_file({k: v for k, v in rrdbnet.ARCH.build("lite").state_dict().items() if k != "conv_last.bias"},
                   bad / "rrdbnet_lite.safetensors")
-        mmrealsr_recipe.initialise(mmrealsr.build("lite"), bad, "lite")
+        mmrealsr_recipe.initialise(mmrealsr.ARCH.build("lite"), bad, "lite")

@@ -30,7 +30,7 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
     run = TrainingRun(args.out, args.minutes, args.steps, args.checkpoint_minutes,
                       args.val_minutes, args.val_steps)
     rng, generator = seed_everything(args.seed)
-    model = arch.build(args.config)
+    model = arch.ARCH.build(args.config)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
     state = run.load_checkpoint(rng, generator) if args.resume else None
     if state is not None:
