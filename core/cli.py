@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--ensemble", action="store_true",
                     help="average the 8 orientations of every tile: a little sharper, 8x slower")
     up.add_argument("--max-pixels", type=int, default=None, help="largest input accepted")
+    up.add_argument("--overwrite-input", action="store_true",
+                    help="allow OUT to be the input file itself (its original is then lost)")
     up.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
 
     an = sub.add_parser("analyse", help="estimate blur and noise, find faces")
@@ -150,11 +152,25 @@ def _check_output(path: Path, has_alpha: bool) -> None:
         raise InputError(f"cannot save {path.name}: JPEG has no alpha channel; use PNG, TIFF or WebP")
 
 
+def _refuse_input_as_output(source: Path, target: Path) -> None:
+    """OUT naming the input file (the same path, another path to it, a symlink or hard link)
+    would replace the user's original with the result."""
+    try:
+        same = target.exists() and os.path.samefile(source, target)
+    except OSError:
+        same = False
+    if same or source.resolve() == target.resolve():
+        raise InputError(f"{target} is the input file: writing there would replace the original; "
+                         "choose another OUT, or pass --overwrite-input to replace it")
+
+
 def _upscale(args) -> int:
-    from core.image_io import save_image
     from core.engine import Engine, UpscaleRequest
+    from core.image_io import save_image
 
     out_path = Path(args.output)
+    if not args.overwrite_input:
+        _refuse_input_as_output(Path(args.input), out_path)
     request = UpscaleRequest.from_dict({
         "model": args.model, "config": args.config, "scale": args.scale, "device": args.device,
         "backend": args.backend, "tile": args.tile, "overlap": args.overlap,

@@ -153,3 +153,24 @@ def test_unexpected_errors_are_one_line_unless_debugging(monkeypatch, capsys, in
     monkeypatch.setenv("BLIND_UPSCALE_DEBUG", "1")
     with pytest.raises(ZeroDivisionError):
         cli.main(["upscale", str(inputs["rgb8"]), str(out), "--model", "bicubic"])
+
+
+@pytest.mark.parametrize("spelling", ["same", "dotdot", "symlink", "hardlink"])
+def test_upscale_refuses_to_write_over_its_input(tmp_path, spelling):
+    """Issue 21, defect 1: OUT naming the input (by any path) replaced the original with exit 0."""
+    (tmp_path / "sub").mkdir()
+    source = save_image(Image(_pixels(12, 10, 3), 8), tmp_path / "a.png")
+    before = source.read_bytes()
+    out = {"same": source, "dotdot": tmp_path / "sub" / ".." / "a.png",
+           "symlink": tmp_path / "link.png", "hardlink": tmp_path / "hard.png"}[spelling]
+    if spelling == "symlink":
+        out.symlink_to(source)
+    elif spelling == "hardlink":
+        out.hardlink_to(source)
+    result = run("upscale", source, out, "--model", "bicubic")
+    _assert_one_line_error(result, "is the input file")
+    assert source.read_bytes() == before
+
+    allowed = run("upscale", source, out, "--model", "bicubic", "--overwrite-input")
+    assert allowed.returncode == 0, allowed.stderr
+    assert load_image(out).width == 40  # a link is replaced by the result, as any OUT is
