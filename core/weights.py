@@ -94,8 +94,9 @@ def load_state_dict(path, mmap: bool = False) -> dict:
                 raise WeightsError(
                     f"{path.name} was refused: it contains pickled objects other than tensors, "
                     "which could run code; use a plain state dict or a safetensors file") from err
+            detail = (str(err).splitlines() or ["the file is empty" if path.stat().st_size == 0 else "no detail"])[0]
             raise WeightsError(f"{path.name} is not a readable PyTorch checkpoint "
-                               f"({type(err).__name__}: {str(err).splitlines()[0][:200]})") from err
+                               f"({type(err).__name__}: {detail[:200]})") from err
     for key in CONTAINER_KEYS:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -173,3 +173,15 @@ def test_every_registered_arch_builds_its_configurations_on_meta():
     for arch_id in ARCHS:
         for config in ARCHS[arch_id].configs:
             assert param_count(arch_id, config) > 0
+
+
+def test_an_empty_checkpoint_in_the_models_folder_breaks_nothing(models_dir):
+    """Issue 21, defect 2: a 0-byte .pt (a failed download) made the whole model listing fail
+    with an IndexError; it is skipped by the scan and, loaded directly, named as empty."""
+    from core.registry import list_models
+
+    (models_dir / "broken.pt").write_bytes(b"")
+    assert weights.user_checkpoints() == {}
+    assert {spec.id for spec in list_models()} >= {"kdsr", "cmdsr", "mmrealsr"}
+    with pytest.raises(WeightsError, match="broken.pt is not a readable PyTorch checkpoint.*empty"):
+        weights.load_state_dict(models_dir / "broken.pt")
