@@ -194,10 +194,19 @@ def detect(state: dict, name: str = "the weights") -> tuple:
 # ---------------------------------------------------------------- the two places weights live
 
 def read_manifest() -> dict:
+    """The bundled weights' manifest: file name -> {sha256, model, config, card}."""
     path = BUNDLED_DIR / "manifest.json"
     if not path.is_file():
         return {}
-    return json.loads(path.read_text())["files"]
+    try:
+        files = json.loads(path.read_text(encoding="utf-8"))["files"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+        raise WeightsError(f"the bundled weights' manifest {path} is damaged ({type(err).__name__}); "
+                           "reinstall the plug-in") from err
+    if not isinstance(files, dict) or not all(isinstance(e, dict) for e in files.values()):
+        raise WeightsError(f"the bundled weights' manifest {path} is damaged (unexpected layout); "
+                           "reinstall the plug-in")
+    return files
 
 
 def bundled_file(model: str, config: str):

@@ -185,3 +185,11 @@ def test_an_empty_checkpoint_in_the_models_folder_breaks_nothing(models_dir):
     assert {spec.id for spec in list_models()} >= {"kdsr", "cmdsr", "mmrealsr"}
     with pytest.raises(WeightsError, match="broken.pt is not a readable PyTorch checkpoint.*empty"):
         weights.load_state_dict(models_dir / "broken.pt")
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"files": []}', "[]", '{"other": 1}'])
+def test_a_damaged_manifest_is_named_in_one_clear_error(models_dir, text):
+    weights.BUNDLED_DIR.mkdir()
+    (weights.BUNDLED_DIR / "manifest.json").write_text(text)
+    with pytest.raises(WeightsError, match="manifest .*manifest.json is damaged"):
+        weights.read_manifest()
