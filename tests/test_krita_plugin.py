@@ -192,6 +192,16 @@ def test_apply_result_checks_everything_before_changing_the_document(app):
     assert [n.name() for n in doc.rootNode().childNodes()] == ["Photo"] and doc.undo_steps == []
 
 
+def test_a_refused_result_layer_is_reported_before_the_document_changes(app, monkeypatch):
+    doc, _layer = make_document(app, 6, 4)
+    host = KritaHost(app)
+    host.layer_pixels()
+    monkeypatch.setattr(doc, "createNode", lambda name, kind: None)  # Krita returns None on failure
+    with pytest.raises(pixels.UnsupportedLayer, match="could not create the result layer"):
+        host.apply_result(RawImage(24, 16, 4, "u8", bytes(24 * 16 * 4)), Rect(0, 0, 6, 4), 4, "x", "x")
+    assert (doc.width(), doc.height()) == (6, 4) and doc.undo_steps == []
+
+
 # ---------------------------------------------------------------- the plug-in end to end
 @pytest.fixture()
 def engine_server():
