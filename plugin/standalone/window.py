@@ -156,7 +156,7 @@ class EditorWindow(QMainWindow):
         (no undo, redo or layer switch), so the result lands where its source was."""
         if is_deleted(self.undo_stack):  # the stack announces its last change while being destroyed
             return
-        idle = self.panel.run_job is None
+        idle = not self.panel.is_running
         self.undo_action.setEnabled(idle and self.undo_stack.canUndo())
         self.redo_action.setEnabled(idle and self.undo_stack.canRedo())
         self.layers.setEnabled(idle)
