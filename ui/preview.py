@@ -122,11 +122,6 @@ class PreviewSection(QGroupBox):
         self._started = time.monotonic()
         self.follower.start(state.client, image, request)
 
-    def stop(self) -> None:
-        """No preview now: the pending one is not started, the one out is dropped."""
-        self._timer.stop()
-        self.follower.drop()
-
     def _on_ended(self, outcome: str, result, message: str) -> None:
         if outcome == "done":
             self.after_label.setPixmap(QPixmap.fromImage(images.to_qimage(result)))

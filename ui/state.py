@@ -12,7 +12,6 @@ Face = tuple[int, int, int, int, float]  # x, y, w, h, score
 
 
 class PanelState(QObject):
-    client_changed = Signal()
     models_changed = Signal()   # the engine listed its methods (or the list was cleared)
     faces_changed = Signal()    # faces found, or which of them are used
     running_changed = Signal()  # a run started or ended
@@ -44,7 +43,6 @@ class PanelState(QObject):
     def set_client(self, client) -> None:
         self.client = client
         self.set_models([], "")
-        self.client_changed.emit()
 
     def set_models(self, models: list[dict], device_name: str) -> None:
         self.models, self.device_name = models, device_name
