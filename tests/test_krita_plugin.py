@@ -192,6 +192,16 @@ def test_apply_result_checks_everything_before_changing_the_document(app):
     assert [n.name() for n in doc.rootNode().childNodes()] == ["Photo"] and doc.undo_steps == []
 
 
+def test_a_refused_result_layer_is_reported_before_the_document_changes(app, monkeypatch):
+    doc, _layer = make_document(app, 6, 4)
+    host = KritaHost(app)
+    host.layer_pixels()
+    monkeypatch.setattr(doc, "createNode", lambda name, kind: None)  # Krita returns None on failure
+    with pytest.raises(pixels.UnsupportedLayer, match="could not create the result layer"):
+        host.apply_result(RawImage(24, 16, 4, "u8", bytes(24 * 16 * 4)), Rect(0, 0, 6, 4), 4, "x", "x")
+    assert (doc.width(), doc.height()) == (6, 4) and doc.undo_steps == []
+
+
 # ---------------------------------------------------------------- the plug-in end to end
 @pytest.fixture()
 def engine_server():
@@ -238,9 +248,8 @@ def test_engine_failure_leaves_the_document_untouched(app, qtbot):
     doc, layer = make_document(app, 10, 6)
     plugin, (action, _), panel = start_plugin(app, "http://127.0.0.1:9", "t")
     with qtbot.waitSignal(panel.job_finished, timeout=30000) as finished:
-        panel.models = [{"id": "bicubic", "title": "Bicubic", "scale": 4, "controls": [],
-                         "adaptation": [], "weights": "bundled"}]
-        panel._fill_models()
+        panel.state.set_models([{"id": "bicubic", "title": "Bicubic", "scale": 4, "controls": [],
+                                 "adaptation": [], "weights": "bundled"}], "")
         action.trigger()
     assert finished.args == ["failed"]
     assert "not reachable" in panel.status_label.text()

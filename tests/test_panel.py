@@ -14,7 +14,7 @@ import pytest
 from protocol.host import Host, Rect, Selection
 from protocol.raw_image import RawImage
 from ui.panel import Panel
-from ui.qt import Qt
+from ui.qt import Qt, sip
 from ui.settings import Settings
 
 MODELS = [
@@ -123,33 +123,33 @@ def panel(qtbot, tmp_path):
 
 
 def pick(widget, model_id):
-    widget.model_combo.setCurrentIndex(widget.model_combo.findData(model_id))
+    widget.method_section.model_combo.setCurrentIndex(widget.method_section.model_combo.findData(model_id))
 
 
 def run_and_wait(qtbot, widget):
     with qtbot.waitSignal(widget.job_finished, timeout=5000) as finished:
-        widget.run_button.click()
+        widget.run_section.run_button.click()
     return finished.args[0]
 
 
 def test_models_listed_one_line_each_and_missing_weights_disabled(panel):
     widget, _client, _host = panel
-    assert widget.model_combo.count() == len(MODELS)
-    kdsr = widget.model_combo.findData("kdsr")
-    item = widget.model_combo.model().item(kdsr)
+    assert widget.method_section.model_combo.count() == len(MODELS)
+    kdsr = widget.method_section.model_combo.findData("kdsr")
+    item = widget.method_section.model_combo.model().item(kdsr)
     assert not item.isEnabled()
-    assert "no weights" in widget.model_combo.itemText(kdsr)
+    assert "no weights" in widget.method_section.model_combo.itemText(kdsr)
     assert "models folder" in item.toolTip()
-    assert "\n" not in widget.model_combo.itemText(widget.model_combo.findData("cmdsr"))
+    assert "\n" not in widget.method_section.model_combo.itemText(widget.method_section.model_combo.findData("cmdsr"))
 
 
 def test_controls_drive_the_request_and_result_becomes_a_layer(qtbot, panel):
     widget, client, host = panel
     pick(widget, "mmrealsr")
-    widget.device_combo.setCurrentIndex(widget.device_combo.findData("cpu"))
-    widget.tile_combo.setCurrentIndex(widget.tile_combo.findData(128))
-    widget.dials["blur"].setValue(30)
-    widget.dials["noise"].setValue(80)
+    widget.method_section.device_combo.setCurrentIndex(widget.method_section.device_combo.findData("cpu"))
+    widget.method_section.tile_combo.setCurrentIndex(widget.method_section.tile_combo.findData(128))
+    widget.dials_section.sliders["blur"].setValue(30)
+    widget.dials_section.sliders["noise"].setValue(80)
     assert run_and_wait(qtbot, widget) == "done"
     image, request = client.submitted[-1]
     assert request == {"model": "mmrealsr", "scale": 4, "device": "cpu", "tile": 128,
@@ -158,22 +158,47 @@ def test_controls_drive_the_request_and_result_becomes_a_layer(qtbot, panel):
     assert host.applied[-1][:4] == (256, 192, Rect(0, 0, 64, 48), 4)
     assert "MM-RealSR" in host.applied[-1][5]
     assert "MM-RealSR on cpu" in widget.status_label.text()
-    widget.ensemble_check.setChecked(True)
+    widget.method_section.ensemble_check.setChecked(True)
     assert run_and_wait(qtbot, widget) == "done"
     assert client.submitted[-1][1]["ensemble"] is True
     assert Settings(widget.settings.path).ensemble is True
 
 
-def test_auto_resets_dials_to_the_estimate_of_the_selection(qtbot, panel):
+def test_auto_lets_the_engine_estimate_and_shows_its_estimate(qtbot, panel):
     widget, client, host = panel
     pick(widget, "mmrealsr")
     host.sel = Selection(Rect(8, 8, 16, 16))
-    widget.dials["blur"].setValue(90)
-    with qtbot.waitSignal(widget.settings.changed, timeout=5000,
-                          check_params_cb=lambda name: name == "noise"):
-        widget.auto_button.click()
-    assert client.analysed[-1] == (8, 8, 16, 16)
-    assert widget.dials["blur"].value() == 25 and widget.dials["noise"].value() == 75
+    dials = widget.dials_section
+    dials.sliders["blur"].setValue(90)
+    assert widget.settings.dials["blur"] == 0.9
+    dials.auto_button.click()
+    assert widget.settings.dials == {"blur": None, "noise": None}
+    qtbot.waitUntil(lambda: dials.auto_button.isEnabled(), timeout=5000)
+    assert client.analysed[-1] is None  # the whole layer, as the engine estimates in a run
+    assert dials.sliders["blur"].value() == 25 and dials.sliders["noise"].value() == 75
+    assert dials.values["noise"].text() == "0.75 (auto)"
+    assert widget.status_label.text() == "Estimated blur 0.25, noise 0.75."
+    assert run_and_wait(qtbot, widget) == "done"
+    request = client.submitted[-1][1]
+    assert "blur" not in request and "noise" not in request  # None: the engine estimates them
+
+
+def test_dials_come_from_the_model_controls(qtbot, tmp_path, panel):
+    widget, client, _host = panel
+    sharpen = {"id": "sharpen", "family": "Sharpen", "title": "Sharpen", "summary": "one dial",
+               "scale": 4, "controls": [{"name": "amount", "label": "Amount", "min": 0, "max": 2,
+                                         "default": 1.0}],
+               "adaptation": [], "configs": [], "weights": "bundled"}
+    widget.state.set_models(MODELS + [sharpen], "cpu")
+    pick(widget, "bicubic")
+    assert widget.dials_section.isHidden() and widget.dials_section.sliders == {}
+    pick(widget, "sharpen")
+    dials = widget.dials_section
+    assert not dials.isHidden() and list(dials.sliders) == ["amount"]
+    assert dials.sliders["amount"].value() == 50 and dials.values["amount"].text() == "1.00 (auto)"
+    dials.sliders["amount"].setValue(75)
+    assert run_and_wait(qtbot, widget) == "done"
+    assert client.submitted[-1][1]["amount"] == 1.5
 
 
 def test_selection_roles(qtbot, panel):
@@ -181,26 +206,26 @@ def test_selection_roles(qtbot, panel):
     host.sel = Selection(Rect(4, 6, 20, 10))
 
     pick(widget, "bicubic")
-    widget.use_buttons["area"].setChecked(True)
+    widget.selection_section.buttons["area"].setChecked(True)
     run_and_wait(qtbot, widget)
     assert client.submitted[-1][1]["region"] == [4, 6, 20, 10]
     assert host.applied[-1][:3] == (80, 40, Rect(4, 6, 20, 10))
 
     pick(widget, "cmdsr")
-    assert widget.use_buttons["support"].isEnabled() and not widget.use_buttons["face"].isEnabled()
-    widget.use_buttons["support"].setChecked(True)
+    assert widget.selection_section.buttons["support"].isEnabled() and not widget.selection_section.buttons["face"].isEnabled()
+    widget.selection_section.buttons["support"].setChecked(True)
     run_and_wait(qtbot, widget)
     request = client.submitted[-1][1]
     assert request["support"] == [4, 6, 20, 10] and "region" not in request
 
     pick(widget, "metaf2n")
-    qtbot.waitUntil(lambda: len(widget.faces) == 3, timeout=5000)
-    assert widget.faces[0][:4] == (2, 3, 10, 12) and widget.faces[2][:4] == (60, 40, 4, 8)  # whole, inside
-    widget.use_buttons["face"].setChecked(True)
-    widget.faces_list.item(1).setCheckState(Qt.CheckState.Unchecked)
+    qtbot.waitUntil(lambda: len(widget.state.faces) == 3, timeout=5000)
+    assert widget.state.faces[0][:4] == (2, 3, 10, 12) and widget.state.faces[2][:4] == (60, 40, 4, 8)  # whole, inside
+    widget.selection_section.buttons["face"].setChecked(True)
+    widget.faces_section.faces_list.item(1).setCheckState(Qt.CheckState.Unchecked)
     run_and_wait(qtbot, widget)
     assert client.submitted[-1][1]["faces"] == [[4, 6, 20, 10], [2, 3, 10, 12], [60, 40, 4, 8]]
-    widget.auto_faces_check.setChecked(False)
+    widget.faces_section.auto_check.setChecked(False)
     host.sel = None
     run_and_wait(qtbot, widget)
     assert client.submitted[-1][1]["faces"] == "none"
@@ -213,7 +238,7 @@ def test_engine_error_in_plain_words(qtbot, panel):
     assert run_and_wait(qtbot, widget) == "failed"
     assert widget.status_label.text() == "The weights of mmrealsr:lite are missing: put them in the models folder."
     assert host.applied == []
-    assert widget.run_button.isEnabled()
+    assert widget.run_section.run_button.isEnabled()
 
 
 def test_live_preview_is_debounced_and_drops_stale_results(qtbot, panel):
@@ -221,23 +246,23 @@ def test_live_preview_is_debounced_and_drops_stale_results(qtbot, panel):
     pick(widget, "mmrealsr")
     widget.settings.set("live_preview", True)
     for value in (10, 20, 30, 40):
-        widget.dials["noise"].setValue(value)
+        widget.dials_section.sliders["noise"].setValue(value)
     with qtbot.waitSignal(widget.preview_updated, timeout=5000) as shown:
         pass
     previews = [r for _i, r in client.submitted if r.get("tile") == 0]
     assert len(previews) == 1  # four changes, one preview
     assert previews[0]["noise"] == 0.4
     assert previews[0]["region"] == [12, 4, 40, 40]  # around the view centre
-    assert shown.args[0] == widget.preview_generation
-    assert widget.after_label.pixmap().width() == 160
+    assert shown.args[0] == widget.preview_section.generation
+    assert widget.preview_section.after_label.pixmap().width() == 160
     assert host.applied == []
 
 
 def test_settings_persist(tmp_path, qtbot, panel):
     widget, _client, _host = panel
     pick(widget, "cmdsr")
-    widget.use_buttons["support"].setChecked(True)
-    widget.engine_mode_combo.setCurrentIndex(widget.engine_mode_combo.findData("remote"))
+    widget.selection_section.buttons["support"].setChecked(True)
+    widget.engine_section.mode_combo.setCurrentIndex(widget.engine_section.mode_combo.findData("remote"))
     reloaded = Settings(widget.settings.path)
     assert (reloaded.model, reloaded.selection_use, reloaded.engine_mode) == ("cmdsr", "support", "remote")
 
@@ -245,13 +270,13 @@ def test_settings_persist(tmp_path, qtbot, panel):
 def test_variant_picker_lists_configs_with_weights(qtbot, panel):
     widget, client, _host = panel
     pick(widget, "mmrealsr")
-    assert not widget.config_combo.isHidden()
-    assert [widget.config_combo.itemData(i) for i in range(widget.config_combo.count())] == ["official", "lite"]
-    widget.config_combo.setCurrentIndex(1)
+    assert not widget.method_section.config_combo.isHidden()
+    assert [widget.method_section.config_combo.itemData(i) for i in range(widget.method_section.config_combo.count())] == ["official", "lite"]
+    widget.method_section.config_combo.setCurrentIndex(1)
     run_and_wait(qtbot, widget)
     assert client.submitted[-1][1]["config"] == "lite"
     pick(widget, "bicubic")
-    assert widget.config_combo.isHidden()
+    assert widget.method_section.config_combo.isHidden()
     run_and_wait(qtbot, widget)
     assert "config" not in client.submitted[-1][1]
 
@@ -263,9 +288,9 @@ def test_unreadable_layer_reported_not_raised(qtbot, panel):
         raise ValueError("CMYK layers are not supported; convert the image to RGB")
 
     host.layer_pixels = refuse
-    widget.run_button.click()
+    widget.run_section.run_button.click()
     assert widget.status_label.text() == "Cannot read the layer: CMYK layers are not supported; convert the image to RGB."
-    assert client.submitted == [] and widget.run_button.isEnabled()
+    assert client.submitted == [] and widget.run_section.run_button.isEnabled()
 
 
 def test_a_preview_overtaken_by_a_change_is_cancelled_and_never_shown(qtbot, panel):
@@ -276,22 +301,22 @@ def test_a_preview_overtaken_by_a_change_is_cancelled_and_never_shown(qtbot, pan
     qtbot.waitUntil(lambda: len(client.submitted) == 1, timeout=5000)
     shown = []
     widget.preview_updated.connect(shown.append)
-    widget.dials["blur"].setValue(66)
+    widget.dials_section.sliders["blur"].setValue(66)
     qtbot.waitUntil(lambda: bool(shown), timeout=5000)
     client.held.clear()
     qtbot.wait(300)
     assert client.cancelled == ["1"]
-    assert shown == [2] and widget.preview_generation == 2
+    assert shown == [2] and widget.preview_section.generation == 2
     assert client.submitted[1][1]["blur"] == 0.66
 
 
 def test_run_shows_stage_and_cancel_reaches_the_engine(qtbot, panel):
     widget, client, host = panel
     client.held.add("1")
-    widget.run_button.click()
-    qtbot.waitUntil(lambda: "upscaling tile 1/2" in widget.progress.format(), timeout=5000)
-    assert widget.cancel_button.isEnabled() and not widget.run_button.isEnabled()
-    widget.cancel_button.click()
+    widget.run_section.run_button.click()
+    qtbot.waitUntil(lambda: "upscaling tile 1/2" in widget.run_section.progress.format(), timeout=5000)
+    assert widget.run_section.cancel_button.isEnabled() and not widget.run_section.run_button.isEnabled()
+    widget.run_section.cancel_button.click()
     qtbot.waitUntil(lambda: client.cancelled == ["1"], timeout=5000)
     with qtbot.waitSignal(widget.job_finished, timeout=5000) as finished:
         client.held.clear()  # the engine finished the job anyway: the panel still drops it
@@ -302,7 +327,7 @@ def test_run_shows_stage_and_cancel_reaches_the_engine(qtbot, panel):
 def test_preview_follows_the_view_without_new_face_detection(qtbot, panel):
     widget, client, host = panel
     pick(widget, "metaf2n")
-    qtbot.waitUntil(lambda: len(widget.faces) == 3, timeout=5000)
+    qtbot.waitUntil(lambda: len(widget.state.faces) == 3, timeout=5000)
     detections = len(client.analysed)
     widget.settings.set("live_preview", True)
     with qtbot.waitSignal(widget.preview_updated, timeout=5000):
@@ -312,7 +337,7 @@ def test_preview_follows_the_view_without_new_face_detection(qtbot, panel):
     with qtbot.waitSignal(widget.preview_updated, timeout=5000):
         pass
     assert len(client.submitted) == submitted + 1
-    assert widget.preview_rect() == Rect(0, 0, 40, 40)
+    assert widget.preview_section.crop() == Rect(0, 0, 40, 40)
     assert client.submitted[-1][1]["region"] == [0, 0, 40, 40]  # only the crop is upscaled
     assert len(client.analysed) == detections
 
@@ -321,23 +346,39 @@ def test_preview_upscales_only_the_crop_and_sends_the_sample(qtbot, panel):
     widget, client, host = panel
     pick(widget, "cmdsr")
     host.sel = Selection(Rect(50, 30, 10, 10))
-    widget.use_buttons["support"].setChecked(True)
+    widget.selection_section.buttons["support"].setChecked(True)
     widget.settings.set("live_preview", True)
     with qtbot.waitSignal(widget.preview_updated, timeout=5000):
         pass
     request = client.submitted[-1][1]
     assert request["support"] == [50, 30, 10, 10]
     assert request["region"] == [12, 4, 40, 40]  # the view crop; the sample lies outside it
-    assert widget.after_label.pixmap().width() == 160
+    assert widget.preview_section.after_label.pixmap().width() == 160
 
 
 def test_preview_adapts_to_the_faces_auto_found(qtbot, panel):
     widget, client, _host = panel
     pick(widget, "metaf2n")
-    qtbot.waitUntil(lambda: len(widget.faces) == 3, timeout=5000)
+    qtbot.waitUntil(lambda: len(widget.state.faces) == 3, timeout=5000)
     widget.settings.set("live_preview", True)
     with qtbot.waitSignal(widget.preview_updated, timeout=5000):
         pass
     request = client.submitted[-1][1]
     assert request["faces"] == [[2, 3, 10, 12], [20, 4, 8, 8], [60, 40, 4, 8]]
-    assert request["region"] == list(widget.preview_rect().as_tuple())
+    assert request["region"] == list(widget.preview_section.crop().as_tuple())
+
+
+def test_panels_sharing_the_settings_follow_each_other_and_outlive_each_other(qtbot, panel):
+    widget, client, host = panel
+    other = Panel(host, client, widget.settings)  # Krita: one panel per window, one settings object
+    with qtbot.waitSignal(other.models_loaded, timeout=5000):
+        pass
+    combo = widget.method_section.device_combo
+    combo.setCurrentIndex(combo.findData("cpu"))
+    assert other.method_section.device_combo.currentData() == "cpu"
+    other.selection_section.buttons["support"].setChecked(True)
+    assert widget.selection_section.buttons["support"].isChecked()
+    sip.delete(other)  # a window closed: its widgets are gone, the settings live on
+    widget.settings.set("device", "cuda")
+    widget.settings.set("selection_use", "area")
+    assert combo.currentData() == "cuda"

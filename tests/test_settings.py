@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from ui.settings import Settings, default_path
+from ui.settings import BY_NAME, SETTINGS, Settings, default_path
 
 
 def test_changes_are_saved_and_announced(qtbot, tmp_path):
@@ -15,8 +15,9 @@ def test_changes_are_saved_and_announced(qtbot, tmp_path):
         settings.set("engine_url", "http://gpu-box:8765")
     assert changed.args == ["engine_url"]
     assert json.loads(path.read_text())["engine_url"] == "http://gpu-box:8765"
-    settings.set("noise", 3.0)
-    assert Settings(path).noise == 1.0  # dials clamp to 0..1
+    settings.set_dial("noise", 0.75)
+    settings.set_dial("blur", None)
+    assert Settings(path).dials == {"noise": 0.75, "blur": None}  # None: the engine estimates it
     with pytest.raises(ValueError):
         settings.set("device", "tpu")
 
@@ -37,3 +38,19 @@ def test_location_is_the_app_data_folder_or_the_override(monkeypatch, tmp_path):
     assert default_path().parts[-2:] == ("blind-upscale", "settings.json")
     monkeypatch.setenv("BLIND_UPSCALE_SETTINGS", str(tmp_path / "mine.json"))
     assert default_path() == tmp_path / "mine.json"
+
+
+def test_an_older_file_keeps_its_dials_and_stays_readable(tmp_path):
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"model": "mmrealsr", "blur": 0.3, "noise": 0.5}))
+    settings = Settings(path)
+    assert settings.dials == {"blur": 0.3, "noise": 0.5}
+    settings.set("model", "kdsr")
+    stored = json.loads(path.read_text())
+    assert stored["dials"] == {"blur": 0.3, "noise": 0.5} and "blur" not in stored
+
+
+def test_every_setting_carries_its_label_and_choices_their_tooltips():
+    assert all(setting.label for setting in SETTINGS)
+    uses = BY_NAME["selection_use"]
+    assert set(uses.choice_descs) == set(uses.choices) == {"area", "support", "face"}

@@ -82,7 +82,7 @@ def drag_select(qtbot, canvas, start, end):
 
 
 def pick(window, model_id):
-    combo = window.panel.model_combo
+    combo = window.panel.method_section.model_combo
     combo.setCurrentIndex(combo.findData(model_id))
     assert window.panel.settings.model == model_id
 
@@ -127,7 +127,7 @@ def test_cancel_leaves_nothing(qtbot, editor, engine):
     with qtbot.waitSignal(editor.panel.job_finished, timeout=30000) as finished:
         editor.upscale_action.trigger()
         assert not editor.layers.isEnabled() and not editor.undo_action.isEnabled()
-        editor.panel.cancel_button.click()
+        editor.panel.run_section.cancel_button.click()
     assert finished.args == ["cancelled"]
     assert len(editor.document.layers) == 1 and editor.layers.isEnabled()
     assert editor.undo_stack.count() == 0
@@ -171,7 +171,7 @@ def test_sixteen_bit_kept_through_upscale_and_save(qtbot, tmp_path, engine):
     pick(window, "bicubic")
     assert window.document.active.raw.dtype == "u16"
     with qtbot.waitSignal(window.panel.job_finished, timeout=30000):
-        window.panel.run_button.click()
+        window.panel.run_section.run_button.click()
     assert window.document.active.raw.dtype == "u16"
     assert window.save_file(tmp_path / "out.png")
     from core.image_io import load_image

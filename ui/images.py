@@ -9,7 +9,7 @@ import array
 import sys
 
 from protocol.raw_image import RawImage
-from ui.qt import QImage
+from ui.qt import QImage, Qt
 
 
 def to_u8(raw: RawImage) -> bytes:
@@ -69,3 +69,21 @@ def crop(raw: RawImage, x: int, y: int, w: int, h: int) -> RawImage:
     stride = raw.width * pixel
     rows = (raw.data[(y + r) * stride + x * pixel:(y + r) * stride + (x + w) * pixel] for r in range(h))
     return RawImage(w, h, raw.channels, raw.dtype, b"".join(rows))
+
+
+def qimage_bytes(image: QImage) -> bytes:
+    """The bytes of `image` as Qt holds them (rows `bytesPerLine()` apart)."""
+    bits = image.constBits()
+    bits.setsize(image.sizeInBytes() if hasattr(image, "sizeInBytes") else image.byteCount())
+    return bytes(bits)
+
+
+def scale_mask(mask: bytes, width: int, height: int, scale: int) -> bytes:
+    """A selection coverage mask (1 byte per pixel) enlarged smoothly, by Qt, to the result's size."""
+    small = QImage(mask, width, height, width, QImage.Format.Format_Grayscale8).copy()
+    big = small.scaled(width * scale, height * scale, Qt.AspectRatioMode.IgnoreAspectRatio,
+                       Qt.TransformationMode.SmoothTransformation)
+    data, stride, row = qimage_bytes(big), big.bytesPerLine(), width * scale
+    if stride == row:
+        return data[:row * height * scale]
+    return b"".join(data[y * stride:y * stride + row] for y in range(height * scale))

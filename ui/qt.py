@@ -83,6 +83,7 @@ QWidget = QtWidgets.QWidget
 QMainWindow = QtWidgets.QMainWindow
 QDockWidget = QtWidgets.QDockWidget
 QLabel = QtWidgets.QLabel
+QAbstractButton = QtWidgets.QAbstractButton
 QPushButton = QtWidgets.QPushButton
 QToolButton = QtWidgets.QToolButton
 QComboBox = QtWidgets.QComboBox

@@ -1,44 +1,60 @@
-"""The panel's settings: observable, saved as JSON in the platform's app-data folder.
+"""The panel's settings: declared once with their labels, observable, saved as JSON in app data.
 
-The file lives outside any plug-in folder (which an update replaces):
-``<generic data location>/blind-upscale/settings.json``, e.g. ``~/.local/share/blind-upscale/`` on
-Linux, ``%APPDATA%/blind-upscale/`` on Windows; ``$BLIND_UPSCALE_SETTINGS`` names another file.
+Each `Setting` keeps its default, label, tooltip and choices together, so a widget bound to it
+(ui/bind.py) needs nothing else. The file lives outside any plug-in folder (which an update
+replaces): ``<generic data location>/blind-upscale/settings.json``, e.g. ``~/.local/share/blind-upscale/``
+on Linux, ``%APPDATA%/blind-upscale/`` on Windows; ``$BLIND_UPSCALE_SETTINGS`` names another file.
 """
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from protocol.files import atomic_write
 from ui.qt import QObject, QStandardPaths, Signal
 
-ENGINE_MODES = ("managed", "remote")
-DEVICES = ("auto", "cpu", "cuda")
-SELECTION_USES = ("area", "support", "face")
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: object
+    label: str = ""
+    desc: str = ""                                         # the tooltip
+    choices: dict = field(default_factory=dict)            # value -> label, when only these are allowed
+    choice_descs: dict = field(default_factory=dict)       # value -> tooltip
+    minimum: int | None = None
+
+
+SETTINGS = (
+    Setting("model", "bicubic", "Method"),
+    Setting("configs", {}, "Variant", "The chosen configuration of each method (\"lite\", ...)"),
+    Setting("scale", 4, "Scale", minimum=1),
+    Setting("device", "auto", "Device", choices={"auto": "Auto", "cpu": "CPU", "cuda": "CUDA (GPU)"}),
+    Setting("tile", 256, "Tile size", minimum=0),
+    Setting("ensemble", False, "Self-ensemble (a little sharper, 8× slower)",
+            "Upscales every tile in its 8 orientations and averages them"),
+    Setting("dials", {}, "Degradation dials",
+            "The method's dials by name; a dial left out or None is estimated by the engine"),
+    Setting("selection_use", "area", "Use the selection as",
+            choices={"area": "Area to upscale", "support": "Degradation sample", "face": "Face"},
+            choice_descs={
+                "area": "Upscale only the selected area; the result layer covers it.",
+                "support": "Upscale the whole layer; the selection is a sample of the degradation "
+                           "(blur, noise) the method adapts to. Methods that adapt to a sample: CMDSR.",
+                "face": "Upscale the whole layer; the selection is a face the method learns from. "
+                        "Methods that learn from faces: MetaF2N."}),
+    Setting("auto_faces", True, "Detect faces automatically"),
+    Setting("live_preview", True, "Live preview"),
+    Setting("engine_mode", "managed", "Engine",
+            choices={"managed": "Local (started by the plug-in)", "remote": "Remote (URL and token)"}),
+    Setting("engine_url", "http://127.0.0.1:8765", "URL"),
+    Setting("engine_token", "", "Token"),
+)
+BY_NAME = {setting.name: setting for setting in SETTINGS}
 TILE_SIZES = (0, 128, 256, 512, 1024)
-
-
-@dataclass
-class Values:
-    model: str = "bicubic"
-    configs: dict = field(default_factory=dict)  # model id -> chosen configuration ("lite", ...)
-    scale: int = 4
-    device: str = "auto"
-    tile: int = 256
-    ensemble: bool = False
-    blur: float = 0.5
-    noise: float = 0.5
-    selection_use: str = "area"
-    auto_faces: bool = True
-    live_preview: bool = True
-    engine_mode: str = "managed"
-    engine_url: str = "http://127.0.0.1:8765"
-    engine_token: str = ""
-
-
-_CHOICES = {"device": DEVICES, "selection_use": SELECTION_USES, "engine_mode": ENGINE_MODES}
+LEGACY_DIALS = ("blur", "noise")  # before `dials`, the file had one key per MM-RealSR dial
 
 
 def default_path() -> Path:
@@ -59,28 +75,32 @@ class Settings(QObject):
     def __init__(self, path: Path | str | None = None, parent: QObject | None = None):
         super().__init__(parent)
         self.path = Path(path) if path is not None else default_path()
-        self._values = Values()
+        self._values = {s.name: checked(s.name, s.default) for s in SETTINGS}
         self.load_error = ""
         self._load()
 
     def __getattr__(self, name: str):
         values = self.__dict__.get("_values")
-        if values is not None and name in _FIELD_TYPES:
-            return getattr(values, name)
+        if values is not None and name in values:
+            return values[name]
         raise AttributeError(name)
 
     def set(self, name: str, value) -> None:
-        if name not in _FIELD_TYPES:
+        if name not in BY_NAME:
             raise KeyError(f"unknown setting {name!r}")
-        value = _checked(name, value)
-        if getattr(self._values, name) == value:
+        value = checked(name, value)
+        if self._values[name] == value:
             return
-        setattr(self._values, name, value)
+        self._values[name] = value
         self.save()
         self.changed.emit(name)
 
+    def set_dial(self, name: str, value: float | None) -> None:
+        """One dial's value, or None to let the engine estimate it."""
+        self.set("dials", {**self.dials, name: value})
+
     def as_dict(self) -> dict:
-        return asdict(self._values)
+        return {name: dict(value) if isinstance(value, dict) else value for name, value in self._values.items()}
 
     def save(self) -> None:
         """Write atomically, so a crash mid-write never leaves a truncated file."""
@@ -98,19 +118,24 @@ class Settings(QObject):
             return
         if not isinstance(stored, dict):
             return
+        if "dials" not in stored:  # an older file: its dial values move into `dials`
+            stored["dials"] = {name: stored[name] for name in LEGACY_DIALS if name in stored}
         for name, value in stored.items():
-            if name in _FIELD_TYPES:
+            if name in BY_NAME:
                 try:
-                    setattr(self._values, name, _checked(name, value))
+                    self._values[name] = checked(name, value)
                 except (TypeError, ValueError):
                     continue  # one bad value keeps its default; the others still load
 
 
-_FIELD_TYPES = {f.name: type(getattr(Values(), f.name)) for f in fields(Values)}
-
-
-def _checked(name: str, value):
-    kind = _FIELD_TYPES[name]
+def checked(name: str, value):
+    """`value` as setting `name` holds it; TypeError or ValueError when it cannot be."""
+    setting = BY_NAME[name]
+    kind = type(setting.default)
+    if name == "dials":
+        if not isinstance(value, dict):
+            raise TypeError("dials must map names to numbers")
+        return {str(k): None if v is None else float(v) for k, v in value.items()}
     if kind is dict:
         if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str)
                                                   for k, v in value.items()):
@@ -121,14 +146,10 @@ def _checked(name: str, value):
             raise TypeError(f"{name} must be true or false")
     elif kind is int:
         value = int(value)
-    elif kind is float:
-        value = min(1.0, max(0.0, float(value)))
     else:
         value = str(value)
-    if name in _CHOICES and value not in _CHOICES[name]:
-        raise ValueError(f"{name} must be one of {', '.join(_CHOICES[name])}")
-    if name == "scale" and value < 1:
-        raise ValueError("scale must be at least 1")
-    if name == "tile" and value < 0:
-        raise ValueError("tile must be 0 (no tiling) or a size in pixels")
+    if setting.choices and value not in setting.choices:
+        raise ValueError(f"{name} must be one of {', '.join(setting.choices)}")
+    if setting.minimum is not None and value < setting.minimum:
+        raise ValueError(f"{name} must be at least {setting.minimum}")
     return value

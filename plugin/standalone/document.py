@@ -16,7 +16,7 @@ from pathlib import Path
 from protocol.host import Rect
 from protocol.raw_image import RawImage
 from ui import images
-from ui.qt import (QColor, QImage, QObject, QPainter, QRectF, Qt, QUndoCommand, Signal)
+from ui.qt import QColor, QImage, QObject, QPainter, QRectF, QUndoCommand, Signal
 
 
 @dataclass(eq=False)
@@ -87,13 +87,6 @@ class Document(QObject):
         self.active = layer
         self.touch()
 
-    def remove_layer(self, layer: Layer) -> None:
-        index = self.layers.index(layer)
-        self.layers.remove(layer)
-        if self.active is layer:
-            self.active = self.layers[min(index, len(self.layers) - 1)] if self.layers else None
-        self.touch()
-
     def set_active(self, layer: Layer | None) -> None:
         if layer is not self.active:
             self.active = layer
@@ -153,10 +146,8 @@ def _qimage_to_raw(image: QImage, deep: bool, keep_alpha: bool) -> RawImage:
     width, height = image.width(), image.height()
     sample = 2 if deep else 1
     row = width * 4 * sample
-    bits = image.constBits()
-    bits.setsize(image.sizeInBytes())
     stride = image.bytesPerLine()
-    data = bytes(bits)
+    data = images.qimage_bytes(image)
     if stride != row:
         data = b"".join(data[y * stride:y * stride + row] for y in range(height))
     if deep:
@@ -219,13 +210,3 @@ class AddResultLayer(QUndoCommand):
         d.touch()
         d.selection_changed.emit()
 
-
-def scale_mask(mask: bytes, width: int, height: int, scale: int) -> bytes:
-    """A selection coverage mask enlarged to the result's resolution (smoothly, by Qt)."""
-    small = QImage(mask, width, height, width, QImage.Format.Format_Grayscale8).copy()
-    big = small.scaled(width * scale, height * scale, Qt.AspectRatioMode.IgnoreAspectRatio,
-                       Qt.TransformationMode.SmoothTransformation)
-    bits = big.constBits()
-    bits.setsize(big.sizeInBytes())
-    data, stride = bytes(bits), big.bytesPerLine()
-    return b"".join(data[y * stride:y * stride + width * scale] for y in range(height * scale))

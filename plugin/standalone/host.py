@@ -8,7 +8,7 @@ from ui import images
 from ui.qt import QUndoStack
 
 from plugin.standalone.canvas import Canvas
-from plugin.standalone.document import AddResultLayer, Document, Layer, scale_mask
+from plugin.standalone.document import AddResultLayer, Document, Layer
 
 
 class StandaloneHost(Host):
@@ -63,6 +63,6 @@ class StandaloneHost(Host):
             raise ValueError(f"the result is {image.width}x{image.height}, expected "
                              f"{source.width * scale}x{source.height * scale}")
         if mask is not None:
-            mask = scale_mask(mask, source.width, source.height, scale)
+            mask = images.scale_mask(mask, source.width, source.height, scale)
         layer = Layer(name, image, mask=mask)
         self.undo_stack.push(AddResultLayer(self.document, self.document.active, layer, source, scale, undo_label))

@@ -87,12 +87,12 @@ def take(image: Path | None, out: Path) -> None:
 
         def pick_model() -> None:
             panel = window.panel
-            available = {m["id"] for m in panel.models if m.get("weights") != "missing"}
+            available = {m["id"] for m in panel.state.models if m.get("weights") != "missing"}
             model = next((m for m in PREFERRED if m in available), None)
             if model is None:
                 fail("the engine lists no model with weights")
                 return
-            panel.model_combo.setCurrentIndex(panel.model_combo.findData(model))
+            panel.settings.set("model", model)
             d = window.document
             window.document.set_selection(Rect(d.width // 4, d.height // 8, d.width // 2, d.height // 2))
             panel.preview_updated.connect(lambda _g: QTimer.singleShot(200, run), type=_single_shot())

@@ -125,8 +125,8 @@ class EditorWindow(QMainWindow):
         edit_menu = bar.addMenu("&Edit")
         self.undo_action = self._action(edit_menu, "&Undo", self.undo_stack.undo, QKeySequence.StandardKey.Undo)
         self.redo_action = self._action(edit_menu, "&Redo", self.undo_stack.redo, QKeySequence.StandardKey.Redo)
-        self.undo_stack.undoTextChanged.connect(lambda text: self.undo_action.setText(f"&Undo {text}".strip()))
-        self.undo_stack.redoTextChanged.connect(lambda text: self.redo_action.setText(f"&Redo {text}".strip()))
+        self.undo_stack.undoTextChanged.connect(self._name_undo_steps)
+        self.undo_stack.redoTextChanged.connect(self._name_undo_steps)
         self.undo_stack.canUndoChanged.connect(self._update_editing)
         self.undo_stack.canRedoChanged.connect(self._update_editing)
         edit_menu.addSeparator()
@@ -145,12 +145,18 @@ class EditorWindow(QMainWindow):
         self.upscale_action = self._action(filter_menu, "Blind Upscale", self.panel.run, "Ctrl+Shift+U")
         self._action(filter_menu, "Cancel Blind Upscale", self.panel.cancel, "Esc")
 
+    def _name_undo_steps(self, *_changed) -> None:
+        if is_deleted(self.undo_stack):  # the stack announces its last change while being destroyed
+            return
+        self.undo_action.setText(f"&Undo {self.undo_stack.undoText()}".strip())
+        self.redo_action.setText(f"&Redo {self.undo_stack.redoText()}".strip())
+
     def _update_editing(self, *_changed) -> None:
         """While a Blind Upscale runs, the layer it reads stays active and the layers stay put
         (no undo, redo or layer switch), so the result lands where its source was."""
         if is_deleted(self.undo_stack):  # the stack announces its last change while being destroyed
             return
-        idle = self.panel.run_job is None
+        idle = not self.panel.is_running
         self.undo_action.setEnabled(idle and self.undo_stack.canUndo())
         self.redo_action.setEnabled(idle and self.undo_stack.canRedo())
         self.layers.setEnabled(idle)

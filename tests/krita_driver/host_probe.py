@@ -86,7 +86,8 @@ def probe(app, host_module, pixels_module, png, out, model, depth, profile, with
         info["round_trip_equal"] = back.data == result.data
     else:
         from blind_upscale.pixels import with_coverage
-        expected = with_coverage(result, host_module._scale_mask(mask, raw.width, raw.height, SCALE))
+        from ui.images import scale_mask
+        expected = with_coverage(result, scale_mask(mask, raw.width, raw.height, SCALE))
         info["round_trip_equal"] = back.data == expected.data
         info["alpha_corners"] = [back.data[3], back.data[4 * result.width - 1]]
     doc.close()

@@ -80,7 +80,7 @@ class BlindUpscaleDocker(DockWidget):
         self.panel = Panel(KritaHost(), plugin.connection.client, plugin.settings)
         self.panel.engine_settings_changed.connect(plugin.reconnect)
         if plugin.connection.problem:
-            self.panel._show_error(plugin.connection.problem)
+            self.panel.show_error(plugin.connection.problem)
         self.setWidget(self.panel)
         BlindUpscaleDocker.instances.append(self)
         self.destroyed.connect(lambda *_: self._forget())
@@ -119,7 +119,7 @@ class BlindUpscaleExtension(Extension):
         for docker in BlindUpscaleDocker.instances:
             docker.panel.set_client(client)
             if self.connection.problem:
-                docker.panel._show_error(self.connection.problem)
+                docker.panel.show_error(self.connection.problem)
 
     def active_panel(self) -> Panel | None:
         window = self.app.activeWindow()

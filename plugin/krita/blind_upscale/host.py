@@ -14,7 +14,7 @@ from krita import Krita
 from .pixels import UnsupportedLayer, check_format, krita_to_raw, raw_to_krita, with_coverage
 from protocol.host import Host, Rect, Selection
 from protocol.raw_image import RawImage
-from ui.qt import QImage, Qt
+from ui.images import qimage_bytes, scale_mask
 
 
 class KritaHost(Host):
@@ -93,7 +93,7 @@ class KritaHost(Host):
         if node is None:
             return (id(doc), None, sel_key)
         thumb = node.thumbnail(32, 32)
-        digest = hashlib.sha1(_qimage_bytes(thumb)).hexdigest() if not thumb.isNull() else ""
+        digest = hashlib.sha1(qimage_bytes(thumb)).hexdigest() if not thumb.isNull() else ""
         return (id(doc), str(node.uniqueId()), doc.width(), doc.height(), sel_key, digest)
 
     # ---------------------------------------------------------------- writing
@@ -108,14 +108,14 @@ class KritaHost(Host):
             raise UnsupportedLayer(f"The engine returned {image.width}x{image.height} pixels, "
                                    f"expected {width}x{height}.")
         if mask:
-            image = with_coverage(image, _scale_mask(mask, source.width, source.height, scale))
+            image = with_coverage(image, scale_mask(mask, source.width, source.height, scale))
         data = raw_to_krita(image, model, depth)
 
         layer = doc.createNode(name, "paintlayer")
-        if (layer.colorModel(), layer.colorDepth()) != (model, depth):
-            layer.setColorSpace(model, depth, node.colorProfile())
         if layer is None:
             raise UnsupportedLayer("Krita could not create the result layer.")
+        if (layer.colorModel(), layer.colorDepth()) != (model, depth):
+            layer.setColorSpace(model, depth, node.colorProfile())
         # Everything that can fail has been checked: from here on the document changes.
         doc.scaleImage(doc.width() * scale, doc.height() * scale, round(doc.xRes()), round(doc.yRes()), "Bicubic")
         doc.waitForDone()
@@ -125,21 +125,3 @@ class KritaHost(Host):
         doc.setActiveNode(layer)
         doc.refreshProjection()
 
-
-def _qimage_bytes(image) -> bytes:
-    bits = image.constBits()
-    size = image.sizeInBytes() if hasattr(image, "sizeInBytes") else image.byteCount()
-    bits.setsize(size)
-    return bytes(bits)
-
-
-def _scale_mask(mask: bytes, width: int, height: int, scale: int) -> bytes:
-    """Selection coverage (1 byte per pixel) resampled smoothly to the result's size."""
-    small = QImage(mask, width, height, width, QImage.Format.Format_Grayscale8)
-    big = small.scaled(width * scale, height * scale, Qt.AspectRatioMode.IgnoreAspectRatio,
-                       Qt.TransformationMode.SmoothTransformation)
-    raw = _qimage_bytes(big)
-    stride, row = big.bytesPerLine(), width * scale
-    if stride == row:
-        return raw[:row * height * scale]
-    return b"".join(raw[y * stride:y * stride + row] for y in range(height * scale))

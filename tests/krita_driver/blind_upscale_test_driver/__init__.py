@@ -119,9 +119,9 @@ def start_large():
 @guarded
 def kill_when_running():
     p = panel()
-    job = p.run_job
-    if job is not None and job.id is not None:
-        status = p.client.status(job.id)
+    job_id = p.run_section.follower.job_id
+    if job_id is not None:
+        status = p.client.status(job_id)
         if status["state"] == "running" and status["progress"] > 0.3:
             from blind_upscale.extension import BlindUpscaleExtension
             process = BlindUpscaleExtension.instance.connection.client.process

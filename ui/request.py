@@ -1,0 +1,111 @@
+"""The engine request a run or a preview sends, from the panel's state: pure functions, no Qt.
+
+Everything the request depends on (settings, the chosen method's `models()` entry, the layer, the
+selection, the faces found) comes in one `RequestState`, so the rules below are tested without
+widgets (tests/test_request.py) and the panel only gathers the state.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from protocol.host import Rect, Selection
+
+# A selection role the method must support, by the `adaptation` word of models() that names it.
+SELECTION_USE_NEEDS = {"support": "support_set", "face": "faces"}
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class RequestState:
+    model: dict                          # the chosen method's entry of the client's models()
+    layer_size: tuple[int, int]
+    scale: int = 4
+    device: str = "auto"
+    tile: int = 256
+    ensemble: bool = False
+    config: str | None = None            # the chosen configuration's short name for this method
+    dials: dict = field(default_factory=dict)  # control name -> value, None (or absent) = estimated
+    selection: Selection | None = None
+    selection_use: str = "area"          # the chosen role; `selection_use()` says which applies
+    auto_faces: bool = True
+    faces: tuple[Box, ...] = ()          # faces the engine found in the layer
+    faces_used: tuple[bool, ...] = ()    # which of them the user kept ticked
+
+
+def selection_use(model: dict | None, chosen: str) -> str:
+    """The selection role in effect: the chosen one if the method supports it, else "area"."""
+    needs = SELECTION_USE_NEEDS.get(chosen)
+    if needs and (model is None or needs not in model.get("adaptation", [])):
+        return "area"
+    return chosen
+
+
+def usable_configs(model: dict | None) -> list[dict]:
+    """The method's configurations whose weights are present."""
+    return [c for c in (model or {}).get("configs", []) if c.get("weights") != "missing"]
+
+
+def config_name(config: dict) -> str:
+    """"lite" for the configuration id "mmrealsr:lite"."""
+    return config["id"].split(":", 1)[-1]
+
+
+def present_config(model: dict | None, chosen: str | None) -> str | None:
+    """`chosen` if its weights are present, else None (the engine's default: the first with weights)."""
+    if chosen is None or chosen not in {config_name(c) for c in usable_configs(model)}:
+        return None
+    return chosen
+
+
+def build_request(state: RequestState) -> dict:
+    """The UpscaleRequest fields (docs/internals.md) for a run of `state`."""
+    request: dict = {"model": state.model["id"], "scale": state.scale, "device": state.device,
+                     "tile": state.tile}
+    if state.ensemble:
+        request["ensemble"] = True
+    config = present_config(state.model, state.config)
+    if config is not None:
+        request["config"] = config
+    for control in state.model.get("controls", []):
+        value = state.dials.get(control["name"])
+        if value is not None:  # absent: the engine estimates it
+            request[control["name"]] = min(control.get("max", 1), max(control.get("min", 0), value))
+    selection, use = state.selection, selection_use(state.model, state.selection_use)
+    if selection is not None and use == "area":
+        request["region"] = list(selection.bounds.as_tuple())
+    elif selection is not None and use == "support":
+        request["support"] = list(selection.bounds.as_tuple())
+    if "faces" in state.model.get("adaptation", []):
+        request["faces"] = _faces(state, selection.bounds if selection is not None and use == "face" else None)
+    return request
+
+
+def _faces(state: RequestState, chosen: Rect | None):
+    """"auto" while every face found is ticked and none is chosen by hand, else the boxes, or "none"."""
+    boxes = [list(chosen.as_tuple())] if chosen is not None else []
+    if state.auto_faces:
+        ticked = [list(face) for face, used in zip(state.faces, state.faces_used) if used]
+        if not boxes and len(ticked) == len(state.faces):
+            return "auto"
+        boxes += ticked
+    return boxes or "none"
+
+
+def result_area(state: RequestState) -> tuple[Rect, bytes | None]:
+    """The layer rectangle the result covers and the selection coverage to apply to it."""
+    selection = state.selection
+    if selection is not None and selection_use(state.model, state.selection_use) == "area":
+        return selection.bounds, selection.mask
+    return Rect(0, 0, *state.layer_size), None
+
+
+def preview_request(state: RequestState, crop: Rect) -> dict:
+    """A run's request limited to the preview `crop`, untiled. Faces found by "auto" go as explicit
+    boxes, so the preview adapts to the same faces a run would without detecting them again."""
+    request = build_request(state)
+    if request.get("faces") == "auto" and state.faces:
+        request["faces"] = [list(face) for face in state.faces]
+    request["region"] = list(crop.as_tuple())
+    request["tile"] = 0
+    return request
