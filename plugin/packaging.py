@@ -9,7 +9,7 @@ package (protocol/: raw images, the engine client, the host interface) and the e
 `engine.json` naming the venv python of the tree it was built from, so the plug-in starts its
 engine with no further set-up.
 
-No GIMP folder is written: GIMP 3 cannot be installed on this Debian 12 base (research/hosts.md),
+No GIMP folder is written: GIMP 3 cannot be installed on this Debian 12 base (docs/krita.md, "Host facts"),
 so a GIMP adapter could not be run or tested here.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 It keeps real pixel buffers in Krita's byte layouts (B,G,R,A for U8/U16; R,G,B,A for F16/F32;
 gray, alpha for GRAYA), records every pixel write, and uses the Qt binding of ui.qt (PyQt6 here),
-which is how the Krita 6 path gets exercised. Facts it mirrors are in research/hosts.md.
+which is how the Krita 6 path gets exercised. Facts it mirrors are in docs/krita.md ("Host facts").
 """
 from __future__ import annotations
 

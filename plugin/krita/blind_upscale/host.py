@@ -3,7 +3,7 @@
 Only Krita's libkis API and Qt are used (through ui.qt), on the GUI thread. The user's layer is
 never written to; the document is changed only once the result is in hand and checked, so an
 engine failure leaves it untouched. Krita has no undo macro API: scaling the canvas and adding
-the result layer are two undo steps (research/hosts.md).
+the result layer are two undo steps (docs/krita.md, "Host facts").
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Krita pixel bytes <-> the host-neutral RawImage, with the standard library only.
 
-Measured on Krita 5.1.5 (research/hosts.md): U8 and U16 layers are B,G,R,A; F16 and F32 are
+Measured on Krita 5.1.5 (docs/krita.md, "Host facts"): U8 and U16 layers are B,G,R,A; F16 and F32 are
 R,G,B,A; gray layers are gray, alpha. F16 bytes travel as they are (the engine reads half floats
 with numpy; converting them here in pure Python took 0.34 s per million samples, longer than the
 model on a 1 MP layer). High-depth documents default to a linear-light profile;
