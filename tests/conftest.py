@@ -14,3 +14,28 @@ except ImportError:  # the plug-in side's tests do not need it
     torch = None
 if torch is not None:
     torch.set_num_threads(1)
+
+
+def gradient_pixels(h: int, w: int, c: int):
+    """H x W x C float32 in 0..1: a smooth gradient plus texture, so lossy codecs and models
+    have something real to work on."""
+    import numpy as np
+
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = np.stack([(x / w + k * 0.2 + 0.1 * np.sin(y / 3 + k)) % 1.0 for k in range(c)], axis=2)
+    return np.clip(base, 0, 1).astype(np.float32)
+
+
+def wait_for_job(client, job_id, seconds: float = 30.0) -> dict:
+    """Polls any engine client (HTTP, in-process, the job queue) until the job leaves
+    queued/running; a job still running after `seconds` fails the test."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        status = client.status(job_id)
+        if status["state"] not in ("queued", "running"):
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} still {status['state']} after {seconds} s")
+        time.sleep(0.02)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from core.image_io import Image, load_image, save_image
+from conftest import gradient_pixels
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,10 +18,6 @@ def run(*args, timeout=120):
     return subprocess.run([sys.executable, "-m", "core", *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
 
-
-def _pixels(h, w, c):
-    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    return np.stack([(x / w + y / h * k / 3) % 1 for k in range(c)], axis=2).astype(np.float32)
 
 
 def _assert_one_line_error(result, fragment):
@@ -34,11 +31,11 @@ def _assert_one_line_error(result, fragment):
 def inputs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli")
     made = {
-        "rgb8": save_image(Image(_pixels(12, 10, 3), 8), folder / "rgb8.png"),
-        "rgba8": save_image(Image(_pixels(12, 10, 4), 8), folder / "rgba8.png"),
-        "gray8": save_image(Image(_pixels(12, 10, 1), 8), folder / "gray8.png"),
-        "rgb16": save_image(Image(_pixels(12, 10, 3), 16), folder / "rgb16.png"),
-        "rgba16": save_image(Image(_pixels(12, 10, 4), 16), folder / "rgba16.tif"),
+        "rgb8": save_image(Image(gradient_pixels(12, 10, 3), 8), folder / "rgb8.png"),
+        "rgba8": save_image(Image(gradient_pixels(12, 10, 4), 8), folder / "rgba8.png"),
+        "gray8": save_image(Image(gradient_pixels(12, 10, 1), 8), folder / "gray8.png"),
+        "rgb16": save_image(Image(gradient_pixels(12, 10, 3), 16), folder / "rgb16.png"),
+        "rgba16": save_image(Image(gradient_pixels(12, 10, 4), 16), folder / "rgba16.tif"),
     }
     (folder / "corrupt.png").write_bytes(made["rgb8"].read_bytes()[:60])
     (folder / "empty.png").write_bytes(b"")
@@ -159,7 +156,7 @@ def test_unexpected_errors_are_one_line_unless_debugging(monkeypatch, capsys, in
 def test_upscale_refuses_to_write_over_its_input(tmp_path, spelling):
     """Issue 21, defect 1: OUT naming the input (by any path) replaced the original with exit 0."""
     (tmp_path / "sub").mkdir()
-    source = save_image(Image(_pixels(12, 10, 3), 8), tmp_path / "a.png")
+    source = save_image(Image(gradient_pixels(12, 10, 3), 8), tmp_path / "a.png")
     before = source.read_bytes()
     out = {"same": source, "dotdot": tmp_path / "sub" / ".." / "a.png",
            "symlink": tmp_path / "link.png", "hardlink": tmp_path / "hard.png"}[spelling]

@@ -10,15 +10,10 @@ from core import image_io
 from core.errors import InputError
 from core.image_io import Image, from_raw, load_image, save_image, to_raw, to_rgb
 from protocol.raw_image import RawImage
+from conftest import gradient_pixels
 
 RNG = np.random.default_rng(0)
 
-
-def _pixels(h, w, c):
-    """A smooth gradient plus texture, so lossy codecs have something real to encode."""
-    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    base = np.stack([(x / w + k * 0.2 + 0.1 * np.sin(y / 3 + k)) % 1.0 for k in range(c)], axis=2)
-    return np.clip(base, 0, 1).astype(np.float32)
 
 
 def _quantised(pixels, bits):
@@ -30,7 +25,7 @@ def _quantised(pixels, bits):
 @pytest.mark.parametrize("bits", [8, 16])
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
 def test_lossless_round_trip_keeps_channels_and_bit_depth(tmp_path, suffix, bits, channels):
-    pixels = _quantised(_pixels(13, 17, channels), bits)
+    pixels = _quantised(gradient_pixels(13, 17, channels), bits)
     path = save_image(Image(pixels, bits), tmp_path / f"x{suffix}")
     back = load_image(path)
     assert back.bit_depth == bits
@@ -57,7 +52,7 @@ def test_float_tiff_round_trip_is_exact_float32(tmp_path, channels):
 @pytest.mark.parametrize("suffix,channels,tolerance", [(".jpg", 3, 0.05), (".jpg", 1, 0.05),
                                                        (".webp", 3, 0.06), (".webp", 4, 0.06)])
 def test_lossy_formats_round_trip_closely(tmp_path, suffix, channels, tolerance):
-    pixels = _pixels(32, 32, channels)
+    pixels = gradient_pixels(32, 32, channels)
     back = load_image(save_image(Image(pixels, 8), tmp_path / f"x{suffix}"))
     expected_channels = 3 if suffix == ".webp" and channels == 1 else channels
     assert back.channels == expected_channels
@@ -77,7 +72,7 @@ def _metadata():
                                                   (".jpg", 8, 3), (".tif", 8, 3), (".webp", 8, 3)])
 def test_icc_profile_and_exif_survive_a_save(tmp_path, suffix, bits, channels):
     icc, exif = _metadata()
-    path = save_image(Image(_pixels(8, 8, channels), bits, icc, exif), tmp_path / f"x{suffix}")
+    path = save_image(Image(gradient_pixels(8, 8, channels), bits, icc, exif), tmp_path / f"x{suffix}")
     back = load_image(path)
     assert back.icc == icc
     assert back.exif is not None
@@ -89,13 +84,13 @@ def test_icc_profile_and_exif_survive_a_save(tmp_path, suffix, bits, channels):
 @pytest.mark.parametrize("bits,channels", [(16, 2), (16, 3), (16, 4), (32, 3)])
 def test_high_depth_tiff_keeps_the_icc_profile(tmp_path, bits, channels):
     icc, _ = _metadata()
-    back = load_image(save_image(Image(_pixels(6, 7, channels), bits, icc), tmp_path / "x.tif"))
+    back = load_image(save_image(Image(gradient_pixels(6, 7, channels), bits, icc), tmp_path / "x.tif"))
     assert (back.bit_depth, back.channels, back.icc) == (bits, channels, icc)
 
 
 def test_pillow_reads_the_sixteen_bit_png_metadata_chunks_we_insert(tmp_path):
     icc, exif = _metadata()
-    path = save_image(Image(_pixels(8, 8, 3), 16, icc, exif), tmp_path / "x.png")
+    path = save_image(Image(gradient_pixels(8, 8, 3), 16, icc, exif), tmp_path / "x.png")
     with PILImage.open(path) as im:
         im.load()  # a bad CRC would raise here
         assert im.info["icc_profile"] == icc
@@ -134,7 +129,7 @@ def test_bad_files_give_one_clear_input_error(tmp_path, name, payload, message):
 
 @pytest.mark.parametrize("bits", [8, 16])
 def test_truncated_png_is_reported_corrupt(tmp_path, bits):
-    path = save_image(Image(_pixels(64, 64, 3), bits), tmp_path / "x.png")
+    path = save_image(Image(gradient_pixels(64, 64, 3), bits), tmp_path / "x.png")
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(InputError, match="corrupt or truncated"):
@@ -142,14 +137,14 @@ def test_truncated_png_is_reported_corrupt(tmp_path, bits):
 
 
 def test_pixel_limit_is_configurable_and_checked_from_the_header(tmp_path):
-    path = save_image(Image(_pixels(50, 60, 3), 8), tmp_path / "x.png")
+    path = save_image(Image(gradient_pixels(50, 60, 3), 8), tmp_path / "x.png")
     assert load_image(path, max_pixels=3000).width == 60
     with pytest.raises(InputError, match="50 = 0.0 MP|above the limit"):
         load_image(path, max_pixels=2999)
 
 
 def test_huge_tiff_header_is_refused_before_decoding(tmp_path):
-    path = save_image(Image(_pixels(10, 10, 3), 16), tmp_path / "x.tif")
+    path = save_image(Image(gradient_pixels(10, 10, 3), 16), tmp_path / "x.tif")
     data = bytearray(path.read_bytes())
     # Rewrite ImageWidth/ImageLength in the first IFD to 60000 x 60000.
     e = "<" if data[:2] == b"II" else ">"
@@ -180,7 +175,7 @@ def test_failed_save_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch)
 
     monkeypatch.setattr(image_io, "_encode", broken_encoder)
     with pytest.raises(InputError):
-        save_image(Image(_pixels(4, 4, 3), 8), target)
+        save_image(Image(gradient_pixels(4, 4, 3), 8), target)
     assert target.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
 
@@ -193,25 +188,25 @@ def test_write_error_midway_removes_the_temporary(tmp_path, monkeypatch):
 
     monkeypatch.setattr(image_io.os, "replace", failing_replace)
     with pytest.raises(OSError):
-        save_image(Image(_pixels(4, 4, 3), 8), target)
+        save_image(Image(gradient_pixels(4, 4, 3), 8), target)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_jpeg_refuses_alpha_instead_of_dropping_it(tmp_path):
     with pytest.raises(InputError, match="no alpha"):
-        save_image(Image(_pixels(4, 4, 4), 8), tmp_path / "x.jpg")
+        save_image(Image(gradient_pixels(4, 4, 4), 8), tmp_path / "x.jpg")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_unknown_extension_is_refused(tmp_path):
     with pytest.raises(InputError, match="unknown extension"):
-        save_image(Image(_pixels(4, 4, 3), 8), tmp_path / "x.bmpx")
+        save_image(Image(gradient_pixels(4, 4, 3), 8), tmp_path / "x.bmpx")
 
 
 @pytest.mark.parametrize("dtype,bits", [("u8", 8), ("u16", 16), ("f32", 32)])
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
 def test_raw_round_trip(dtype, bits, channels):
-    pixels = _quantised(_pixels(5, 7, channels), bits) if bits != 32 else _pixels(5, 7, channels)
+    pixels = _quantised(gradient_pixels(5, 7, channels), bits) if bits != 32 else gradient_pixels(5, 7, channels)
     image = Image(pixels, bits)
     raw = to_raw(image)
     assert (raw.dtype, raw.channels, raw.width, raw.height) == (dtype, channels, 7, 5)
@@ -266,11 +261,11 @@ def test_png_metadata_chunks_have_valid_crcs():
 
 def test_tiff_metadata_leaves_the_layout_tags_behind(tmp_path):
     _, exif = _metadata()
-    source = save_image(Image(_pixels(6, 5, 3), 8, None, exif), tmp_path / "a.tif")
+    source = save_image(Image(gradient_pixels(6, 5, 3), 8, None, exif), tmp_path / "a.tif")
     loaded = load_image(source)
     parsed = PILImage.Exif()
     parsed.load(loaded.exif)
     assert parsed[0x010F] == "Blind Upscale test camera"
     assert 256 not in parsed and 273 not in parsed
-    again = load_image(save_image(Image(_pixels(12, 10, 3), 8, None, loaded.exif), tmp_path / "b.tif"))
+    again = load_image(save_image(Image(gradient_pixels(12, 10, 3), 8, None, loaded.exif), tmp_path / "b.tif"))
     assert (again.width, again.height) == (10, 12)

@@ -14,6 +14,7 @@ from core.transfer import map_colour, srgb_decode, srgb_encode
 from plugin.standalone.local_engine import LocalEngine
 from protocol.errors import EngineError
 from protocol.raw_image import RawImage
+from conftest import wait_for_job
 
 
 class LinearRawImage(RawImage):
@@ -29,12 +30,6 @@ def gradient(width=24, height=16, channels=4, dtype="u16") -> RawImage:
     return to_raw(Image(np.stack(planes[:channels], axis=2), 16 if dtype == "u16" else 8), dtype)
 
 
-def wait(client, job_id, seconds=30.0) -> dict:
-    deadline = time.monotonic() + seconds
-    while client.status(job_id)["state"] in ("queued", "running") and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return client.status(job_id)
-
 
 @pytest.fixture()
 def jobs():
@@ -49,14 +44,14 @@ def test_linear_light_is_encoded_for_the_model_in_every_host(jobs):
     expected = map_colour(Engine().upscale(map_colour(image, srgb_encode), UpscaleRequest()),
                           srgb_decode).pixels
     job = jobs.submit(raw, UpscaleRequest(), linear=True)
-    assert wait(jobs, job)["state"] == "done"
+    assert wait_for_job(jobs, job)["state"] == "done"
     np.testing.assert_allclose(from_raw(jobs.result(job)).pixels, expected, atol=1.5 / 65535)
 
     local = LocalEngine()
     try:
         marked = LinearRawImage(raw.width, raw.height, raw.channels, raw.dtype, raw.data)
         job = local.submit(marked, {"model": "bicubic"})
-        assert wait(local, job)["state"] == "done"
+        assert wait_for_job(local, job)["state"] == "done"
         result = local.result(job)
         assert result.dtype == "u16"
         np.testing.assert_allclose(from_raw(result).pixels, expected, atol=1.5 / 65535)
@@ -79,7 +74,7 @@ def test_refusals_are_engine_errors_the_hosts_can_map(jobs):
 
 def test_failures_are_one_sentence_and_the_worker_lives_on(jobs, monkeypatch):
     failed = jobs.submit(gradient(), UpscaleRequest(model="no-such-model"))
-    assert wait(jobs, failed)["error"].startswith("Unknown model 'no-such-model'")
+    assert wait_for_job(jobs, failed)["error"].startswith("Unknown model 'no-such-model'")
     assert jobs.status(failed)["error"].endswith(".")
 
     def broken(*args, **kwargs):
@@ -87,16 +82,16 @@ def test_failures_are_one_sentence_and_the_worker_lives_on(jobs, monkeypatch):
 
     monkeypatch.setattr(jobs.engine, "upscale", broken)
     bug = jobs.submit(gradient(), UpscaleRequest())
-    assert wait(jobs, bug)["error"] == "Internal error in the engine (ZeroDivisionError: a bug)."
+    assert wait_for_job(jobs, bug)["error"] == "Internal error in the engine (ZeroDivisionError: a bug)."
     monkeypatch.undo()
-    assert wait(jobs, jobs.submit(gradient(), UpscaleRequest()))["state"] == "done"
+    assert wait_for_job(jobs, jobs.submit(gradient(), UpscaleRequest()))["state"] == "done"
 
 
 def test_only_the_last_finished_jobs_are_kept():
     jobs = JobQueue(Engine(), keep_finished=2)
     try:
         ids = [jobs.submit(gradient(8, 8), UpscaleRequest()) for _ in range(3)]
-        wait(jobs, ids[-1])  # jobs run in order: the others finished before it
+        wait_for_job(jobs, ids[-1])  # jobs run in order: the others finished before it
         with pytest.raises(UnknownJob):
             jobs.status(ids[0])
         assert [jobs.status(job)["state"] for job in ids[1:]] == ["done", "done"]

@@ -16,6 +16,7 @@ from core.transfer import srgb_decode, srgb_encode
 from protocol.client import EngineClient
 from protocol.errors import EngineError
 from protocol.raw_image import RawImage
+from conftest import wait_for_job
 
 TOKEN = "test-token"
 
@@ -41,15 +42,6 @@ def gradient(width=24, height=16, channels=4, dtype="u8") -> RawImage:
     pixels = np.stack(planes[:channels], axis=2)
     return to_raw(Image(pixels, {"u8": 8, "u16": 16, "f16": 32, "f32": 32}[dtype]), dtype)
 
-
-def wait(client, job_id, timeout=30.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = client.status(job_id)
-        if status["state"] not in ("queued", "running"):
-            return status
-        time.sleep(0.02)
-    raise AssertionError(f"job {job_id} still {status} after {timeout} s")
 
 
 def raw_request(server, method, path, body=b"", headers=None, token=TOKEN):
@@ -89,7 +81,7 @@ def test_wrong_token_is_refused(server):
 def test_job_result_matches_the_engine(client, dtype, channels):
     raw = gradient(channels=channels, dtype=dtype)
     job = client.submit(raw, {"model": "bicubic", "tile": 16})
-    assert wait(client, job)["state"] == "done"
+    assert wait_for_job(client, job)["state"] == "done"
     result = client.result(job)
     assert (result.width, result.height, result.channels, result.dtype) == (96, 64, channels, dtype)
     expected = to_raw(Engine().upscale(from_raw(raw), UpscaleRequest(model="bicubic", tile=16)), dtype)
@@ -99,7 +91,7 @@ def test_job_result_matches_the_engine(client, dtype, channels):
 def test_half_float_job_returns_half_floats(client):
     raw = gradient(16, 8, dtype="f16")
     job = client.submit(raw, {"model": "bicubic"})
-    assert wait(client, job)["state"] == "done"
+    assert wait_for_job(client, job)["state"] == "done"
     result = client.result(job)
     assert (result.dtype, result.width, result.height) == ("f16", 64, 32)
     expected = Engine().upscale(from_raw(raw), UpscaleRequest(model="bicubic")).pixels
@@ -109,7 +101,7 @@ def test_half_float_job_returns_half_floats(client):
 def test_region_job(client):
     raw = gradient(32, 32)
     job = client.submit(raw, {"model": "bicubic", "region": [4, 8, 10, 6]})
-    assert wait(client, job)["state"] == "done"
+    assert wait_for_job(client, job)["state"] == "done"
     result = client.result(job)
     assert (result.width, result.height) == (40, 24)
 
@@ -122,7 +114,7 @@ def test_linear_transfer_is_encoded_for_the_model(client):
     marked["transfer"] = "linear"
     body = json.dumps({"model": "bicubic"}).encode() + b"\n" + json.dumps(marked).encode() + b"\n" + pixels
     job = client._json("POST", "/jobs", body)["job"]
-    assert wait(client, job)["state"] == "done"
+    assert wait_for_job(client, job)["state"] == "done"
     result = from_raw(client.result(job)).pixels
 
     image = from_raw(linear)
@@ -145,7 +137,7 @@ def test_analyse(client):
 
 def test_failed_job_reports_the_engine_message(client):
     job = client.submit(gradient(), {"model": "no-such-model"})
-    status = wait(client, job)
+    status = wait_for_job(client, job)
     assert status["state"] == "failed" and status["error"].startswith("Unknown model")
     with pytest.raises(EngineError, match="has no result"):
         client.result(job)
@@ -197,12 +189,12 @@ def test_cancel_stops_a_running_job_and_a_queued_one(client):
     client.cancel(second)
     assert client.status(second)["state"] == "cancelled"
     client.cancel(first)
-    status = wait(client, first)
+    status = wait_for_job(client, first)
     assert status["state"] == "cancelled", status
     with pytest.raises(EngineError, match="has no result"):
         client.result(first)
     third = client.submit(gradient(), {"model": "bicubic"})  # the worker lives on
-    assert wait(client, third)["state"] == "done"
+    assert wait_for_job(client, third)["state"] == "done"
 
 
 def test_queue_is_bounded(client):

@@ -21,6 +21,7 @@ from protocol.errors import EngineError
 from protocol.host import Rect
 from ui.qt import QApplication, QMessageBox, QPoint, Qt, QTimer
 from ui.settings import Settings
+from conftest import wait_for_job
 
 def _weights_present(model_id: str) -> bool:
     try:
@@ -42,12 +43,6 @@ def make_png(path, width=48, height=40, deep=False):
         PILImage.fromarray((rgb * 255).astype(np.uint8)).save(path)
     return path
 
-
-def wait(engine, job_id, seconds=20.0):
-    deadline = time.monotonic() + seconds
-    while engine.status(job_id)["state"] in ("queued", "running") and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return engine.status(job_id)
 
 
 @pytest.fixture
@@ -142,7 +137,7 @@ def test_engine_cancels_running_and_queued_jobs(engine):
     queued = engine.submit(big, {"model": "bicubic", "tile": 16, "overlap": 2})
     engine.cancel(running)
     engine.cancel(queued)
-    wait(engine, running)
+    wait_for_job(engine, running)
     assert engine.status(running)["state"] == "cancelled"
     assert engine.status(queued)["state"] == "cancelled"
     with pytest.raises(EngineError):
@@ -154,7 +149,7 @@ def test_engine_errors_are_plain_sentences(engine):
 
     image = RawImage(8, 8, 3, "u8", bytes(8 * 8 * 3))
     job = engine.submit(image, {"model": "no-such-model"})
-    status = wait(engine, job)
+    status = wait_for_job(engine, job)
     assert status["state"] == "failed"
     assert status["error"].startswith("Unknown model 'no-such-model'") and status["error"].endswith(".")
     with pytest.raises(EngineError, match="^Region .* is empty"):
