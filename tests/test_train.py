@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from core import weights
 from core.archs import cmdsr, kdsr
 from core.train import cmdsr as cmdsr_recipe
 from core.train import kdsr as kdsr_recipe
@@ -144,7 +145,6 @@ def test_task_contrastive_loss_prefers_separated_tasks():
 
 
 def test_export_bundles_weights_with_a_manifest_entry(tmp_path):
-    from core import weights
     from core.train.export import export
 
     source = tmp_path / "run.safetensors"
@@ -161,7 +161,6 @@ def test_export_bundles_weights_with_a_manifest_entry(tmp_path):
 
 
 def test_export_refuses_weights_of_another_shape(tmp_path):
-    from core import weights
     from core.errors import WeightsError
     from core.train.export import export
 
@@ -216,7 +215,6 @@ def test_kdsr_init_continues_from_a_finished_run_in_the_student_phase(tmp_path):
 
 
 def test_cmdsr_init_starts_from_the_run_weights(tmp_path):
-    from core import weights
 
     pool = PhotoPool(synthetic_photos(size=160), min_size=128)
     first = tmp_path / "first"
@@ -475,3 +473,32 @@ def test_mmrealsr_recipe_starts_from_the_shared_trunk_and_logs_score_gaps(tmp_pa
         save_file({k: v for k, v in rrdbnet.ARCH.build("lite").state_dict().items() if k != "conv_last.bias"},
                   bad / "rrdbnet_lite.safetensors")
         mmrealsr_recipe.initialise(mmrealsr.ARCH.build("lite"), bad, "lite")
+
+
+def test_ccl_recipe_starts_as_the_trunk_and_trains_every_criterion(tmp_path):
+    """From the shared trunk the head first returns the trunk's image (tails zeroed, head skip);
+    a few steps update generator and critic, and the log carries each criterion."""
+    from core.archs import ccl, rrdbnet
+    from core.train import ccl as ccl_recipe
+
+    trunk = rrdbnet.ARCH.build("lite")
+    trunk_dir = tmp_path / "trunk"
+    trunk_dir.mkdir()
+    weights.save_state_dict(trunk.state_dict(), trunk_dir / "rrdbnet_lite.safetensors")
+    model = ccl.ARCH.build("lite")
+    assert "trunk" in ccl_recipe.initialise(model, trunk_dir, "lite")
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(model(x), trunk(x), atol=1e-6)
+
+    pool = PhotoPool(synthetic_photos(), min_size=32)
+    out = tmp_path / "ccl"
+    ccl_recipe.train(parse_args(["ccl", "--out", str(out), "--init", str(trunk_dir), "--steps", "2", "--batch", "2",
+                                 "--patch", "8", "--val-steps", "100", "--log-every", "1", "--precision", "fp32",
+                                 "--loader-workers", "0"]), pool, validation(["realworld"]))
+    lines = [line for line in log_lines(out) if "| train |" in line]
+    assert len(lines) == 2
+    for term in ("l1", "pixel", "perceptual", "adversarial", "align", "uniform", "critic"):
+        assert f"| {term} " in lines[-1]
+    trained = load_file(out / "ccl_lite.safetensors")
+    assert not torch.equal(trained["tail_conv1.weight"], torch.zeros_like(trained["tail_conv1.weight"]))

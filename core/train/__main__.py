@@ -1,17 +1,18 @@
-"""python -m core.train kdsr|cmdsr|realworld|mmrealsr [--config lite] [--minutes N | --steps N] [--out DIR] [--resume | --init RUN_DIR]"""
+"""python -m core.train kdsr|cmdsr|realworld|mmrealsr|ccl [--config lite] [--minutes N | --steps N] [--out DIR] [--resume | --init RUN_DIR]"""
 
 import argparse
 from pathlib import Path
 
-from core.train import cmdsr, kdsr, mmrealsr, realworld
+from core.train import ccl, cmdsr, kdsr, mmrealsr, realworld
 from core.train.run import bf16_supported
 
-RECIPES = {"kdsr": kdsr, "cmdsr": cmdsr, "realworld": realworld, "mmrealsr": mmrealsr}
+RECIPES = {"kdsr": kdsr, "cmdsr": cmdsr, "realworld": realworld, "mmrealsr": mmrealsr, "ccl": ccl}
 DEFAULTS = {
     "kdsr": {"batch": 16, "patch": 32, "lr": 4e-4},
     "cmdsr": {"patch": 32, "lr": 4e-4},
     "realworld": {"batch": 8, "patch": 32, "lr": 2e-4},
     "mmrealsr": {"batch": 2, "patch": 32, "lr": 2e-4},
+    "ccl": {"batch": 8, "patch": 32, "lr": 1e-4},
 }
 
 
@@ -35,7 +36,7 @@ def parse_args(argv=None):
     parser.add_argument("--warmup-steps", type=int, default=0,
                         help="ramp the learning rate up linearly over the first N steps (for a warm "
                              "restart with --init: a fresh optimizer otherwise knocks the net back)")
-    parser.add_argument("--batch", type=int, help="KDSR, realworld: patches per step; mmrealsr: HR patches per step (5 LR versions each)")
+    parser.add_argument("--batch", type=int, help="KDSR, realworld, ccl: patches per step; mmrealsr: HR patches per step (5 LR versions each)")
     parser.add_argument("--patch", type=int, help="LR patch size (HR = 4x)")
     parser.add_argument("--tasks", type=int, default=4, help="CMDSR: tasks per step")
     parser.add_argument("--queries", type=int, default=4, help="CMDSR: query patches per task")
@@ -52,7 +53,7 @@ def parse_args(argv=None):
                         help="scale the gradients down to this global L2 norm (a guard against "
                              "a run collapsing; the norm is logged either way)")
     parser.add_argument("--loader-workers", type=int, default=1,
-                        help="realworld, mmrealsr: processes that run the degradation chain (0: in the training process)")
+                        help="realworld, mmrealsr, ccl: processes that run the degradation chain (0: in the training process)")
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
     parser.add_argument("--val-minutes", type=float, default=5.0)
     parser.add_argument("--val-steps", type=int, help="validate every N steps instead of by time")
