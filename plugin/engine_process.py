@@ -12,7 +12,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from protocol.client import EngineClient
 from protocol.errors import EngineError
@@ -85,7 +85,8 @@ class EngineProcess:
         self._tmp = tempfile.TemporaryDirectory(prefix="blind-upscale-")
         port_file = Path(self._tmp.name) / "engine.port"
         log = self.log_path or str(Path(self._tmp.name) / "engine.log")
-        self._log = open(log, "wb")  # this run's log only: the last lines explain a failed start
+        # this run's log only: the last lines explain a failed start; held open for the engine's life
+        self._log = open(log, "wb")  # noqa: SIM115 (closed in stop)
         env = dict(os.environ)
         if self.root:
             env["PYTHONPATH"] = self.root + os.pathsep + env.get("PYTHONPATH", "")

@@ -16,7 +16,7 @@ class SignalBlocker:
         self.objects = objects
         self.was: list[bool] = []
 
-    def __enter__(self) -> "SignalBlocker":
+    def __enter__(self) -> SignalBlocker:
         self.was = [obj.blockSignals(True) for obj in self.objects]
         return self
 

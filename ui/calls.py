@@ -6,7 +6,7 @@ short-lived threads and report back through a Qt signal, so the GUI thread never
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from protocol.errors import sentence
 from ui.qt import QObject, Signal, is_deleted

@@ -70,7 +70,7 @@ class Document(QObject):
         self.revision = 0
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "Document":
+    def from_file(cls, path: str | Path) -> Document:
         """Open any file core.image_io reads; its bit depth, ICC profile and EXIF are kept."""
         from core.image_io import load_image, to_raw
 

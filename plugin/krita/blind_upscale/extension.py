@@ -71,7 +71,7 @@ class EngineConnection:
 class BlindUpscaleDocker(DockWidget):
     """The panel of ui/ in a Krita docker; one per main window."""
 
-    instances: list["BlindUpscaleDocker"] = []
+    instances: list[BlindUpscaleDocker] = []
 
     def __init__(self):
         super().__init__()
@@ -94,7 +94,7 @@ class BlindUpscaleDocker(DockWidget):
 
 
 class BlindUpscaleExtension(Extension):
-    instance: "BlindUpscaleExtension | None" = None
+    instance: BlindUpscaleExtension | None = None
 
     def __init__(self, parent):
         super().__init__(parent)
