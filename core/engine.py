@@ -327,10 +327,10 @@ def _resize(nchw: np.ndarray, height: int, width: int) -> np.ndarray:
     return y.numpy()
 
 
-def find_faces(rgb: np.ndarray) -> list[tuple[int, int, int, int, float]]:
+def find_faces(rgb: np.ndarray) -> list[tuple[float, float, float, float, float]]:
     """Faces as (x, y, w, h, score) through core.faces when it is installed, else none."""
     try:
         from core import faces
     except ImportError:
         return []
-    return [tuple(f) for f in faces.detect_faces(rgb)]
+    return [(x, y, w, h, score) for x, y, w, h, score in faces.detect_faces(rgb)]
