@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, cache
 from pathlib import Path
 
 import torch
@@ -162,7 +162,7 @@ def load_strict(module: torch.nn.Module, state: dict, key_map=None, name: str = 
     module.load_state_dict(state, strict=True)
 
 
-@lru_cache(maxsize=None)
+@cache
 def signature(arch_id: str, config: str) -> dict:
     """key -> shape of an arch configuration, built on the meta device (no memory, no init)."""
     with torch.device("meta"):
@@ -218,7 +218,8 @@ def read_shapes(path) -> dict:
         return load_state_dict(path, mmap=True)
     try:
         with safe_open(str(path), framework="pt") as f:
-            return {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
+            return {k: torch.empty(f.get_slice(k).get_shape(), device="meta")
+                    for k in f.keys()}  # noqa: SIM118 - safe_open has keys() but no __iter__
     except (SafetensorError, OSError, ValueError) as err:
         raise WeightsError(f"{path.name} is not a readable safetensors file ({err})") from err
 
