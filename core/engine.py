@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import asdict, dataclass, fields
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -54,7 +54,7 @@ class UpscaleRequest:
     """Self-ensemble: average the 8 orientations of every tile (core/self_ensemble.py), 8x the time."""
 
     @classmethod
-    def from_dict(cls, data: dict) -> "UpscaleRequest":
+    def from_dict(cls, data: dict) -> UpscaleRequest:
         """Build and validate a request from JSON-like data; problems are `InputError`s."""
         if not isinstance(data, dict):
             raise InputError("the request must be a JSON object")

@@ -25,14 +25,14 @@ class Rect:
     def as_tuple(self) -> tuple[int, int, int, int]:
         return (self.x, self.y, self.width, self.height)
 
-    def united(self, other: "Rect") -> "Rect":
+    def united(self, other: Rect) -> Rect:
         """The smallest rectangle holding both."""
         left, top = min(self.x, other.x), min(self.y, other.y)
         right = max(self.x + self.width, other.x + other.width)
         bottom = max(self.y + self.height, other.y + other.height)
         return Rect(left, top, right - left, bottom - top)
 
-    def intersected(self, other: "Rect") -> "Rect | None":
+    def intersected(self, other: Rect) -> Rect | None:
         left, top = max(self.x, other.x), max(self.y, other.y)
         right = min(self.x + self.width, other.x + other.width)
         bottom = min(self.y + self.height, other.y + other.height)
