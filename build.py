@@ -12,6 +12,7 @@ plus the extras installed) lets a second call skip pip entirely.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -107,7 +108,7 @@ def ensure_venv(extras: set[str] = frozenset()) -> Path:
         say(".venv is up to date (pyproject.toml unchanged): skipping pip")
         return venv_python()
     started = time.monotonic()
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 - build.py runs on any python3 and must say why it stops
         raise StepFailed("check Python", f"Python 3.10 or newer is needed, this is {platform.python_version()}")
     built_with = venv_python_version()
     if venv_python().exists() and built_with and built_with != platform.python_version():
@@ -119,10 +120,8 @@ def ensure_venv(extras: set[str] = frozenset()) -> Path:
             raise StepFailed("create .venv", "no interpreter in .venv (on Debian/Ubuntu: "
                                               "apt-get install python3-venv)")
     # Extras installed earlier stay installed: keep them in the stamp.
-    try:
+    with contextlib.suppress(OSError, ValueError):
         extras |= set(json.loads(STAMP.read_text()).get("extras", []))
-    except (OSError, ValueError):
-        pass
     config = read_pyproject()
     requirements = list(config["dependencies"])
     for extra in sorted(extras):

@@ -63,7 +63,7 @@ def uniform_weight_model(state):
     model = MetaF2N()
     model.backbone.load_state_dict(state)
     with torch.no_grad():
-        for name, p in model.mask_net.named_parameters():
+        for p in model.mask_net.parameters():
             p.zero_()
         model.mask_net.conv8.bias.fill_(1.0)
     return model.eval()

@@ -85,7 +85,7 @@ def worker(model: str, settings: list[str], limit: int | None, ensemble: bool = 
     engine.load(model)  # load outside the timed region
     scores = {s: {"psnr": [], "ssim": []} for s in settings}
     seconds, megapixels = 0.0, 0.0
-    for index, (name, hr) in enumerate(kodak_images(limit)):
+    for index, (_name, hr) in enumerate(kodak_images(limit)):
         hr_t = torch.from_numpy(hr.transpose(2, 0, 1)[None].copy())
         for setting in settings:
             lr = degrade(hr_t, setting, index)[0].permute(1, 2, 0).numpy()

@@ -36,7 +36,8 @@ def parse_box(text: str, what: str = "region") -> tuple[int, int, int, int]:
     values = _ints(text, what)
     if len(values) != 4:
         raise InputError(f"{what} must be X,Y,W,H, got {text!r}")
-    return values  # type: ignore[return-value]
+    x, y, w, h = values
+    return x, y, w, h
 
 
 def parse_faces(text: str):

@@ -170,13 +170,15 @@ class ClassicBatch:
     noise_sigma: torch.Tensor   # B, 0..1 scale
 
 
-def sample_isotropic(batch: int, generator: torch.Generator, sigma=(0.2, 4.0), noise=(0.0, 0.0),
+def sample_isotropic(batch: int, generator: torch.Generator, sigma: tuple[float, float] = (0.2, 4.0),
+                     noise: tuple[float, float] = (0.0, 0.0),
                      size: int = MAX_KERNEL_SIZE) -> ClassicBatch:
     s = _uniform(batch, *sigma, generator)
     return ClassicBatch(isotropic_gaussian_kernels(s, size), _uniform(batch, *noise, generator) / 255)
 
 
-def sample_anisotropic(batch: int, generator: torch.Generator, sigma=(0.2, 4.0), noise=(0.0, 25.0),
+def sample_anisotropic(batch: int, generator: torch.Generator, sigma: tuple[float, float] = (0.2, 4.0),
+                       noise: tuple[float, float] = (0.0, 25.0),
                        size: int = MAX_KERNEL_SIZE) -> ClassicBatch:
     sx, sy = _uniform(batch, *sigma, generator), _uniform(batch, *sigma, generator)
     theta = _uniform(batch, 0.0, math.pi, generator)
@@ -259,13 +261,13 @@ class KernelPlan:
         """size x size, zero-padded to MAX_KERNEL_SIZE."""
         if self.kind == "sinc":
             return pad_kernels(sinc_kernels(torch.tensor([self.cutoff]), self.size))[0]
-        args = [torch.tensor([v]) for v in (self.sigma_x, self.sigma_y, self.theta)]
+        sx, sy, theta = (torch.tensor([v]) for v in (self.sigma_x, self.sigma_y, self.theta))
         if self.kind.startswith("generalized"):
-            kernel = generalized_gaussian_kernels(*args, torch.tensor([self.beta]), self.size)
+            kernel = generalized_gaussian_kernels(sx, sy, theta, torch.tensor([self.beta]), self.size)
         elif self.kind.startswith("plateau"):
-            kernel = plateau_kernels(*args, torch.tensor([self.beta]), self.size)
+            kernel = plateau_kernels(sx, sy, theta, torch.tensor([self.beta]), self.size)
         else:
-            kernel = anisotropic_gaussian_kernels(*args, self.size)
+            kernel = anisotropic_gaussian_kernels(sx, sy, theta, self.size)
         return pad_kernels(kernel)[0]
 
 
@@ -486,7 +488,7 @@ COUPLED_NAMES = ("origin", "more_blur", "more_noise", "strongest", "clean")
 def coupled_degrade(hr: torch.Tensor, scale: int, generator: torch.Generator) -> torch.Tensor:
     """B x 3 x H x W HR -> 5 x B x 3 x H/scale x W/scale LR, in the order of `COUPLED_NAMES`; the
     clean anchor is the HR downscaled bilinearly, 8-bit."""
-    versions = [[] for _ in COUPLED_NAMES]
+    versions: list[list[torch.Tensor]] = [[] for _ in COUPLED_NAMES]
     for image in hr:
         x = image[None]
         plan = sample_chain(generator)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import asdict, dataclass, fields
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -54,7 +54,7 @@ class UpscaleRequest:
     """Self-ensemble: average the 8 orientations of every tile (core/self_ensemble.py), 8x the time."""
 
     @classmethod
-    def from_dict(cls, data: dict) -> "UpscaleRequest":
+    def from_dict(cls, data: dict) -> UpscaleRequest:
         """Build and validate a request from JSON-like data; problems are `InputError`s."""
         if not isinstance(data, dict):
             raise InputError("the request must be a JSON object")
@@ -327,10 +327,10 @@ def _resize(nchw: np.ndarray, height: int, width: int) -> np.ndarray:
     return y.numpy()
 
 
-def find_faces(rgb: np.ndarray) -> list[tuple[int, int, int, int, float]]:
+def find_faces(rgb: np.ndarray) -> list[tuple[float, float, float, float, float]]:
     """Faces as (x, y, w, h, score) through core.faces when it is installed, else none."""
     try:
         from core import faces
     except ImportError:
         return []
-    return [tuple(f) for f in faces.detect_faces(rgb)]
+    return [(x, y, w, h, score) for x, y, w, h, score in faces.detect_faces(rgb)]

@@ -75,7 +75,7 @@ class Detection:
 
 def faces_from_boxes(boxes) -> list[Face]:
     """User-named face boxes (x, y, w, h): no detection, no landmarks, score 1."""
-    return [Face(tuple(float(v) for v in box), 1.0, None) for box in boxes]
+    return [Face((float(x), float(y), float(w), float(h)), 1.0, None) for x, y, w, h in boxes]
 
 
 def detect(rgb: np.ndarray, models_dir=None, region=None, min_score: float | None = None) -> Detection:
@@ -229,7 +229,7 @@ class DetectorView:
         if size == (w, h):
             self.image = bgr8
         else:
-            kind = Image.BOX if factor < 1 else Image.BICUBIC
+            kind = Image.Resampling.BOX if factor < 1 else Image.Resampling.BICUBIC
             self.image = np.ascontiguousarray(np.asarray(Image.fromarray(bgr8).resize(size, kind)))
 
     def face(self, corners, score: float, landmarks: np.ndarray) -> Face:

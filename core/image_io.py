@@ -135,7 +135,10 @@ def _tiff_header(path: Path) -> _Header | None:
 def _read_tiff_strips(path: Path) -> np.ndarray:
     """Interleaved, strip-based TIFFs (no or deflate compression, optional horizontal predictor
     for integers): the 16-bit and float gray+alpha files neither Pillow nor OpenCV decode."""
-    e, tags = _tiff_tags(path)
+    parsed = _tiff_tags(path)
+    if parsed is None:  # _sniff parsed it already: the file changed since
+        raise InputError(f"{path.name} is corrupt or truncated")
+    e, tags = parsed
     width, height = tags[256][0], tags[257][0]
     channels, bits = tags.get(277, [1])[0], tags.get(258, [1])[0]
     compression, predictor = tags.get(259, [1])[0], tags.get(317, [1])[0]
@@ -187,6 +190,7 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     if header is not None:
         _check_size(path, header.width, header.height, max_pixels)
         if (header.channels >= 2 and header.bits == 16) or (header.is_float and header.channels > 1):
+            assert kind is not None  # _sniff reads a header only from a PNG or a TIFF
             return _load_high_depth(path, kind, header)
     try:
         with PILImage.open(path) as im:
@@ -267,9 +271,10 @@ def _load_high_depth(path: Path, kind: str, header: _Header) -> Image:
             return _with_metadata(path, a.astype(np.float32), 32)
         return _with_metadata(path, a.astype(np.float32) / 65535.0, 16)
     data = np.fromfile(path, dtype=np.uint8)
-    a = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if a is None:
+    decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if decoded is None:
         raise InputError(f"{path.name} is corrupt or truncated")
+    a = decoded
     if a.ndim == 2:
         a = a[..., None]
     if a.shape[2] == 3:
@@ -298,8 +303,8 @@ def _with_metadata(path: Path, pixels: np.ndarray, bits: int) -> Image:
             exif = im.info.get("exif") or None
     except (OSError, ValueError, SyntaxError):
         pass
-    if icc is None and _sniff(path)[0] == "TIFF":
-        icc = bytes(_tiff_tags(path)[1].get(34675, [])) or None
+    if icc is None and _sniff(path)[0] == "TIFF" and (parsed := _tiff_tags(path)) is not None:
+        icc = bytes(parsed[1].get(34675, [])) or None
     return Image(np.ascontiguousarray(pixels), bits, icc, exif)
 
 
@@ -393,7 +398,7 @@ def _encode_tiff(a: np.ndarray, icc: bytes | None) -> bytes:
     is_float = a.dtype == np.float32
     bits = 32 if is_float else 16
     data = zlib.compress(np.ascontiguousarray(a.astype("<f4" if is_float else "<u2")).tobytes(), 6)
-    entries = [  # (tag, type, values) with type 3 = SHORT, 4 = LONG, 7 = UNDEFINED
+    entries: list[tuple[int, int, list[int] | bytes]] = [  # (tag, type, values) with type 3 = SHORT, 4 = LONG, 7 = UNDEFINED
         (256, 4, [w]), (257, 4, [h]), (258, 3, [bits] * c), (259, 3, [8]),
         (262, 3, [1 if c <= 2 else 2]), (273, 4, [0]), (277, 3, [c]), (278, 4, [h]),
         (279, 4, [len(data)]), (284, 3, [1]),
@@ -409,7 +414,7 @@ def _encode_tiff(a: np.ndarray, icc: bytes | None) -> bytes:
     fields = []
     for tag, typ, values in entries:
         payload = (bytes(values) if typ == 7
-                   else struct.pack("<%d%s" % (len(values), "H" if typ == 3 else "I"), *values))
+                   else struct.pack(f"<{len(values)}{'H' if typ == 3 else 'I'}", *values))
         fields.append((tag, typ, len(values), payload))
         if len(payload) > 4:
             extra += payload + b"\0" * (len(payload) % 2)

@@ -164,7 +164,9 @@ class JobQueue:
                 job.stage = stage
 
         try:
-            image = from_raw(job.image)
+            raw = job.image
+            assert raw is not None  # only _finish clears it, and a running job is not finished yet
+            image = from_raw(raw)
             if job.linear:
                 image = map_colour(image, srgb_encode)
             out = self.engine.upscale(image, job.request, progress, job.cancel_event)
@@ -172,7 +174,7 @@ class JobQueue:
                 raise Cancelled()
             if job.linear:
                 out = map_colour(out, srgb_decode)
-            job.result = to_raw(out, job.image.dtype)
+            job.result = to_raw(out, raw.dtype)
             job.progress = 1.0
             with self._lock:
                 self._finish(job, "done", job.stage if job.stage.startswith("done") else "done")

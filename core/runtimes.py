@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -121,10 +121,10 @@ class OnnxGraph(Graph):
         providers = onnx_providers(device)
         self.session = onnx_session(path, providers)
         active = self.session.get_providers()
-        if providers[0] == "CUDAExecutionProvider" and active[0] != "CUDAExecutionProvider":
-            if device == "cuda":
-                raise ModelError("onnxruntime could not start its CUDA provider (check the CUDA and "
-                                 "cuDNN libraries); use --device cpu")
+        if (providers[0] == "CUDAExecutionProvider" and active[0] != "CUDAExecutionProvider"
+                and device == "cuda"):
+            raise ModelError("onnxruntime could not start its CUDA provider (check the CUDA and "
+                             "cuDNN libraries); use --device cpu")
         self.device = "cuda" if active[0] == "CUDAExecutionProvider" else "cpu"
         self.input_names = tuple(i.name for i in self.session.get_inputs())
         self.output_names = tuple(o.name for o in self.session.get_outputs())

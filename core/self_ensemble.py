@@ -6,7 +6,7 @@ estimate, support set, faces) is not repeated: it describes the whole photo, wha
 orientation of a tile."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -30,13 +30,14 @@ def self_ensemble(run_tile: TileFunction) -> TileFunction:
     """`run_tile` (1x3xhxw -> 1x3x(h*s)x(w*s)) averaged over the 8 orientations of its input."""
 
     def averaged(tile: np.ndarray) -> np.ndarray:
-        total = None
+        total: np.ndarray | None = None
         for turns, mirror in ORIENTATIONS:
             out = unorient(run_tile(orient(tile, turns, mirror)), turns, mirror)
             if total is None:
                 total = out.astype(np.float32, copy=True)
             else:
                 total += out
+        assert total is not None  # ORIENTATIONS has 8 entries
         total /= len(ORIENTATIONS)
         return total
 

@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from core.engine import Engine, UpscaleRequest
+from core.engine import Box, Engine, UpscaleRequest
 from core.errors import BlindUpscaleError, InputError
 from core.image_io import DEFAULT_MAX_PIXELS
 from core.job_queue import JobQueue, NoResult, QueueFull, UnknownJob
@@ -64,6 +64,8 @@ class EngineServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
+        if isinstance(host, bytes):  # typeshed allows it; an AF_INET socket names its host as str
+            host = host.decode()
         return f"http://{host}:{port}"
 
 
@@ -137,10 +139,11 @@ class Handler(BaseHTTPRequestHandler):
     def _analyse(self, query: dict) -> dict:
         remaining = self._content_length()
         raw, linear = self._read_raw(remaining)
-        region = None
+        region: Box | None = None
         if any(k in query for k in ("x", "y", "w", "h")):
             try:
-                region = tuple(int(query[k]) for k in ("x", "y", "w", "h"))
+                x, y, w, h = (int(query[k]) for k in ("x", "y", "w", "h"))
+                region = (x, y, w, h)
             except (KeyError, ValueError):
                 raise HttpError(400, "the region needs integer x, y, w and h") from None
         return self.server.jobs.analyse(raw, region, linear)

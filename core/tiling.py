@@ -11,7 +11,7 @@ the size of the image; everything else is bounded by the tile size.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -5,7 +5,7 @@ documents default to a linear profile) are encoded before a model sees them and 
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, cache
 from pathlib import Path
 
 import torch
@@ -81,6 +81,7 @@ def load_state_dict(path, mmap: bool = False) -> dict:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist")
+    state: object
     if path.suffix == ".safetensors":
         try:
             state = load_safetensors(str(path))
@@ -162,7 +163,7 @@ def load_strict(module: torch.nn.Module, state: dict, key_map=None, name: str = 
     module.load_state_dict(state, strict=True)
 
 
-@lru_cache(maxsize=None)
+@cache
 def signature(arch_id: str, config: str) -> dict:
     """key -> shape of an arch configuration, built on the meta device (no memory, no init)."""
     with torch.device("meta"):
@@ -170,10 +171,10 @@ def signature(arch_id: str, config: str) -> dict:
     return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
 
-def detect(state: dict, name: str = "the weights") -> tuple:
+def detect(state: dict, name: str = "the weights") -> tuple[str, str]:
     """(arch_id, config) whose keys and shapes `state` has exactly (spandrel-style detection).
     Raises WeightsError naming the nearest configuration and how it differs."""
-    best = None
+    best: tuple[float, str, str, str] | None = None
     for arch_id in ARCHS:
         native = native_state_dict(arch_id, state)
         for config in ARCHS[arch_id].configs:
@@ -186,6 +187,7 @@ def detect(state: dict, name: str = "the weights") -> tuple:
             score = shared / max(len(expected), len(native))
             if best is None or score > best[0]:
                 best = (score, arch_id, config, problem)
+    assert best is not None  # every arch has at least one configuration
     _, arch_id, config, problem = best
     raise WeightsError(f"{name} match no known architecture; nearest is {arch_id}:{config}, "
                        f"which differs by {problem}")
@@ -226,13 +228,14 @@ def read_shapes(path) -> dict:
         return load_state_dict(path, mmap=True)
     try:
         with safe_open(str(path), framework="pt") as f:
-            return {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
+            return {k: torch.empty(f.get_slice(k).get_shape(), device="meta")
+                    for k in f.keys()}  # noqa: SIM118 - safe_open has keys() but no __iter__
     except (SafetensorError, OSError, ValueError) as err:
         raise WeightsError(f"{path.name} is not a readable safetensors file ({err})") from err
 
 
 @lru_cache(maxsize=256)
-def _identify(path: str, size: int, mtime_ns: int):
+def _identify(path: str, size: int, mtime_ns: int) -> tuple[str, str] | None:
     """(arch_id, config) of a user file, or None if it is unreadable or of no known arch."""
     try:
         return detect(read_shapes(path), Path(path).name)
@@ -240,9 +243,9 @@ def _identify(path: str, size: int, mtime_ns: int):
         return None
 
 
-def user_checkpoints() -> dict:
+def user_checkpoints() -> dict[tuple[str, str], list[Path]]:
     """(arch_id, config) -> [paths] of the recognised checkpoints in the user's models folder."""
-    found = {}
+    found: dict[tuple[str, str], list[Path]] = {}
     folder = models_dir()
     if not folder.is_dir():
         return found

@@ -25,7 +25,7 @@ class Rect:
     def as_tuple(self) -> tuple[int, int, int, int]:
         return (self.x, self.y, self.width, self.height)
 
-    def intersected(self, other: "Rect") -> "Rect | None":
+    def intersected(self, other: Rect) -> Rect | None:
         left, top = max(self.x, other.x), max(self.y, other.y)
         right = min(self.x + self.width, other.x + other.width)
         bottom = min(self.y + self.height, other.y + other.height)

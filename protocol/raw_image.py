@@ -46,7 +46,7 @@ class RawImage:
         return json.dumps(self.header()).encode("ascii") + b"\n" + self.data
 
     @classmethod
-    def from_bytes(cls, payload: bytes, max_header: int = 4096) -> "RawImage":
+    def from_bytes(cls, payload: bytes, max_header: int = 4096) -> RawImage:
         end = payload.find(b"\n", 0, max_header)
         if end < 0:
             raise ValueError("raw image has no header line")

@@ -46,7 +46,7 @@ def test_classic_degrade_is_seeded_and_8bit():
     assert a.shape == (3, 3, 16, 16)
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert torch.equal(a, (a * 255).round() / 255)
-    assert 0 <= float(a.min()) and float(a.max()) <= 1
+    assert float(a.min()) >= 0 and float(a.max()) <= 1
 
 
 def test_noise_level_matches_sigma():
@@ -62,7 +62,7 @@ def test_realesrgan_degrade_shapes_and_reproducibility():
     b = deg.realesrgan_degrade(hr, 4, torch.Generator().manual_seed(5))
     assert a.shape == (2, 3, 16, 16)
     assert torch.equal(a, b)
-    assert 0 <= float(a.min()) and float(a.max()) <= 1
+    assert float(a.min()) >= 0 and float(a.max()) <= 1
 
 
 def _edges_and_flat(size=128):

@@ -2,7 +2,6 @@
 the standalone editor's in-process client."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest

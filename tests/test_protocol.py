@@ -43,10 +43,9 @@ def test_core_never_imports_the_host_side():
 def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
     target = tmp_path / "settings.json"
     target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_write(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("crash mid-write")
+    with pytest.raises(RuntimeError), atomic_write(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash mid-write")
     assert target.read_text() == "old" and list(tmp_path.iterdir()) == [target]
     with atomic_write(target) as tmp:
         assert tmp.parent == tmp_path and target.read_text() == "old"

@@ -5,7 +5,6 @@ Each test makes its own image; nothing from /work/shared is read.
 from __future__ import annotations
 
 import os
-import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 

@@ -1,6 +1,6 @@
 """Architectures by id, from the `ARCH` spec each module exports (see spec.py)."""
 
-from functools import lru_cache
+from functools import cache
 
 import torch
 from torch import nn
@@ -31,7 +31,7 @@ def build(arch_id: str, config: str) -> nn.Module:
     return get_arch(arch_id).build(config)
 
 
-@lru_cache(maxsize=None)
+@cache
 def param_count(arch_id: str, config: str) -> int:
     """Parameters of a configuration, counted on the meta device (no memory, no init cost)."""
     with torch.device("meta"):

@@ -186,5 +186,5 @@ def support_example(model: CMDSR, height: int, width: int, generator: torch.Gene
 ARCH = ArchSpec(
     id="cmdsr", title="CMDSR", network=CMDSR, configs=CONFIGS,
     graphs=(GraphSpec("condition", CMDSRConditionGraph, ("support",), ("scales",), ("support",)),
-            GraphSpec("sr", lambda model: model.sr_net, ("lr", "scales"), ("sr",))),
+            GraphSpec("sr", lambda model: model.get_submodule("sr_net"), ("lr", "scales"), ("sr",))),
     example_inputs=support_example, native_state_dict=native_state_dict)

@@ -231,4 +231,4 @@ def build_teacher(config: str) -> KDSRTeacher:
 ARCH = ArchSpec(
     id="kdsr", title="KDSR", network=KDSRStudent, configs=CONFIGS,
     graphs=(GraphSpec("estimator", KDSREstimatorGraph, ("lr",), ("idr",)),
-            GraphSpec("sr", lambda student: student.G, ("lr", "idr"), ("sr",))))
+            GraphSpec("sr", lambda student: student.get_submodule("G"), ("lr", "idr"), ("sr",))))

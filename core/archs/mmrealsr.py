@@ -135,5 +135,5 @@ class MMRealSRUpscaleGraph(nn.Module):
 
 ARCH = ArchSpec(
     id="mmrealsr", title="MM-RealSR", network=MMRealSRNet, configs=CONFIGS,
-    graphs=(GraphSpec("estimator", lambda model: model.de_net, ("lr",), ("scores",)),
+    graphs=(GraphSpec("estimator", lambda model: model.get_submodule("de_net"), ("lr",), ("scores",)),
             GraphSpec("sr", MMRealSRUpscaleGraph, ("lr", "scores"), ("sr",))))

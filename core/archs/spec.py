@@ -3,7 +3,7 @@ exports `ARCH = ArchSpec(...)`, and the weights store, the ONNX export and the m
 instead of keeping tables of their own."""
 
 from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

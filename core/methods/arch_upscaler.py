@@ -11,6 +11,8 @@ from core.methods.base import ConfigSpec, Upscaler
 
 class ArchUpscaler(Upscaler):
     backends = ("torch", "onnx")
+    arch: str
+    """Every subclass names its architecture (the base class allows None for networkless models)."""
     config_names: tuple[str, ...] = ()
     """The configurations it offers when not all of its arch's (a model that is one checkpoint
     of another architecture, as Real-ESRGAN is of RRDBNet)."""

@@ -10,7 +10,7 @@ steps: `prepare` once over the whole image (estimates, support set, face adaptat
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -65,7 +65,7 @@ class MetaF2NUpscaler(Upscaler):
         what is missing and why nothing less will do."""
         from core import weights
         from core.archs import get_arch
-        from core.archs.metaf2n import load_tf_npz, state_from_tf
+        from core.archs.metaf2n import MetaF2N, load_tf_npz, state_from_tf
 
         if weights.weights_status(self.id, self.arch, config) != "missing":
             return weights.load_model(self.id, self.arch, config).module
@@ -73,6 +73,7 @@ class MetaF2NUpscaler(Upscaler):
         if export is None:
             raise WeightsError(self.missing_weights_message(config))
         model = get_arch(self.arch).build(config)
+        assert isinstance(model, MetaF2N)  # the metaf2n arch builds its own network
         try:
             state = state_from_tf(load_tf_npz(export), model)
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:

@@ -83,7 +83,7 @@ def criteria_losses(model: arch.CCLNet, critic: Discriminator, lr: torch.Tensor,
               "perceptual": PERCEPTUAL_WEIGHT * sobel_l1(out, hr), "adversarial": ADVERSARIAL_WEIGHT * gan[1]}
     losses["align"] = ALIGN_WEIGHT * (losses["pixel"] - losses["perceptual"]) ** 2
     losses["uniform"] = UNIFORM_WEIGHT * uniformity(PIXEL_WEIGHT * losses["l1"], [ADVERSARIAL_WEIGHT * g for g in gan])
-    losses["total"] = sum(losses[k] for k in ("l1", "pixel", "perceptual", "adversarial", "align", "uniform"))
+    losses["total"] = torch.stack([losses[k] for k in ("l1", "pixel", "perceptual", "adversarial", "align", "uniform")]).sum()
     losses["fake"] = out.detach()
     return losses
 

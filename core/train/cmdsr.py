@@ -95,7 +95,7 @@ def make_tasks(pool, args, rng, generator):
 
 def modulations_of_block(block: int) -> tuple[str, str]:
     """State-dict prefixes of the two modulation layers that scale block `block`'s convs."""
-    return tuple(f"sr_net.modulations.modulations.{2 * block + j}." for j in (0, 1))
+    return (f"sr_net.modulations.modulations.{2 * block}.", f"sr_net.modulations.modulations.{2 * block + 1}.")
 
 
 def replace_condition_net(model: arch.CMDSR, support: torch.Tensor):

@@ -25,8 +25,8 @@ def _image_files(folder: Path, recursive: bool) -> list[Path]:
 
 
 def load_rgb(path: Path, downscale: int = 1) -> np.ndarray:
-    with Image.open(path) as img:
-        img = img.convert("RGB")
+    with Image.open(path) as file:
+        img = file.convert("RGB")
         if downscale > 1:
             img = img.resize((img.width // downscale, img.height // downscale), Image.Resampling.BICUBIC)
         return np.asarray(img, dtype=np.uint8).copy()

@@ -32,14 +32,17 @@ from core.train.run import (TrainingRun, clip_gradients, cosine_lr, load_deepene
                             seed_everything, set_lr)
 from core.train.validation import SCALE, ValidationSet
 
-PHASES = (("teacher", 0.0, 0.30), ("student_kd", 0.30, 0.38), ("student", 0.38, 1.0))
-CONTINUE_PHASES = (("student", 0.0, 1.0),)
-STUDENT_ONLY_PHASES = (("student_l1", 0.0, 1.0),)
+Phases = tuple[tuple[str, float, float], ...]
+"""(name, start, end) with start and end fractions of the run."""
+
+PHASES: Phases = (("teacher", 0.0, 0.30), ("student_kd", 0.30, 0.38), ("student", 0.38, 1.0))
+CONTINUE_PHASES: Phases = (("student", 0.0, 1.0),)
+STUDENT_ONLY_PHASES: Phases = (("student_l1", 0.0, 1.0),)
 TAU = 0.15
 NOISE_MAX = 25.0
 
 
-def phase_at(progress: float, phases=PHASES) -> tuple[str, float]:
+def phase_at(progress: float, phases: Phases = PHASES) -> tuple[str, float]:
     """(phase name, fraction through that phase)."""
     for name, start, end in phases:
         if progress < end:
@@ -70,7 +73,7 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
     head = torch.nn.Linear(teacher.E.compress[0].out_features, 2) if args.degradation_weight else None
     optimizer = None
     phase = None
-    phases = PHASES
+    phases: Phases = PHASES
     state = run.load_checkpoint(rng, generator) if args.resume else None
     if state is not None:
         teacher.load_state_dict(state["teacher"])
@@ -78,7 +81,7 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
         if head is not None and "degradation_head" in state:
             head.load_state_dict(state["degradation_head"])
         phase = state["phase"]
-        phases = tuple(tuple(p) for p in state.get("phases", PHASES))
+        phases = tuple((name, start, end) for name, start, end in state.get("phases", PHASES))
         optimizer = make_optimizer(phase, teacher, student, args.lr, head)
         optimizer.load_state_dict(state["optimizer"])
     elif args.init is not None and args.new_encoders:
@@ -141,12 +144,14 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
                 idr, student_vec = student.estimate(lr)
                 sr = student.upscale(lr, idr) if phase != "student_kd" else None
             losses["idr_spread"] = idr.detach().float().std(dim=0).mean()
-            loss = 0.0
             if teacher_vec is not None:
                 loss = losses["kd"] = kd_loss(student_vec.float(), teacher_vec.float())
-            if sr is not None:
-                losses["l1"] = F.l1_loss(sr.float(), hr)
-                loss = loss + losses["l1"]
+                if sr is not None:
+                    losses["l1"] = F.l1_loss(sr.float(), hr)
+                    loss = loss + losses["l1"]
+            else:  # student_l1: no teacher, so an SR loss
+                assert sr is not None
+                loss = losses["l1"] = F.l1_loss(sr.float(), hr)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         losses["grad_norm"] = clip_gradients((p for group in optimizer.param_groups for p in group["params"]),

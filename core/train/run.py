@@ -38,7 +38,7 @@ class TrainingRun:
         self._last_checkpoint = 0.0
         self._last_val = 0.0
         self.stop_requested = False
-        self._log = open(self.out_dir / "log.txt", "a", buffering=1)
+        self._log = open(self.out_dir / "log.txt", "a", buffering=1)  # noqa: SIM115 - kept open, close() closes it
         self._previous_handlers = {sig: signal.signal(sig, self._request_stop)
                                    for sig in (signal.SIGTERM, signal.SIGINT)}
 

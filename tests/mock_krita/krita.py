@@ -48,7 +48,7 @@ class Selection:
 
 
 class Node:
-    def __init__(self, document: "Document", name: str, kind: str, model: str, depth: str, profile: str):
+    def __init__(self, document: Document, name: str, kind: str, model: str, depth: str, profile: str):
         self.document = document
         self._name, self._type = name, kind
         self._model, self._depth, self._profile = model, depth, profile
@@ -97,7 +97,7 @@ class Node:
     def childNodes(self):
         return list(self.children)
 
-    def addChildNode(self, child: "Node", above: "Node | None"):
+    def addChildNode(self, child: Node, above: Node | None):
         child.parent = self
         index = self.children.index(above) + 1 if above in self.children else len(self.children)
         self.children.insert(index, child)
@@ -299,7 +299,7 @@ class DockWidgetFactory(DockWidgetFactoryBase):
 
 
 class Krita(QObject):
-    _instance: "Krita | None" = None
+    _instance: Krita | None = None
 
     def __init__(self):
         super().__init__()
@@ -313,13 +313,13 @@ class Krita(QObject):
         self.app_data = ""
 
     @classmethod
-    def instance(cls) -> "Krita":
+    def instance(cls) -> Krita:
         if cls._instance is None:
             cls._instance = Krita()
         return cls._instance
 
     @classmethod
-    def reset(cls) -> "Krita":
+    def reset(cls) -> Krita:
         cls._instance = Krita()
         return cls._instance
 
