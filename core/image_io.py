@@ -146,17 +146,21 @@ def _read_tiff_strips(path: Path) -> np.ndarray:
             or tags.get(284, [1])[0] != 1 or 273 not in tags or 279 not in tags):
         raise InputError(f"{path.name} is a kind of {bits}-bit TIFF this program cannot read "
                          "(tiled, planar or an unsupported compression)")
-    chunks = []
+    expected = width * height * channels * (bits // 8)
+    data = bytearray()
     with open(path, "rb") as f:
         for offset, size in zip(tags[273], tags[279]):
+            room = expected - len(data)
+            if room <= 0:
+                break
             f.seek(offset)
             chunk = f.read(size)
-            chunks.append(zlib.decompress(chunk) if compression != 1 else chunk)
-    data = b"".join(chunks)
-    expected = width * height * channels * (bits // 8)
+            # A strip may inflate to far more than the header's size (a zip bomb): decode only
+            # what the header, already checked against max_pixels, says the image holds.
+            data += zlib.decompressobj().decompress(chunk, room) if compression != 1 else chunk[:room]
     if len(data) < expected:
         raise InputError(f"{path.name} is corrupt or truncated")
-    a = np.frombuffer(data[:expected], dtype=e + sample).reshape(height, width, channels)
+    a = np.frombuffer(data, dtype=e + sample).reshape(height, width, channels)
     if predictor == 2:
         a = np.cumsum(a, axis=1, dtype=np.uint16)  # undo horizontal differencing (mod 2^16)
     return a

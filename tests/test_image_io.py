@@ -143,22 +143,47 @@ def test_pixel_limit_is_configurable_and_checked_from_the_header(tmp_path):
         load_image(path, max_pixels=2999)
 
 
-def test_huge_tiff_header_is_refused_before_decoding(tmp_path):
-    path = save_image(Image(gradient_pixels(10, 10, 3), 16), tmp_path / "x.tif")
+def _set_tiff_tags(path, values):
+    """Rewrite numeric tags of the first IFD in place (tag -> one SHORT or LONG value)."""
     data = bytearray(path.read_bytes())
-    # Rewrite ImageWidth/ImageLength in the first IFD to 60000 x 60000.
     e = "<" if data[:2] == b"II" else ">"
     (offset,) = struct.unpack(e + "I", data[4:8])
     (count,) = struct.unpack(e + "H", data[offset:offset + 2])
     for i in range(count):
         at = offset + 2 + 12 * i
         tag, typ = struct.unpack(e + "HH", data[at:at + 4])
-        if tag in (256, 257):
-            value = struct.pack(e + "H", 60000) + b"\0\0" if typ == 3 else struct.pack(e + "I", 60000)
-            data[at + 8:at + 12] = value
+        if tag in values:
+            value = values[tag]
+            data[at + 8:at + 12] = (struct.pack(e + "H", value) + b"\0\0" if typ == 3
+                                    else struct.pack(e + "I", value))
     path.write_bytes(bytes(data))
+
+
+def test_huge_tiff_header_is_refused_before_decoding(tmp_path):
+    path = save_image(Image(gradient_pixels(10, 10, 3), 16), tmp_path / "x.tif")
+    _set_tiff_tags(path, {256: 60000, 257: 60000})
     with pytest.raises(InputError, match="above the limit"):
         load_image(path)
+
+
+def test_tiff_strip_that_inflates_past_its_header_is_decoded_only_to_the_header_size(tmp_path):
+    """Issue 21, defect 3: a 100x100 gray+alpha TIFF whose deflate strip inflates to 64 MB
+    (a zip bomb) was decompressed whole, bypassing --max-pixels."""
+    import tracemalloc
+
+    path = save_image(Image(gradient_pixels(100, 100, 2), 16), tmp_path / "bomb.tif")
+    strip_at = image_io._tiff_tags(path)[1][273][0]
+    bomb = zlib.compress(b"\0" * (64 << 20), 9)
+    path.write_bytes(path.read_bytes()[:strip_at] + bomb)
+    _set_tiff_tags(path, {279: len(bomb)})
+    tracemalloc.start()
+    try:
+        image = load_image(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (image.width, image.height, image.channels) == (100, 100, 2)
+    assert peak < 8 << 20, f"decoding allocated {peak >> 20} MB"
 
 
 def test_missing_file_is_an_input_error(tmp_path):
