@@ -146,6 +146,8 @@ def _check_output(path: Path, has_alpha: bool) -> None:
         raise InputError(f"cannot save {path.name}: unknown extension (use .png, .jpg, .tif or .webp)")
     if not path.parent.is_dir():
         raise InputError(f"cannot save {path.name}: folder {path.parent} does not exist")
+    if path.is_dir():
+        raise InputError(f"cannot save {path}: it is a folder; name an image file")
     if not os.access(path.parent, os.W_OK):
         raise InputError(f"cannot save {path.name}: folder {path.parent} is not writable")
     if fmt == "JPEG" and has_alpha:

@@ -324,14 +324,19 @@ def save_image(image: Image, path: str | os.PathLike, quality: int = 95) -> Path
         raise InputError(f"cannot save {path.name}: JPEG has no alpha channel; use PNG, TIFF or WebP")
     if not path.parent.is_dir():
         raise InputError(f"cannot save {path.name}: folder {path.parent} does not exist")
+    if path.is_dir():
+        raise InputError(f"cannot save {path}: it is a folder; name an image file")
     bits = image.bit_depth
     if fmt in ("JPEG", "WEBP"):
         bits = 8
     elif fmt == "PNG" and bits == 32:
         bits = 16
     payload = _encode(image, fmt, bits, quality)
-    with atomic_write(path) as tmp:
-        tmp.write_bytes(payload)
+    try:
+        with atomic_write(path) as tmp:
+            tmp.write_bytes(payload)
+    except OSError as exc:  # disk full, permissions, a vanished folder: the user can act on these
+        raise InputError(f"cannot save {path.name}: {exc.strerror or exc}") from None
     return path
 
 

@@ -212,7 +212,7 @@ def test_write_error_midway_removes_the_temporary(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(image_io.os, "replace", failing_replace)
-    with pytest.raises(OSError):
+    with pytest.raises(InputError, match="cannot save out.png: disk full"):
         save_image(Image(gradient_pixels(4, 4, 3), 8), target)
     assert list(tmp_path.iterdir()) == []
 
