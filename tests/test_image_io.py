@@ -294,3 +294,21 @@ def test_tiff_metadata_leaves_the_layout_tags_behind(tmp_path):
     assert 256 not in parsed and 273 not in parsed
     again = load_image(save_image(Image(gradient_pixels(12, 10, 3), 8, None, loaded.exif), tmp_path / "b.tif"))
     assert (again.width, again.height) == (10, 12)
+
+
+def test_outputs_get_the_usual_mode_and_an_overwritten_file_keeps_its_own(tmp_path):
+    """Issue 21, defect 8: every output was mode 0600 (a private temporary file renamed), and
+    overwriting a 0644 file made it 0600."""
+    import os
+
+    old_umask = os.umask(0o022)
+    try:
+        new = save_image(Image(gradient_pixels(4, 4, 3), 8), tmp_path / "new.png")
+        kept = tmp_path / "kept.png"
+        kept.write_bytes(b"previous")
+        os.chmod(kept, 0o664)
+        save_image(Image(gradient_pixels(4, 4, 3), 8), kept)
+    finally:
+        os.umask(old_umask)
+    assert new.stat().st_mode & 0o777 == 0o644
+    assert kept.stat().st_mode & 0o777 == 0o664
