@@ -166,6 +166,31 @@ def _read_tiff_strips(path: Path) -> np.ndarray:
     return a
 
 
+def _tiff_page_count(path: Path) -> int:
+    """How many IFDs (pages) a classic TIFF chains, each counted once (a loop ends the count)."""
+    seen: set[int] = set()
+    with open(path, "rb") as f:
+        e = "<" if f.read(2) == b"II" else ">"
+        try:
+            _, offset = struct.unpack(e + "HI", f.read(6))
+            while offset and offset not in seen and len(seen) < 10_000:
+                seen.add(offset)
+                f.seek(offset)
+                (count,) = struct.unpack(e + "H", f.read(2))
+                f.seek(offset + 2 + 12 * count)
+                (offset,) = struct.unpack(e + "I", f.read(4))
+        except struct.error:
+            pass
+    return len(seen)
+
+
+def _refuse_frames(path: Path, frames: int) -> None:
+    """Animated and multi-page files would silently lose every frame but the first."""
+    if frames > 1:
+        raise InputError(f"{path.name} has {frames} frames or pages; only single images are "
+                         "supported (save the frame you want as its own file)")
+
+
 def _sniff(path: Path) -> tuple[str | None, _Header | None]:
     with open(path, "rb") as f:
         head = f.read(32)
@@ -188,6 +213,8 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         kind, header = _sniff(path)
     except OSError as exc:
         raise InputError(f"cannot read {path.name}: {exc.strerror or exc}") from None
+    if kind == "TIFF":
+        _refuse_frames(path, _tiff_page_count(path))
     if header is not None:
         _check_size(path, header.width, header.height, max_pixels)
         if (header.channels >= 2 and header.bits == 16) or (header.is_float and header.channels > 1):
@@ -195,6 +222,7 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     try:
         with PILImage.open(path) as im:
             _check_size(path, im.width, im.height, max_pixels)
+            _refuse_frames(path, getattr(im, "n_frames", 1))
             icc = im.info.get("icc_profile") or None
             exif = im.info.get("exif") or (_tiff_metadata_tags(im) if im.format == "TIFF" else None)
             im.load()

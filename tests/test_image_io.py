@@ -312,3 +312,31 @@ def test_outputs_get_the_usual_mode_and_an_overwritten_file_keeps_its_own(tmp_pa
         os.umask(old_umask)
     assert new.stat().st_mode & 0o777 == 0o644
     assert kept.stat().st_mode & 0o777 == 0o664
+
+
+def _frames(count):
+    return [PILImage.new("RGB", (16, 12), (255 * (k == 0), 255 * (k == 1), 255 * (k == 2)))
+            for k in range(count)]
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".webp", ".tif", ".png"])
+def test_animated_and_multi_page_files_are_refused(tmp_path, suffix):
+    """Issue 21, defect 7: only the first frame or page was kept, without a word."""
+    first, *rest = _frames(3)
+    path = tmp_path / f"anim{suffix}"
+    first.save(path, save_all=True, append_images=rest)
+    with pytest.raises(InputError, match="has 3 frames or pages; only single images are supported"):
+        load_image(path)
+
+
+def test_multi_page_sixteen_bit_tiff_is_refused(tmp_path):
+    """The 16-bit colour route (OpenCV) reads the first page too: the page count comes first."""
+    one = save_image(Image(gradient_pixels(8, 8, 4), 16), tmp_path / "one.tif").read_bytes()
+    (first_ifd,) = struct.unpack("<I", one[4:8])
+    (count,) = struct.unpack("<H", one[first_ifd:first_ifd + 2])
+    next_at = first_ifd + 2 + 12 * count
+    two = one[:next_at] + struct.pack("<I", len(one)) + one[next_at + 4:] + one[first_ifd:next_at] + b"\0" * 4
+    path = tmp_path / "two.tif"
+    path.write_bytes(two)
+    with pytest.raises(InputError, match="has 2 frames or pages"):
+        load_image(path)
