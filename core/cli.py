@@ -10,9 +10,10 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
-from core.errors import BlindUpscaleError, InputError
+from core.errors import BlindUpscaleError, InputError, InputWarning
 
 EXIT_ERROR, EXIT_USAGE = 1, 2
 
@@ -92,6 +93,18 @@ def main(argv: list[str] | None = None) -> int:
     # argparse's REMAINDER refuses a first word starting with "--": the server parses its own options.
     args = (argparse.Namespace(command="serve", args=argv[1:]) if argv[:1] == ["serve"]
             else build_parser().parse_args(argv))
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", InputWarning)
+        warnings.showwarning = _show_warning
+        return _run(args)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning is one line, like an error: `warning: <message>`."""
+    sys.stderr.write(f"warning: {message}\n")
+
+
+def _run(args) -> int:
     try:
         if args.command == "models":
             return _models(args)

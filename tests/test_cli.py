@@ -203,3 +203,16 @@ def test_disk_full_is_one_clear_error_and_leaves_nothing(monkeypatch, capsys, in
     assert cli.main(["upscale", str(inputs["rgb8"]), str(out), "--model", "bicubic"]) == 1
     assert capsys.readouterr().err == "error: cannot save out.png: No space left on device\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_float_input_with_nan_gets_one_warning_line_and_a_finite_result(tmp_path):
+    """Issue 21, defect 6: NaN samples spread, with a two-line numpy warning on stderr."""
+    pixels = gradient_pixels(12, 10, 3)
+    pixels[2, 3, 0] = float("nan")
+    source = save_image(Image(pixels, 32), tmp_path / "nan.tif")
+    out = tmp_path / "out.tif"
+    result = run("upscale", source, out, "--model", "bicubic")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "warning: 1 samples were NaN or infinite; they were replaced by 0 (NaN, -inf) or 1 (+inf)"]
+    assert np.isfinite(load_image(out).pixels).all()
