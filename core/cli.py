@@ -10,9 +10,10 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
-from core.errors import BlindUpscaleError, InputError
+from core.errors import BlindUpscaleError, InputError, InputWarning
 
 EXIT_ERROR, EXIT_USAGE = 1, 2
 
@@ -93,6 +94,18 @@ def main(argv: list[str] | None = None) -> int:
     # argparse's REMAINDER refuses a first word starting with "--": the server parses its own options.
     args = (argparse.Namespace(command="serve", args=argv[1:]) if argv[:1] == ["serve"]
             else build_parser().parse_args(argv))
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", InputWarning)
+        warnings.showwarning = _show_warning
+        return _run(args)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning is one line, like an error: `warning: <message>`."""
+    sys.stderr.write(f"warning: {message}\n")
+
+
+def _run(args) -> int:
     try:
         if args.command == "models":
             return _models(args)
@@ -147,6 +160,8 @@ def _check_output(path: Path, has_alpha: bool) -> None:
         raise InputError(f"cannot save {path.name}: unknown extension (use .png, .jpg, .tif or .webp)")
     if not path.parent.is_dir():
         raise InputError(f"cannot save {path.name}: folder {path.parent} does not exist")
+    if path.is_dir():
+        raise InputError(f"cannot save {path}: it is a folder; name an image file")
     if not os.access(path.parent, os.W_OK):
         raise InputError(f"cannot save {path.name}: folder {path.parent} is not writable")
     if fmt == "JPEG" and has_alpha:

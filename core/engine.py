@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass, fields
 from collections.abc import Callable
 
 import numpy as np
 
-from core.errors import BlindUpscaleError, Cancelled, InputError, WeightsError
+from core.errors import BlindUpscaleError, Cancelled, InputError, InputWarning, WeightsError
 from core.archs.spec import MIN_TILE
 from core.estimate import estimate_degradation
 from core.image_io import Image, to_rgb
@@ -170,6 +171,7 @@ class Engine:
         report = progress or (lambda fraction, stage: None)
         is_cancelled = _cancel_check(cancel)
         started = time.perf_counter()
+        image = _with_finite_samples(image)
         pixels = self._source_pixels(image, request)
 
         report(0.0, "loading model")
@@ -191,6 +193,8 @@ class Engine:
         if pixels.shape[2] in (2, 4):
             result[..., -1] = bicubic_upscale(pixels[..., -1][None, None], request.scale)[0, 0]
         np.clip(result, 0.0, 1.0, out=result)
+        if image.bit_depth == 32:
+            _add_out_of_range(result, pixels, request.scale)
         report(1.0, f"done in {time.perf_counter() - started:.1f} s")
         return Image(result, image.bit_depth, image.icc, image.exif)
 
@@ -301,6 +305,31 @@ def _run_tiles(upscaler, color: np.ndarray, context, request: UpscaleRequest, re
     if scale != request.scale:
         out = _resize(out, color.shape[0] * request.scale, color.shape[1] * request.scale)
     return out
+
+
+def _with_finite_samples(image: Image) -> Image:
+    """NaN and infinite samples (float files) would spread through every tile they touch: they
+    become 0 (NaN, -inf) or 1 (+inf) before anything runs, with a warning."""
+    if image.bit_depth != 32:
+        return image
+    bad = int(np.count_nonzero(~np.isfinite(image.pixels)))
+    if not bad:
+        return image
+    warnings.warn(InputWarning(f"{bad} samples were NaN or infinite; they were replaced by 0 "
+                               "(NaN, -inf) or 1 (+inf)"), stacklevel=3)
+    pixels = np.nan_to_num(image.pixels, nan=0.0, posinf=1.0, neginf=0.0)
+    return Image(pixels, image.bit_depth, image.icc, image.exif)
+
+
+def _add_out_of_range(result: np.ndarray, pixels: np.ndarray, scale: int) -> None:
+    """Models run on 0..1; a float image's colour outside that range (HDR highlights, negative
+    values) is carried to the result by the bicubic, so the range is kept."""
+    colour = pixels.shape[2] - (1 if pixels.shape[2] in (2, 4) else 0)
+    excess = pixels[..., :colour] - np.clip(pixels[..., :colour], 0.0, 1.0)
+    if not excess.any():
+        return
+    nchw = np.ascontiguousarray(excess.transpose(2, 0, 1)[None])
+    result[..., :colour] += bicubic_upscale(nchw, scale)[0].transpose(1, 2, 0)
 
 
 def _with_channels_of(pixels: np.ndarray, out: np.ndarray) -> np.ndarray:

@@ -34,3 +34,8 @@ class Cancelled(BlindUpscaleError):
 
     def __init__(self, message: str = "cancelled"):
         super().__init__(message)
+
+
+class InputWarning(UserWarning):
+    """The input was usable only after a repair the user should hear about (the CLI prints it as
+    `warning: <message>`)."""

@@ -149,20 +149,49 @@ def _read_tiff_strips(path: Path) -> np.ndarray:
             or tags.get(284, [1])[0] != 1 or 273 not in tags or 279 not in tags):
         raise InputError(f"{path.name} is a kind of {bits}-bit TIFF this program cannot read "
                          "(tiled, planar or an unsupported compression)")
-    chunks = []
+    expected = width * height * channels * (bits // 8)
+    data = bytearray()
     with open(path, "rb") as f:
         for offset, size in zip(tags[273], tags[279]):
+            room = expected - len(data)
+            if room <= 0:
+                break
             f.seek(offset)
             chunk = f.read(size)
-            chunks.append(zlib.decompress(chunk) if compression != 1 else chunk)
-    data = b"".join(chunks)
-    expected = width * height * channels * (bits // 8)
+            # A strip may inflate to far more than the header's size (a zip bomb): decode only
+            # what the header, already checked against max_pixels, says the image holds.
+            data += zlib.decompressobj().decompress(chunk, room) if compression != 1 else chunk[:room]
     if len(data) < expected:
         raise InputError(f"{path.name} is corrupt or truncated")
-    a = np.frombuffer(data[:expected], dtype=e + sample).reshape(height, width, channels)
+    a = np.frombuffer(data, dtype=e + sample).reshape(height, width, channels)
     if predictor == 2:
         a = np.cumsum(a, axis=1, dtype=np.uint16)  # undo horizontal differencing (mod 2^16)
     return a
+
+
+def _tiff_page_count(path: Path) -> int:
+    """How many IFDs (pages) a classic TIFF chains, each counted once (a loop ends the count)."""
+    seen: set[int] = set()
+    with open(path, "rb") as f:
+        e = "<" if f.read(2) == b"II" else ">"
+        try:
+            _, offset = struct.unpack(e + "HI", f.read(6))
+            while offset and offset not in seen and len(seen) < 10_000:
+                seen.add(offset)
+                f.seek(offset)
+                (count,) = struct.unpack(e + "H", f.read(2))
+                f.seek(offset + 2 + 12 * count)
+                (offset,) = struct.unpack(e + "I", f.read(4))
+        except struct.error:
+            pass
+    return len(seen)
+
+
+def _refuse_frames(path: Path, frames: int) -> None:
+    """Animated and multi-page files would silently lose every frame but the first."""
+    if frames > 1:
+        raise InputError(f"{path.name} has {frames} frames or pages; only single images are "
+                         "supported (save the frame you want as its own file)")
 
 
 def _sniff(path: Path) -> tuple[str | None, _Header | None]:
@@ -187,6 +216,8 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         kind, header = _sniff(path)
     except OSError as exc:
         raise InputError(f"cannot read {path.name}: {exc.strerror or exc}") from None
+    if kind == "TIFF":
+        _refuse_frames(path, _tiff_page_count(path))
     if header is not None:
         _check_size(path, header.width, header.height, max_pixels)
         if (header.channels >= 2 and header.bits == 16) or (header.is_float and header.channels > 1):
@@ -195,6 +226,7 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     try:
         with PILImage.open(path) as im:
             _check_size(path, im.width, im.height, max_pixels)
+            _refuse_frames(path, getattr(im, "n_frames", 1))
             icc = im.info.get("icc_profile") or None
             exif = im.info.get("exif") or (_tiff_metadata_tags(im) if im.format == "TIFF" else None)
             im.load()
@@ -325,14 +357,19 @@ def save_image(image: Image, path: str | os.PathLike, quality: int = 95) -> Path
         raise InputError(f"cannot save {path.name}: JPEG has no alpha channel; use PNG, TIFF or WebP")
     if not path.parent.is_dir():
         raise InputError(f"cannot save {path.name}: folder {path.parent} does not exist")
+    if path.is_dir():
+        raise InputError(f"cannot save {path}: it is a folder; name an image file")
     bits = image.bit_depth
     if fmt in ("JPEG", "WEBP"):
         bits = 8
     elif fmt == "PNG" and bits == 32:
         bits = 16
     payload = _encode(image, fmt, bits, quality)
-    with atomic_write(path) as tmp:
-        tmp.write_bytes(payload)
+    try:
+        with atomic_write(path) as tmp:
+            tmp.write_bytes(payload)
+    except OSError as exc:  # disk full, permissions, a vanished folder: the user can act on these
+        raise InputError(f"cannot save {path.name}: {exc.strerror or exc}") from None
     return path
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import hmac
+import ipaddress
 import json
 import os
 import secrets
 import signal
+import socket
 import sys
 import threading
 import time
@@ -35,6 +37,11 @@ MAX_REQUEST_LINE = 65536
 DRAIN_LIMIT = 8 << 20
 """A refused request's unread body up to this size is read and dropped, so the client, which
 sends its whole body before reading the answer, gets the error instead of a broken pipe."""
+IDLE_TIMEOUT = 30.0
+"""Seconds a connection may send nothing before it is closed, so idle (unauthenticated)
+connections cannot pile up, each holding a thread."""
+MIN_TOKEN_LENGTH = 24
+"""A token chosen for an address other machines can reach must be at least this long."""
 QUEUE_STATUS = {UnknownJob: 404, NoResult: 409, QueueFull: 503}
 """The HTTP status of the job queue's refusals; any other engine error is a bad request (400)."""
 
@@ -72,6 +79,7 @@ class EngineServer(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     server: EngineServer
     protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT
 
     def log_message(self, fmt, *args) -> None:  # quiet unless something fails
         pass
@@ -120,6 +128,8 @@ class Handler(BaseHTTPRequestHandler):
             self._drain()
             status = next((s for kind, s in QUEUE_STATUS.items() if isinstance(exc, kind)), 400)
             self._send_error(status, str(exc))
+        except TimeoutError:  # the client stopped sending mid-request: nobody to answer
+            self.close_connection = True
         except Exception as exc:
             traceback.print_exc()
             self._send_error(500, f"internal error: {type(exc).__name__}: {exc}")
@@ -281,7 +291,14 @@ def _version() -> str:
 
 
 def _is_loopback(host: str) -> bool:
-    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+    """Whether every address `host` resolves to is a loopback one (a name such as
+    127.evil.example is checked by what it resolves to, not by how it is spelt)."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return False
+    addresses = {str(info[4][0]).split("%")[0] for info in infos}
+    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
 
 
 def write_port_file(path: Path, info: dict) -> None:
@@ -322,10 +339,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     token = args.token or os.environ.get("BLIND_UPSCALE_TOKEN") or None
-    if not _is_loopback(args.host) and not token:
-        print(f"error: listening on {args.host} makes the engine reachable from other machines; "
-              "give it a token with --token", file=sys.stderr)
-        return 1
+    if not _is_loopback(args.host):
+        if not token:
+            print(f"error: listening on {args.host} makes the engine reachable from other machines; "
+                  "give it a token with --token", file=sys.stderr)
+            return 1
+        if len(token) < MIN_TOKEN_LENGTH:
+            print(f"error: listening on {args.host} needs a token of at least {MIN_TOKEN_LENGTH} "
+                  "random characters (python -c 'import secrets; print(secrets.token_urlsafe(24))')",
+                  file=sys.stderr)
+            return 1
     token = token or secrets.token_urlsafe(24)
     try:
         server = EngineServer((args.host, args.port), Engine(), token, args.max_pixels)

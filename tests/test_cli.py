@@ -170,3 +170,48 @@ def test_upscale_refuses_to_write_over_its_input(tmp_path, spelling):
     allowed = run("upscale", source, out, "--model", "bicubic", "--overwrite-input")
     assert allowed.returncode == 0, allowed.stderr
     assert load_image(out).width == 40  # a link is replaced by the result, as any OUT is
+
+
+def test_output_that_is_a_folder_is_refused_before_the_upscale(monkeypatch, capsys, inputs, tmp_path):
+    """Issue 21, defect 9: OUT naming a folder failed as "unexpected IsADirectoryError" only
+    after the whole upscale had run."""
+    from core import cli, engine
+
+    def must_not_run(self, *args, **kwargs):
+        raise AssertionError("the upscale ran before OUT was checked")
+
+    monkeypatch.setattr(engine.Engine, "upscale", must_not_run)
+    out = tmp_path / "out.png"
+    out.mkdir()
+    assert cli.main(["upscale", str(inputs["rgb8"]), str(out), "--model", "bicubic"]) == 1
+    assert capsys.readouterr().err == f"error: cannot save {out}: it is a folder; name an image file\n"
+    assert list(out.iterdir()) == []
+
+
+def test_disk_full_is_one_clear_error_and_leaves_nothing(monkeypatch, capsys, inputs, tmp_path):
+    """Issue 21, defect 9: ENOSPC surfaced as "unexpected OSError"."""
+    import errno
+
+    from core import cli
+
+    def disk_full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", disk_full)
+    out = tmp_path / "out.png"
+    assert cli.main(["upscale", str(inputs["rgb8"]), str(out), "--model", "bicubic"]) == 1
+    assert capsys.readouterr().err == "error: cannot save out.png: No space left on device\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_float_input_with_nan_gets_one_warning_line_and_a_finite_result(tmp_path):
+    """Issue 21, defect 6: NaN samples spread, with a two-line numpy warning on stderr."""
+    pixels = gradient_pixels(12, 10, 3)
+    pixels[2, 3, 0] = float("nan")
+    source = save_image(Image(pixels, 32), tmp_path / "nan.tif")
+    out = tmp_path / "out.tif"
+    result = run("upscale", source, out, "--model", "bicubic")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "warning: 1 samples were NaN or infinite; they were replaced by 0 (NaN, -inf) or 1 (+inf)"]
+    assert np.isfinite(load_image(out).pixels).all()

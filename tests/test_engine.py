@@ -252,3 +252,31 @@ def test_cancel_stops_a_long_global_step_at_its_next_progress_report(monkeypatch
     with pytest.raises(Cancelled):
         Engine().upscale(Image(_scene(16, 16)), UpscaleRequest(), cancel=cancel)
     assert reports == [0, 1]
+
+
+def _float_rgb_beyond_range(h=16, w=20):
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    return np.stack([x / w * 4 - 1, y / h, np.full((h, w), 0.5, np.float32)], axis=2)  # -1..3
+
+
+def test_float_image_keeps_its_range_outside_zero_to_one():
+    """Issue 21, defect 6: a float image with values from -1 to 3 came out clipped to 0..1."""
+    pixels = _float_rgb_beyond_range()
+    result = Engine().upscale(Image(pixels, 32), UpscaleRequest(model="bicubic", tile=0))
+    expected = bicubic_upscale(pixels.transpose(2, 0, 1)[None].copy(), 4)[0].transpose(1, 2, 0)
+    assert result.pixels.min() < -0.8 and result.pixels.max() > 2.8
+    assert np.abs(result.pixels - expected).mean() < 0.01
+    eight_bit = Engine().upscale(Image(np.clip(pixels, 0, 1), 8), UpscaleRequest(model="bicubic"))
+    assert eight_bit.pixels.min() >= 0.0 and eight_bit.pixels.max() <= 1.0
+
+
+def test_non_finite_samples_are_replaced_before_inference_with_a_warning():
+    """Issue 21, defect 6: one NaN and one inf spread to 100 NaN samples of the result."""
+    from core.errors import InputWarning
+
+    pixels = np.clip(_float_rgb_beyond_range(), 0, 1)
+    pixels[3, 4, 0], pixels[8, 9, 1], pixels[10, 2, 2] = np.nan, np.inf, -np.inf
+    with pytest.warns(InputWarning, match="3 samples were NaN or infinite"):
+        result = Engine().upscale(Image(pixels, 32), UpscaleRequest(model="bicubic", tile=0))
+    assert np.isfinite(result.pixels).all()
+    assert np.isnan(pixels[3, 4, 0])  # the caller's image is not modified

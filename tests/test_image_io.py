@@ -143,22 +143,47 @@ def test_pixel_limit_is_configurable_and_checked_from_the_header(tmp_path):
         load_image(path, max_pixels=2999)
 
 
-def test_huge_tiff_header_is_refused_before_decoding(tmp_path):
-    path = save_image(Image(gradient_pixels(10, 10, 3), 16), tmp_path / "x.tif")
+def _set_tiff_tags(path, values):
+    """Rewrite numeric tags of the first IFD in place (tag -> one SHORT or LONG value)."""
     data = bytearray(path.read_bytes())
-    # Rewrite ImageWidth/ImageLength in the first IFD to 60000 x 60000.
     e = "<" if data[:2] == b"II" else ">"
     (offset,) = struct.unpack(e + "I", data[4:8])
     (count,) = struct.unpack(e + "H", data[offset:offset + 2])
     for i in range(count):
         at = offset + 2 + 12 * i
         tag, typ = struct.unpack(e + "HH", data[at:at + 4])
-        if tag in (256, 257):
-            value = struct.pack(e + "H", 60000) + b"\0\0" if typ == 3 else struct.pack(e + "I", 60000)
-            data[at + 8:at + 12] = value
+        if tag in values:
+            value = values[tag]
+            data[at + 8:at + 12] = (struct.pack(e + "H", value) + b"\0\0" if typ == 3
+                                    else struct.pack(e + "I", value))
     path.write_bytes(bytes(data))
+
+
+def test_huge_tiff_header_is_refused_before_decoding(tmp_path):
+    path = save_image(Image(gradient_pixels(10, 10, 3), 16), tmp_path / "x.tif")
+    _set_tiff_tags(path, {256: 60000, 257: 60000})
     with pytest.raises(InputError, match="above the limit"):
         load_image(path)
+
+
+def test_tiff_strip_that_inflates_past_its_header_is_decoded_only_to_the_header_size(tmp_path):
+    """Issue 21, defect 3: a 100x100 gray+alpha TIFF whose deflate strip inflates to 64 MB
+    (a zip bomb) was decompressed whole, bypassing --max-pixels."""
+    import tracemalloc
+
+    path = save_image(Image(gradient_pixels(100, 100, 2), 16), tmp_path / "bomb.tif")
+    strip_at = image_io._tiff_tags(path)[1][273][0]
+    bomb = zlib.compress(b"\0" * (64 << 20), 9)
+    path.write_bytes(path.read_bytes()[:strip_at] + bomb)
+    _set_tiff_tags(path, {279: len(bomb)})
+    tracemalloc.start()
+    try:
+        image = load_image(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (image.width, image.height, image.channels) == (100, 100, 2)
+    assert peak < 8 << 20, f"decoding allocated {peak >> 20} MB"
 
 
 def test_missing_file_is_an_input_error(tmp_path):
@@ -187,7 +212,7 @@ def test_write_error_midway_removes_the_temporary(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(image_io.os, "replace", failing_replace)
-    with pytest.raises(OSError):
+    with pytest.raises(InputError, match="cannot save out.png: disk full"):
         save_image(Image(gradient_pixels(4, 4, 3), 8), target)
     assert list(tmp_path.iterdir()) == []
 
@@ -269,3 +294,49 @@ def test_tiff_metadata_leaves_the_layout_tags_behind(tmp_path):
     assert 256 not in parsed and 273 not in parsed
     again = load_image(save_image(Image(gradient_pixels(12, 10, 3), 8, None, loaded.exif), tmp_path / "b.tif"))
     assert (again.width, again.height) == (10, 12)
+
+
+def test_outputs_get_the_usual_mode_and_an_overwritten_file_keeps_its_own(tmp_path):
+    """Issue 21, defect 8: every output was mode 0600 (a private temporary file renamed), and
+    overwriting a 0644 file made it 0600."""
+    import os
+
+    old_umask = os.umask(0o022)
+    try:
+        new = save_image(Image(gradient_pixels(4, 4, 3), 8), tmp_path / "new.png")
+        kept = tmp_path / "kept.png"
+        kept.write_bytes(b"previous")
+        os.chmod(kept, 0o664)
+        save_image(Image(gradient_pixels(4, 4, 3), 8), kept)
+    finally:
+        os.umask(old_umask)
+    assert new.stat().st_mode & 0o777 == 0o644
+    assert kept.stat().st_mode & 0o777 == 0o664
+
+
+def _frames(count):
+    return [PILImage.new("RGB", (16, 12), (255 * (k == 0), 255 * (k == 1), 255 * (k == 2)))
+            for k in range(count)]
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".webp", ".tif", ".png"])
+def test_animated_and_multi_page_files_are_refused(tmp_path, suffix):
+    """Issue 21, defect 7: only the first frame or page was kept, without a word."""
+    first, *rest = _frames(3)
+    path = tmp_path / f"anim{suffix}"
+    first.save(path, save_all=True, append_images=rest)
+    with pytest.raises(InputError, match="has 3 frames or pages; only single images are supported"):
+        load_image(path)
+
+
+def test_multi_page_sixteen_bit_tiff_is_refused(tmp_path):
+    """The 16-bit colour route (OpenCV) reads the first page too: the page count comes first."""
+    one = save_image(Image(gradient_pixels(8, 8, 4), 16), tmp_path / "one.tif").read_bytes()
+    (first_ifd,) = struct.unpack("<I", one[4:8])
+    (count,) = struct.unpack("<H", one[first_ifd:first_ifd + 2])
+    next_at = first_ifd + 2 + 12 * count
+    two = one[:next_at] + struct.pack("<I", len(one)) + one[next_at + 4:] + one[first_ifd:next_at] + b"\0" * 4
+    path = tmp_path / "two.tif"
+    path.write_bytes(two)
+    with pytest.raises(InputError, match="has 2 frames or pages"):
+        load_image(path)

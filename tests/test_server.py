@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import threading
 import time
 
@@ -11,7 +12,8 @@ import pytest
 
 from core.engine import Engine, UpscaleRequest
 from core.image_io import Image, from_raw, to_raw
-from core.server import EngineServer, main
+from core import server as server_module
+from core.server import EngineServer, _is_loopback, main
 from core.transfer import srgb_decode, srgb_encode
 from protocol.client import EngineClient
 from protocol.errors import EngineError
@@ -219,3 +221,42 @@ def test_client_refuses_an_image_above_the_engine_limit(client):
     big = RawImage(1001, 1000, 1, "u8", bytes(1001 * 1000))
     with pytest.raises(EngineError, match="above the engine's limit of 1.0 MP"):
         client.submit(big, {"model": "bicubic"})
+
+
+@pytest.mark.parametrize("host,loopback", [
+    ("127.0.0.1", True), ("::1", True), ("localhost", True), ("127.0.0.2", True),
+    ("127.evil.example", False), ("127.0.0.1.nip.io.invalid", False), ("0.0.0.0", False),
+    ("192.168.1.1", False), ("", False),
+])
+def test_loopback_is_decided_by_the_resolved_address(host, loopback):
+    """Issue 21, defect 10: a "127." prefix on the host name passed as loopback."""
+    assert _is_loopback(host) is loopback
+
+
+def test_a_short_token_is_refused_for_other_hosts(capsys, monkeypatch):
+    """Issue 21, defect 10: any token, however guessable, opened the engine to the network."""
+    def must_not_listen(*args, **kwargs):
+        raise AssertionError("the server started with a short token")
+
+    monkeypatch.delenv("BLIND_UPSCALE_TOKEN", raising=False)
+    monkeypatch.setattr(server_module, "EngineServer", must_not_listen)
+    assert main(["--host", "0.0.0.0", "--port", "0", "--token", "secret"]) == 1
+    assert "at least 24" in capsys.readouterr().err
+
+
+def test_idle_connections_are_closed(monkeypatch):
+    """Issue 21, defect 10: connections that never sent a request were held open forever,
+    one thread each."""
+    assert server_module.Handler.timeout == server_module.IDLE_TIMEOUT <= 60
+    monkeypatch.setattr(server_module.Handler, "timeout", 0.3)
+    srv = EngineServer(("127.0.0.1", 0), Engine(), TOKEN)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        with socket.create_connection(srv.server_address[:2], timeout=5) as idle:
+            started = time.monotonic()
+            assert idle.recv(1) == b""  # closed by the server
+            assert time.monotonic() - started < 3
+        assert EngineClient(srv.url, TOKEN).health()["busy"] is False
+    finally:
+        srv.shutdown()
+        srv.server_close()

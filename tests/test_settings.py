@@ -54,3 +54,18 @@ def test_every_setting_carries_its_label_and_choices_their_tooltips():
     assert all(setting.label for setting in SETTINGS)
     uses = BY_NAME["selection_use"]
     assert set(uses.choice_descs) == set(uses.choices) == {"area", "support", "face"}
+
+
+def test_the_file_with_the_engine_token_is_readable_by_the_owner_only(tmp_path):
+    """Issue 21, defect 10: the remote engine's token was saved with mode 0644."""
+    import os
+
+    path = tmp_path / "settings.json"
+    path.write_text("{}")
+    os.chmod(path, 0o644)
+    old_umask = os.umask(0o022)
+    try:
+        Settings(path).set("engine_token", "a-secret-token-for-the-remote-engine")
+    finally:
+        os.umask(old_umask)
+    assert path.stat().st_mode & 0o777 == 0o600

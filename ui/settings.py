@@ -103,9 +103,10 @@ class Settings(QObject):
         return {name: dict(value) if isinstance(value, dict) else value for name, value in self._values.items()}
 
     def save(self) -> None:
-        """Write atomically, so a crash mid-write never leaves a truncated file."""
+        """Write atomically, so a crash mid-write never leaves a truncated file, and readable by
+        the owner only: it may hold the remote engine's token."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(self.path) as temp:
+        with atomic_write(self.path, private=True) as temp:
             temp.write_text(json.dumps(self.as_dict(), indent=2), encoding="utf-8")
 
     def _load(self) -> None:
