@@ -5,6 +5,7 @@ files too, and protocol is the standard-library layer all three share.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import stat
@@ -29,10 +30,8 @@ def atomic_write(path: str | os.PathLike, private: bool = False) -> Iterator[Pat
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         yield tmp
         if not private:
-            try:
+            with contextlib.suppress(FileNotFoundError):  # a new file keeps the umask's mode
                 os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
-            except FileNotFoundError:
-                pass
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
