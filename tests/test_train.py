@@ -16,7 +16,7 @@ from core.train import cmdsr as cmdsr_recipe
 from core.train import kdsr as kdsr_recipe
 from core.train.__main__ import parse_args
 from core.train.data import PhotoPool
-from core.train.run import clip_gradients, cosine_lr, load_deepened, mixed_precision
+from core.train.run import clip_gradients, cosine_lr, load_deepened, mixed_precision, warm_start
 from core.train.snapshot import snapshot
 from core.train.validation import ValidationSet
 
@@ -472,7 +472,7 @@ def test_mmrealsr_recipe_starts_from_the_shared_trunk_and_logs_score_gaps(tmp_pa
         bad.mkdir()
         save_file({k: v for k, v in rrdbnet.ARCH.build("lite").state_dict().items() if k != "conv_last.bias"},
                   bad / "rrdbnet_lite.safetensors")
-        mmrealsr_recipe.initialise(mmrealsr.ARCH.build("lite"), bad, "lite")
+        warm_start(mmrealsr.ARCH.build("lite"), bad, "mmrealsr", "lite", ("am_list.", "de_net.", "dd_embed."))
 
 
 def test_ccl_recipe_starts_as_the_trunk_and_trains_every_criterion(tmp_path):

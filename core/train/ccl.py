@@ -21,15 +21,14 @@ image), or continues a finished CCL run (`ccl_<config>.safetensors`).
 """
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 from torch.nn import functional as F
 
 from core.archs import ccl as arch
 from core.train.data import PhotoPool, default_training_files, real_world_batches
 from core.train.run import (TrainingRun, clip_gradients, cosine_lr, mixed_precision, seed_everything,
-                            set_lr)
-from core.train.validation import REAL_WORLD, SCALE, ValidationSet
+                            set_lr, warm_start)
+from core.train.validation import REAL_WORLD, SCALE, ValidationSet, log_validation
 
 PIXEL_WEIGHT = 0.01       # L1 criterion on branch 2's view (and the anchor's scale)
 PERCEPTUAL_WEIGHT = 1.0
@@ -89,22 +88,17 @@ def criteria_losses(model: arch.CCLNet, critic: Discriminator, lr: torch.Tensor,
 
 
 def initialise(model: arch.CCLNet, run_dir, config: str) -> str:
-    """Loads a finished CCL run strictly, or else the shared trunk with the head returning its image."""
-    own = run_dir / f"ccl_{config}.safetensors"
-    if own.is_file():
-        model.load_state_dict(load_file(str(own)))
-        return "a finished CCL run"
-    missing, unexpected = model.load_state_dict(load_file(str(run_dir / f"rrdbnet_{config}.safetensors")),
-                                                strict=False)
-    stray = [key for key in missing if not key.startswith(HEAD_PARTS)]
-    if unexpected or stray or not model.head_skip:
-        raise ValueError(f"the trunk in {run_dir} does not fit ccl {config} (a head skip is needed): "
-                         f"lacking {stray[:3]}, unexpected {unexpected[:3]}")
-    with torch.no_grad():
-        for conv in (model.tail_conv1, model.tail_conv2):
-            conv.weight.zero_()
-            conv.bias.zero_()
-    return "the shared real-world trunk"
+    """A finished CCL run, or else the shared trunk with the head's output convs zeroed (with the
+    head skip the net then returns the trunk's image)."""
+    if not model.head_skip:
+        raise ValueError(f"ccl {config} has no head skip: it cannot start from the shared trunk")
+    source = warm_start(model, run_dir, "ccl", config, HEAD_PARTS)
+    if source == "the shared real-world trunk":
+        with torch.no_grad():
+            for conv in (model.tail_conv1, model.tail_conv2):
+                conv.weight.zero_()
+                conv.bias.zero_()
+    return source
 
 
 def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None = None):
@@ -151,22 +145,15 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
         if run.step % args.log_every == 0:
             run.log("train", lr=lr_now, **{k: float(v.detach()) for k, v in losses.items()})
         if run.validation_due():
-            validate(run, validation, model)
+            log_validation(run, validation, model)
         if run.checkpoint_due():
             save(run, rng, generator, model, critic, optimizer, critic_optimizer)
 
     save(run, rng, generator, model, critic, optimizer, critic_optimizer)
-    return run.finish(lambda: validate(run, validation, model), "ccl", args.config, model)
+    return run.finish(lambda: log_validation(run, validation, model), "ccl", args.config, model)
 
 
 def save(run, rng, generator, model, critic, optimizer, critic_optimizer):
     run.save_checkpoint({"model": model.state_dict(), "critic": critic.state_dict(),
                          "optimizer": optimizer.state_dict(), "critic_optimizer": critic_optimizer.state_dict()},
                         rng, generator)
-
-
-def validate(run, validation, model):
-    model.eval()
-    scores = validation.evaluate(lambda lr, hr: model(lr))
-    run.log("val", **{f"psnr_{k}": v for k, v in scores.items()},
-            **{f"gain_{k}": v - validation.bicubic[k] for k, v in scores.items()})

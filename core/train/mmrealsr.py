@@ -19,37 +19,20 @@ MM-RealSR run (`mmrealsr_<config>.safetensors`). `--resume` continues this run's
 """
 
 import torch
-from safetensors.torch import load_file
 from torch.nn import functional as F
 
 from core import degradations as deg
 from core.archs import mmrealsr as arch
 from core.train.data import PhotoPool, default_training_files, real_world_batches
 from core.train.run import (TrainingRun, clip_gradients, cosine_lr, mixed_precision, seed_everything,
-                            set_lr)
-from core.train.validation import REAL_WORLD, SCALE, ValidationSet
+                            set_lr, warm_start)
+from core.train.validation import REAL_WORLD, SCALE, ValidationSet, log_validation
 
 RANKING_WEIGHT = 0.01
 MARGIN = 0.05
 ANCHOR_WEIGHT = 1e-4
 ORIGIN, MORE_BLUR, MORE_NOISE, STRONGEST, CLEAN = range(len(deg.COUPLED_NAMES))
 BLUR, NOISE = arch.SCORES.index("blur"), arch.SCORES.index("noise")
-
-
-def initialise(model: arch.MMRealSRNet, run_dir, config: str) -> str:
-    """Loads a finished MM-RealSR run strictly, or else the shared trunk into the RRDB parts."""
-    own = run_dir / f"mmrealsr_{config}.safetensors"
-    if own.is_file():
-        model.load_state_dict(load_file(str(own)))
-        return "a finished MM-RealSR run"
-    missing, unexpected = model.load_state_dict(load_file(str(run_dir / f"rrdbnet_{config}.safetensors")),
-                                                strict=False)
-    added = ("am_list.", "de_net.", "dd_embed.")
-    stray = [key for key in missing if not key.startswith(added)]
-    if unexpected or stray:
-        raise ValueError(f"the trunk in {run_dir} does not fit mmrealsr {config}: lacking {stray[:3]}, "
-                         f"unexpected {unexpected[:3]}")
-    return "the shared real-world trunk"
 
 
 def coupled_losses(model: arch.MMRealSRNet, lr: torch.Tensor, hr: torch.Tensor, precision: str) -> dict:
@@ -90,7 +73,8 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
     elif args.init is not None:
-        run.log(f"initialised from {initialise(model, args.init, args.config)} in {args.init}")
+        source = warm_start(model, args.init, "mmrealsr", args.config, ("am_list.", "de_net.", "dd_embed."))
+        run.log(f"initialised from {source} in {args.init}")
     pool = pool or PhotoPool.from_files(default_training_files(), min_size=args.patch * SCALE)
     validation = validation or ValidationSet([REAL_WORLD, "iso2.0"], size=256)
     batches = real_world_batches(pool, args.batch, args.patch, SCALE, args.seed, run.step, args.loader_workers,
@@ -113,21 +97,13 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
         if run.step % args.log_every == 0:
             run.log("train", lr=lr_now, **{k: float(v.detach()) for k, v in losses.items()})
         if run.validation_due():
-            validate(run, validation, model)
+            log_validation(run, validation, model)
         if run.checkpoint_due():
             save(run, rng, generator, model, optimizer)
 
     save(run, rng, generator, model, optimizer)
-    return run.finish(lambda: validate(run, validation, model), "mmrealsr", args.config, model)
+    return run.finish(lambda: log_validation(run, validation, model), "mmrealsr", args.config, model)
 
 
 def save(run, rng, generator, model, optimizer):
     run.save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, rng, generator)
-
-
-def validate(run, validation, model):
-    """Each validation image with DE-Net's own estimate of its scores, as the product runs it."""
-    model.eval()
-    scores = validation.evaluate(lambda lr, hr: torch.cat([model(x[None]) for x in lr]))
-    run.log("val", **{f"psnr_{k}": v for k, v in scores.items()},
-            **{f"gain_{k}": v - validation.bicubic[k] for k, v in scores.items()})

@@ -20,7 +20,7 @@ from core.archs import rrdbnet as arch
 from core.train.data import PhotoPool, default_training_files, real_world_batches
 from core.train.run import (TrainingRun, clip_gradients, cosine_lr, mixed_precision,
                             seed_everything, set_lr)
-from core.train.validation import REAL_WORLD, SCALE, ValidationSet
+from core.train.validation import REAL_WORLD, SCALE, ValidationSet, log_validation
 
 ARCH_ID = "rrdbnet"
 
@@ -62,20 +62,13 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
         if run.step % args.log_every == 0:
             run.log("train", lr=lr_now, l1=float(loss.detach()), grad_norm=float(grad_norm))
         if run.validation_due():
-            validate(run, validation, model)
+            log_validation(run, validation, model)
         if run.checkpoint_due():
             save(run, rng, generator, model, optimizer)
 
     save(run, rng, generator, model, optimizer)
-    return run.finish(lambda: validate(run, validation, model), ARCH_ID, args.config, model)
+    return run.finish(lambda: log_validation(run, validation, model), ARCH_ID, args.config, model)
 
 
 def save(run, rng, generator, model, optimizer):
     run.save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, rng, generator)
-
-
-def validate(run, validation, model):
-    model.eval()
-    scores = validation.evaluate(lambda lr, hr: model(lr))
-    run.log("val", **{f"psnr_{k}": v for k, v in scores.items()},
-            **{f"gain_{k}": v - validation.bicubic[k] for k, v in scores.items()})

@@ -162,6 +162,26 @@ def load_deepened(module: torch.nn.Module, state: dict[str, torch.Tensor], block
     return added
 
 
+def warm_start(model: torch.nn.Module, run_dir: Path, model_id: str, config: str,
+               added_parts: tuple[str, ...]) -> str:
+    """Loads a finished run of this model (`<model_id>_<config>.safetensors`) strictly, or else
+    the shared real-world trunk (`rrdbnet_<config>.safetensors`, core.train.realworld), which
+    must fill every part of the model but `added_parts` (key prefixes). Says which it loaded."""
+    from safetensors.torch import load_file
+
+    own = Path(run_dir) / f"{model_id}_{config}.safetensors"
+    if own.is_file():
+        model.load_state_dict(load_file(str(own)))
+        return f"a finished {model_id} run"
+    missing, unexpected = model.load_state_dict(load_file(str(Path(run_dir) / f"rrdbnet_{config}.safetensors")),
+                                                strict=False)
+    stray = [key for key in missing if not key.startswith(added_parts)]
+    if unexpected or stray:
+        raise ValueError(f"the trunk in {run_dir} does not fit {model_id} {config}: lacking {stray[:3]}, "
+                         f"unexpected {unexpected[:3]}")
+    return "the shared real-world trunk"
+
+
 def bf16_supported() -> bool:
     """Whether this CPU runs bfloat16 convolutions natively (AVX512-BF16 / AMX); where it does,
     mixed precision trains ~1.8x faster with the same fp32 master weights."""

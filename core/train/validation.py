@@ -61,3 +61,12 @@ class ValidationSet:
         return {name: float(np.mean([psnr_y(a, b) for a, b in
                                      zip(to_numpy(upscale(lr, self.hr)), self.hr_np)]))
                 for name, lr in self.lr.items()}
+
+
+def log_validation(run, validation: ValidationSet, model: torch.nn.Module) -> None:
+    """Scores a blind single-net model (whatever it estimates, it estimates per image) and logs
+    PSNR-Y and the gain over bicubic per setting."""
+    model.eval()
+    scores = validation.evaluate(lambda lr, hr: model(lr))
+    run.log("val", **{f"psnr_{k}": v for k, v in scores.items()},
+            **{f"gain_{k}": v - validation.bicubic[k] for k, v in scores.items()})
