@@ -312,6 +312,11 @@ def _mode(generator: torch.Generator) -> str:
     return RESIZE_MODES[int(torch.randint(0, 3, (1,), generator=generator))]
 
 
+def _isotropic(kind: str) -> bool:
+    """Real-ESRGAN's kernel types: "iso", "generalized_iso", "plateau_iso" vs the "*aniso" ones."""
+    return kind.endswith("iso") and not kind.endswith("aniso")
+
+
 def sample_kernel(stage: StageSettings, generator: torch.Generator) -> KernelPlan:
     """A kernel of a random type and odd size 7..21."""
     size = _odd_size(generator)
@@ -319,7 +324,7 @@ def sample_kernel(stage: StageSettings, generator: torch.Generator) -> KernelPla
         return KernelPlan("sinc", size, cutoff=_draw(_sinc_floor(size), math.pi, generator))
     kind = stage.kernel_types[int(torch.multinomial(torch.tensor(stage.kernel_probs), 1, generator=generator))]
     sx = _draw(*stage.kernel_sigma, generator)
-    if kind.endswith("iso") and not kind.endswith("aniso"):
+    if _isotropic(kind):
         sy, theta = sx, 0.0
     else:
         sy, theta = _draw(*stage.kernel_sigma, generator), _draw(0, math.pi, generator)
@@ -427,7 +432,7 @@ def _widen(kernel: KernelPlan | None, stage: StageSettings, generator: torch.Gen
     if kernel.kind == "sinc":
         return replace(kernel, cutoff=_draw(_sinc_floor(kernel.size), kernel.cutoff, generator))
     wider = [_draw(min(s + 0.1, high), high, generator) for s in (kernel.sigma_x, kernel.sigma_y)]
-    if kernel.kind.endswith("iso") and not kernel.kind.endswith("aniso"):
+    if _isotropic(kernel.kind):
         wider[1] = wider[0]
     return replace(kernel, size=max(kernel.size, MAX_KERNEL_SIZE - 6), sigma_x=wider[0], sigma_y=wider[1])
 
