@@ -11,9 +11,10 @@ from ui.calls import plain_error
 from ui.faces import FacesSection
 from protocol.host import Host
 from ui.preview import PreviewSection
-from ui.qt import QLabel, Qt, QTimer, QVBoxLayout, QWidget, Signal
+from ui.qt import QFrame, QLabel, QScrollArea, QSizePolicy, Qt, QTimer, QVBoxLayout, QWidget, Signal
 from ui.run import RunSection
-from ui.sections import DialsSection, EngineSection, MethodSection, SelectionSection
+from ui.sections import (AdvancedSection, Collapsible, DialsSection, EngineSection, MethodSection,
+                         SelectionSection)
 from ui.settings import Settings
 from ui.state import PanelState
 
@@ -21,7 +22,8 @@ HOST_POLL_MS = 500  # active layer / selection / view change polling
 
 
 class Panel(QWidget):
-    """The dock widget's content."""
+    """The dock widget's content: the settings scroll, folded into "Preview" and "Advanced"; the
+    Run/Cancel row, the progress and the status stay at the bottom, visible in a short docker."""
 
     result_applied = Signal(str)   # the new layer's name
     job_started = Signal()         # a run was sent to the engine
@@ -36,21 +38,39 @@ class Panel(QWidget):
         self.state = PanelState(host, client, settings, self)
         self.settings = settings
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
         self.method_section = MethodSection(self.state)
         self.dials_section = DialsSection(self.state)
         self.selection_section = SelectionSection(self.state)
         self.faces_section = FacesSection(self.state)
         self.preview_section = PreviewSection(self.state)
+        self.advanced_section = AdvancedSection(self.state)
         self.engine_section = EngineSection(self.state)
         self.engine_section.setVisible(show_engine_settings)
+        self.preview_fold = Collapsible("Preview", self.preview_section, expanded=True)
+        self.advanced_fold = Collapsible("Advanced", self.advanced_section, self.engine_section)
         self.run_section = RunSection(self.state)
         self.status_label = QLabel()
         self.status_label.setWordWrap(True)
+        # A long message wraps inside the panel instead of widening it.
+        self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        content = QWidget()
+        settings_layout = QVBoxLayout(content)
+        settings_layout.setContentsMargins(0, 0, 0, 0)
         for section in (self.method_section, self.dials_section, self.selection_section, self.faces_section,
-                        self.preview_section, self.engine_section, self.run_section, self.status_label):
-            layout.addWidget(section)
-        layout.addStretch(1)
+                        self.preview_fold, self.advanced_fold):
+            settings_layout.addWidget(section)
+        settings_layout.addStretch(1)
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(content)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        layout.addWidget(self.scroll, 1)
+        layout.addWidget(self.run_section)
+        layout.addWidget(self.status_label)
 
         self.run_section.started.connect(self.job_started)
         self.run_section.finished.connect(self.job_finished)
