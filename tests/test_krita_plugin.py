@@ -159,6 +159,9 @@ def test_apply_result_scales_and_adds_a_layer_without_touching_the_source(app):
     doc, layer = make_document(app, 6, 4, depth="U16", profile="sRGB-elle-V2-g10.icc")
     host = KritaHost(app)
     host.layer_pixels()
+    canvas = app.activeWindow().activeView().canvas()
+    canvas.setZoomLevel(2.0)
+    zoom_before = canvas.zoomLevel()
     source = Rect(2, 1, 3, 2)
     result = RawImage(12, 8, 4, "u16", array("H", range(12 * 8 * 4)).tobytes())
     mask = bytes([0, 255, 255, 255, 255, 0])
@@ -175,7 +178,9 @@ def test_apply_result_scales_and_adds_a_layer_without_touching_the_source(app):
     assert got[0::4] == sent[0::4] and got[1::4] == sent[1::4] and got[2::4] == sent[2::4]
     alpha = got[3::4]  # the selection's coverage, scaled x4, shapes the new layer's alpha
     assert alpha[0] == 0 and alpha[-1] == 0 and alpha[6] == sent[3::4][6]
-    assert new.childNodes() == [] and doc.activeNode() is new
+    assert new.childNodes() == []
+    assert doc.activeNode() is layer  # the source stays the layer the panel works on
+    assert canvas.zoomLevel() == pytest.approx(zoom_before / 4)  # the image keeps its size on screen
 
 
 def test_apply_result_checks_everything_before_changing_the_document(app):
@@ -242,6 +247,14 @@ def test_the_action_upscales_the_active_layer_without_a_dialog(app, engine_serve
     expected = to_raw(Engine().upscale(from_raw(source), UpscaleRequest(model="bicubic")), "u8")
     assert got.data == expected.data
     assert QApplication.activeModalWidget() is None
+    # the preview keeps to the source layer; a second press upscales the source, not the result
+    assert panel.state.host.layer_name() == "Photo"
+    panel.settings.set("live_preview", True)
+    with qtbot.waitSignal(panel.preview_updated, timeout=30000):
+        pass
+    assert panel.preview_section.status_label.text().startswith("Preview: Bicubic")
+    assert panel.state.host.layer_name() == "Photo"
+    panel.settings.set("live_preview", False)
 
 
 def test_engine_failure_leaves_the_document_untouched(app, qtbot):
