@@ -8,10 +8,11 @@ docs/internals.md ("The client interface"); client calls run off the GUI thread 
 from __future__ import annotations
 
 from ui.calls import plain_error
+from ui.engine_setup import EngineSetupSection, wrapping_label
 from ui.faces import FacesSection
 from protocol.host import Host
 from ui.preview import PreviewSection
-from ui.qt import QFrame, QLabel, QScrollArea, QSizePolicy, Qt, QTimer, QVBoxLayout, QWidget, Signal
+from ui.qt import QFrame, QScrollArea, Qt, QTimer, QVBoxLayout, QWidget, Signal
 from ui.run import RunSection
 from ui.sections import (AdvancedSection, Collapsible, DialsSection, EngineSection, MethodSection,
                          SelectionSection)
@@ -31,6 +32,9 @@ class Panel(QWidget):
     preview_updated = Signal(int)  # the generation shown
     models_loaded = Signal()
     engine_settings_changed = Signal()
+    engine_unavailable = Signal(str)   # the engine did not answer the model list: why
+    engine_folder_chosen = Signal(str)  # first run: the user picked this project folder
+    engine_retry = Signal()            # first run: the user asked to try the engine again
 
     def __init__(self, host: Host, client, settings: Settings, parent: QWidget | None = None,
                  show_engine_settings: bool = True):
@@ -50,11 +54,10 @@ class Panel(QWidget):
         self.preview_fold = Collapsible("Preview", self.preview_section, expanded=True)
         self.advanced_fold = Collapsible("Advanced", self.advanced_section, self.engine_section)
         self.run_section = RunSection(self.state)
-        self.status_label = QLabel()
-        self.status_label.setWordWrap(True)
-        # A long message wraps inside the panel instead of widening it.
-        self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.status_label = wrapping_label(selectable=True)  # a long message wraps, never widens the panel
+        self.engine_setup = EngineSetupSection()
+        self.engine_setup.folder_chosen.connect(self.engine_folder_chosen)
+        self.engine_setup.retry.connect(self.engine_retry)
 
         content = QWidget()
         settings_layout = QVBoxLayout(content)
@@ -68,6 +71,7 @@ class Panel(QWidget):
         self.scroll.setWidgetResizable(True)
         self.scroll.setFrameShape(QFrame.Shape.NoFrame)
         self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        layout.addWidget(self.engine_setup)
         layout.addWidget(self.scroll, 1)
         layout.addWidget(self.run_section)
         layout.addWidget(self.status_label)
@@ -120,6 +124,13 @@ class Panel(QWidget):
     def show_error(self, text: str) -> None:
         self.state.show_error(text)
 
+    def show_engine_problem(self, tried: str, error: str, command: str, start_folder: str = "") -> None:
+        """First run: the local engine cannot start. Shows the python tried, the error, the command
+        that creates the venv, and the buttons behind `engine_folder_chosen` and `engine_retry`;
+        it stays until the engine lists its models."""
+        self.engine_setup.show_problem(tried, error, command, start_folder)
+        self.show_error("The engine could not start: see above.")
+
     def set_client(self, client) -> None:
         """Use another engine (the host calls this after restarting or relocating the engine)."""
         self.state.set_client(client)
@@ -136,7 +147,9 @@ class Panel(QWidget):
             return  # another engine was chosen meanwhile
         if error is not None:
             self.show_error(plain_error(error))
+            self.engine_unavailable.emit(plain_error(error))
             return
+        self.engine_setup.setVisible(False)
         models, health = result
         self.state.set_models(models, str(health.get("device", "")))
         self.show_status(f"Engine ready ({self.state.device_name or 'device unknown'}).")
