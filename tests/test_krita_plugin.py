@@ -293,6 +293,7 @@ def start_managed_plugin(app, monkeypatch, chosen: Path):
     monkeypatch.delenv("BLIND_UPSCALE_PYTHON", raising=False)
     Path(os.environ["BLIND_UPSCALE_SETTINGS"]).write_text('{"engine_mode": "managed", "live_preview": false}')
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(lambda *args: str(chosen)))
+    app.app_data = str(chosen.parent)  # the engine's log
     extension.BlindUpscaleDocker.instances.clear()
     extension.register()
     plugin = app.extensions[-1]

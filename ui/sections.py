@@ -22,6 +22,21 @@ def _label(name: str) -> str:
     return BY_NAME[name].label
 
 
+def _flat_form(widget: QWidget) -> QFormLayout:
+    """A form that lines up with the panel's other sections (no margins of its own)."""
+    form = QFormLayout(widget)
+    form.setContentsMargins(0, 0, 0, 0)
+    return form
+
+
+def _narrow_combo() -> QComboBox:
+    """A combo box that may be narrower than its longest item: the text elides (Qt's style does it)."""
+    combo = QComboBox()
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(6)
+    return combo
+
+
 def short_title(model: dict) -> str:
     """The method's name for the list: its family ("KDSR"), not the title's explanation."""
     return model.get("family") or model.get("title") or model["id"]
@@ -84,16 +99,11 @@ class MethodSection(QWidget):
         super().__init__(parent)
         self.state = state
         settings = state.settings
-        form = QFormLayout(self)
-        form.setContentsMargins(0, 0, 0, 0)
-        self.model_combo = QComboBox()
-        self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.model_combo.setMinimumContentsLength(6)
+        form = _flat_form(self)
+        self.model_combo = _narrow_combo()
         bind(settings, "model", self.model_combo)
         form.addRow(_label("model"), self.model_combo)
-        self.config_combo = QComboBox()
-        self.config_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.config_combo.setMinimumContentsLength(6)
+        self.config_combo = _narrow_combo()
         self.config_combo.currentIndexChanged.connect(self._on_config_picked)
         self.config_label = QLabel(_label("configs"))
         form.addRow(self.config_label, self.config_combo)
@@ -164,8 +174,7 @@ class AdvancedSection(QWidget):
         super().__init__(parent)
         self.state = state
         settings = state.settings
-        form = QFormLayout(self)
-        form.setContentsMargins(0, 0, 0, 0)
+        form = _flat_form(self)
         self.device_combo = QComboBox()
         bind(settings, "device", self.device_combo)
         form.addRow(_label("device"), self.device_combo)
@@ -243,8 +252,7 @@ class DialsSection(QGroupBox):
     def _build_rows(self) -> None:
         self.rows.deleteLater()
         self.rows = QWidget()
-        form = QFormLayout(self.rows)
-        form.setContentsMargins(0, 0, 0, 0)
+        form = _flat_form(self.rows)
         self.sliders, self.values = {}, {}
         for control in self.controls():
             slider = QSlider(Qt.Orientation.Horizontal)
@@ -379,8 +387,7 @@ class EngineSection(QWidget):
             lambda on: self.settings.set("engine_mode", "remote" if on else "managed"))
         layout.addWidget(self.remote_check)
         self.remote_fields = QWidget()
-        form = QFormLayout(self.remote_fields)
-        form.setContentsMargins(0, 0, 0, 0)
+        form = _flat_form(self.remote_fields)
         self.url_edit = QLineEdit()
         bind(self.settings, "engine_url", self.url_edit)
         form.addRow(_label("engine_url"), self.url_edit)
