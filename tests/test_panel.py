@@ -422,6 +422,13 @@ def test_method_names_are_short_and_the_full_text_is_a_tooltip(panel):
     assert "adapts to a sample" in combo.toolTip() and "adapts to a sample" not in combo.currentText()
     labels = [label.text() for label in widget.findChildren(QLabel)]
     assert not any("adapts to a sample" in text for text in labels)  # no repeated summary
+    long = {**MODELS[0], "id": "user:a-community-checkpoint", "family": "user:a-community-checkpoint-x4-v2"}
+    widget.state.set_models(MODELS + [long], "cpu")
+    pick(widget, "user:a-community-checkpoint")
+    widget.resize(200, 400)
+    widget.show()
+    assert combo.shown_text().endswith("…") and combo.shown_text() != combo.currentText()
+    assert combo.toolTip().startswith("Bicubic")  # the entry's full title and summary
 
 
 def test_disabled_selection_roles_say_why_in_the_panel(qtbot, panel):

@@ -8,8 +8,8 @@ from __future__ import annotations
 from ui.bind import SignalBlocker, bind
 from ui.calls import plain_error
 from ui.qt import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-                   QPushButton, QRadioButton, QSlider, QStandardItemModel, Qt, QToolButton, QVBoxLayout,
-                   QWidget, is_deleted)
+                   QPushButton, QRadioButton, QSlider, QStandardItemModel, QStyle, QStyleOptionComboBox,
+                   QStylePainter, Qt, QToolButton, QVBoxLayout, QWidget, is_deleted)
 from ui.request import SELECTION_USE_NEEDS, config_name, present_config, selection_use, usable_configs
 from ui.settings import BY_NAME, TILE_SIZES
 from ui.state import PanelState
@@ -29,12 +29,30 @@ def _flat_form(widget: QWidget) -> QFormLayout:
     return form
 
 
-def _narrow_combo() -> QComboBox:
-    """A combo box that may be narrower than its longest item: the text elides (Qt's style does it)."""
-    combo = QComboBox()
-    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-    combo.setMinimumContentsLength(6)
-    return combo
+class ElidingCombo(QComboBox):
+    """A combo box that may be narrower than its longest item: the shown text ends in "…" (Qt's
+    styles would cut it off), and the list that drops down shows it whole."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(6)
+
+    def shown_text(self) -> str:
+        """The current text as it fits the field."""
+        option = QStyleOptionComboBox()
+        self.initStyleOption(option)
+        field = self.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, option,
+                                            QStyle.SubControl.SC_ComboBoxEditField, self)
+        return self.fontMetrics().elidedText(self.currentText(), Qt.TextElideMode.ElideRight, field.width())
+
+    def paintEvent(self, _event) -> None:
+        painter = QStylePainter(self)
+        option = QStyleOptionComboBox()
+        self.initStyleOption(option)
+        painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, option)
+        option.currentText = self.shown_text()
+        painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
 
 
 def short_title(model: dict) -> str:
@@ -100,10 +118,10 @@ class MethodSection(QWidget):
         self.state = state
         settings = state.settings
         form = _flat_form(self)
-        self.model_combo = _narrow_combo()
+        self.model_combo = ElidingCombo()
         bind(settings, "model", self.model_combo)
         form.addRow(_label("model"), self.model_combo)
-        self.config_combo = _narrow_combo()
+        self.config_combo = ElidingCombo()
         self.config_combo.currentIndexChanged.connect(self._on_config_picked)
         self.config_label = QLabel(_label("configs"))
         form.addRow(self.config_label, self.config_combo)
@@ -148,10 +166,11 @@ class MethodSection(QWidget):
             self.scale_combo.setCurrentIndex(index if index >= 0 else self.scale_combo.count() - 1)
             self.config_combo.clear()
             usable = usable_configs(model)
-            for config in usable:
+            for index, config in enumerate(usable):
                 params = config.get("params") or 0
                 size = f", {params / 1e6:.1f} M parameters" if params else ""
-                self.config_combo.addItem(f"{config_name(config)} ({config['weights']}{size})", config_name(config))
+                self.config_combo.addItem(config_name(config), config_name(config))
+                self.config_combo.setItemData(index, f"{config['weights']} weights{size}", Qt.ItemDataRole.ToolTipRole)
             chosen = present_config(model, settings.configs.get(settings.model))
             self.config_combo.setCurrentIndex(max(0, self.config_combo.findData(chosen)) if usable else -1)
         if model and self.scale_combo.currentData() != settings.scale:
