@@ -52,6 +52,12 @@ def venv_python(folder: str | os.PathLike) -> Path | None:
     return None
 
 
+def project_python(root: str | os.PathLike) -> Path:
+    """The project's venv python, or where it will be once `build.py setup` has made it."""
+    root = Path(root)
+    return venv_python(root) or root / ".venv" / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+
+
 def project_root(python: str | os.PathLike) -> str:
     """The project folder of a `.venv` python (`<root>/.venv/bin/python`), or ""."""
     parts = Path(python).parts

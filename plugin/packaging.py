@@ -15,11 +15,10 @@ so a GIMP adapter could not be run or tested here.
 from __future__ import annotations
 
 import json
-import sys
 import zipfile
 from pathlib import Path
 
-from plugin.engine_process import venv_python
+from plugin.engine_process import project_python
 from protocol.files import atomic_write
 
 PLUGIN = "blind_upscale"
@@ -28,11 +27,6 @@ PACKAGES = ("ui", "protocol")
 """Top-level packages copied whole into the plug-in folder, which goes on Krita's sys.path."""
 SHARED_FILES = ("plugin/engine_process.py",)
 PLUGIN_PACKAGE_INIT = '"""The part of plugin/ the Krita plug-in needs: the engine launcher."""\n'
-
-
-def project_python(root: Path) -> Path:
-    """The project's venv interpreter (POSIX or Windows layout), where it will be if not made yet."""
-    return venv_python(root) or root / ".venv" / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
 
 
 def _python_files(folder: Path) -> list[Path]:

@@ -92,9 +92,9 @@ def test_packaged_plugin_in_real_krita(profile, tmp_path):
 
     log = tmp_path / "krita.log"
     with open(log, "w") as out:  # the screen of issue 25's walk-through
-        run = subprocess.run(["timeout", "170", "xvfb-run", "-a", "-s", "-screen 0 1600x1000x24",
+        run = subprocess.run(["timeout", "420", "xvfb-run", "-a", "-s", "-screen 0 1600x1000x24",
                               "krita", "--nosplash"], env=env, stdout=out, stderr=subprocess.STDOUT,
-                             timeout=180)
+                             timeout=430)
     report_path = work / "report.json"
     engine_log = resources / "blind_upscale_engine.log"
     context = (f"exit {run.returncode}\nkrita log tail:\n{log.read_text(errors='replace')[-3000:]}\n"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from krita import DockWidget, DockWidgetFactory, DockWidgetFactoryBase, Extension, Krita
 
-from plugin.engine_process import (EngineProblem, EngineProcess, SupervisedClient, engine_python, project_root,
-                                   venv_python)
+from plugin.engine_process import (EngineProblem, EngineProcess, SupervisedClient, engine_python, project_python,
+                                   project_root, venv_python)
 from protocol.client import EngineClient
 from ui.panel import Panel
 from ui.settings import Settings
@@ -69,13 +69,11 @@ class EngineConnection:
     def use_folder(self, folder: str) -> None:
         """The project folder the user chose: its .venv python becomes the engine's, even before the
         venv is made (Retry then starts it). A folder that is no project folder changes nothing."""
-        python = venv_python(folder)
-        if python is None and not (Path(folder) / "build.py").is_file():
+        if venv_python(folder) is None and not (Path(folder) / "build.py").is_file():
             self.problem = EngineProblem(str(Path(folder) / ".venv"), f"{folder} is not the Blind Upscale project "
                                          "folder: it has neither build.py nor a .venv.", "")
             return
-        python = python or Path(folder) / ".venv" / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-        self.app.writeSetting(*PYTHON_SETTING, str(python))
+        self.app.writeSetting(*PYTHON_SETTING, str(project_python(folder)))
         self.problem = None
 
     def close(self) -> None:
