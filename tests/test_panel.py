@@ -533,3 +533,27 @@ def test_a_fresh_profile_starts_on_kdsr_when_its_weights_are_there(qtbot, tmp_pa
     with qtbot.waitSignal(without.models_loaded, timeout=5000):
         pass
     assert without.method_section.model_combo.currentData() == "bicubic"  # the first with weights
+
+
+def test_a_failed_model_listing_can_be_asked_again_and_is_never_doubled(qtbot, tmp_path):
+    client = RecordingClient()
+    answers = [RuntimeError("The engine at http://127.0.0.1:1 is not reachable (timed out)."), MODELS]
+    calls = []
+
+    def models():
+        calls.append(1)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    client.models = models
+    widget = Panel(GridHost(), client, Settings(tmp_path / "s.json"))
+    qtbot.addWidget(widget)
+    with qtbot.waitSignal(widget.engine_unavailable, timeout=5000) as failed:
+        pass
+    assert "not reachable" in failed.args[0] and widget.current_model() is None
+    with qtbot.waitSignal(widget.models_loaded, timeout=5000):
+        widget.list_models()
+        widget.list_models()  # already on its way: not asked twice
+    assert len(calls) == 2 and widget.current_model() is not None

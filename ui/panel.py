@@ -83,6 +83,7 @@ class Panel(QWidget):
         self.state.message.connect(self._show_message)
         settings.changed.connect(self._on_setting_changed)
         self._host_revision: object = None
+        self._listing = None  # the client whose model list is on its way
         self._preview_crop = None
         self._host_timer = QTimer(self)
         self._host_timer.setInterval(HOST_POLL_MS)
@@ -134,17 +135,26 @@ class Panel(QWidget):
     def set_client(self, client) -> None:
         """Use another engine (the host calls this after restarting or relocating the engine)."""
         self.state.set_client(client)
+        self._listing = None
         if client is None:
             self.show_status("No engine connected.")
             return
         self.show_status("Connecting to the engine…")
+        self._listing = client
         self.state.calls.start(lambda: (client.models(), client.health()),
                                lambda result, error: self._on_models(client, result, error))
+
+    def list_models(self) -> None:
+        """Ask the engine for its methods again (after a failed listing), unless a listing is
+        already on its way; `models_loaded` follows."""
+        if self.state.client is not None and self._listing is None:
+            self.set_client(self.state.client)
 
     # ---------------------------------------------------------------- internals
     def _on_models(self, client, result, error) -> None:
         if client is not self.state.client:
             return  # another engine was chosen meanwhile
+        self._listing = None
         if error is not None:
             self.show_error(plain_error(error))
             self.engine_unavailable.emit(plain_error(error))

@@ -61,8 +61,9 @@ class EngineConnection:
         return self.client
 
     def failed(self, error: str) -> None:
-        """The local engine did not answer (a venv without its packages): the problem to show."""
-        if isinstance(self.client, SupervisedClient):
+        """The local engine did not answer: when its process is gone (a venv without its
+        packages), that is the problem to show; a running engine that was slow is not."""
+        if isinstance(self.client, SupervisedClient) and not self.client.process.running():
             python = self.client.process.python
             self.problem = EngineProblem(python, error, self.client.process.root or project_root(python))
 
@@ -177,6 +178,8 @@ class BlindUpscaleExtension(Extension):
             self.reconnect()
             if panel.client is None:
                 return
+        elif panel.current_model() is None:  # the last listing may have failed: ask again
+            panel.list_models()
         if panel.current_model() is None:  # the model list is on its way: run once it is here
             run_when_ready(panel)
             return
