@@ -136,7 +136,8 @@ def test_packaged_plugin_in_real_krita(profile, tmp_path):
     for widget in ("run_button", "progress_bar"):
         place = report[widget]
         assert place["visible"] and place["shown_area"] and place["bottom"] < place["screen"][1], (widget, place)
-    assert report["panel_minimum_height"] < 350
+    assert report["panel_minimum_height"] < 350 and not report["horizontal_scroll_bar"]
+    assert report["screenshot"]
     shutil.copyfile(work / "docker.png", ROOT / "docs" / "krita-docker.png")
 
     # 2. engine killed mid-job: the document is as it was, the panel says what happened

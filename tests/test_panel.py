@@ -257,7 +257,7 @@ def test_live_preview_is_debounced_and_drops_stale_results(qtbot, panel):
     assert previews[0]["noise"] == 0.4
     assert previews[0]["region"] == [12, 4, 40, 40]  # around the view centre
     assert shown.args[0] == widget.preview_section.generation
-    assert widget.preview_section.after_label.pixmap().width() == 120
+    assert widget.preview_section.after_label.pixmap().width() == 100
     assert host.applied == []
 
 
@@ -356,7 +356,7 @@ def test_preview_upscales_only_the_crop_and_sends_the_sample(qtbot, panel):
     request = client.submitted[-1][1]
     assert request["support"] == [50, 30, 10, 10]
     assert request["region"] == [12, 4, 40, 40]  # the view crop; the sample lies outside it
-    assert widget.preview_section.after_label.pixmap().width() == 120
+    assert widget.preview_section.after_label.pixmap().width() == 100
 
 
 def test_preview_adapts_to_the_faces_auto_found(qtbot, panel):

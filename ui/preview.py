@@ -22,7 +22,7 @@ from ui.state import PanelState
 
 PREVIEW_SOURCE = 40      # side of the preview crop in layer pixels
 PREVIEW_DELAY_MS = 400   # debounce: the preview starts this long after the last change
-SHOWN = 120              # side of each picture: before and after fit side by side in a narrow docker
+SHOWN = 100              # side of each picture: before and after fit side by side in a narrow docker
 # The settings a preview shows the effect of (the tile size is not one: a preview is never tiled).
 PREVIEWED = {"model", "configs", "scale", "device", "ensemble", "dials", "selection_use", "auto_faces",
              "live_preview"}

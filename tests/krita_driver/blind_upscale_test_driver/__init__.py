@@ -120,7 +120,7 @@ def on_small_finished(state):
     report["small_status"] = p.status_label.text()
     report["zoom_after"] = zoom()
     report["active_layer_after"] = doc.activeNode().name()
-    docker().grab().save(os.path.join(OUT, "docker.png"))
+    report["horizontal_scroll_bar"] = p.scroll.horizontalScrollBar().isVisible()
     report["small_after"] = describe(doc)
     before = report["small_before"]["layers"]
     new = [n for n in doc.topLevelNodes() if n.name() not in before][0]
@@ -128,6 +128,20 @@ def on_small_finished(state):
                            "bounds": [new.bounds().x(), new.bounds().y(), new.bounds().width(), new.bounds().height()]}
     with open(os.path.join(OUT, "new_layer.bgra"), "wb") as f:
         f.write(bytes(new.pixelData(0, 0, doc.width(), doc.height())))
+    # for the README: the docker floated to a usual size, once the preview of the source is back
+    docker().setFloating(True)
+    docker().resize(300, 720)
+    p.settings.set("live_preview", True)
+    p.preview_updated.connect(take_screenshot)
+    QTimer.singleShot(20000, take_screenshot)
+
+
+@guarded
+def take_screenshot(*_):
+    if "screenshot" in report:
+        return
+    report["screenshot"] = docker().grab().save(os.path.join(OUT, "docker.png"))
+    panel().settings.set("live_preview", False)
     QTimer.singleShot(100, start_large)
 
 
