@@ -21,6 +21,9 @@ from protocol.errors import EngineError
 from protocol.raw_image import RawImage
 
 ENGINE_JSON = "engine.json"
+# A local engine is no network peer: a busy machine may take long over its first model list
+# (imports, weights checks), and a crash is seen by the process watch, not by a timeout.
+LOCAL_TIMEOUT = 120.0
 SETUP_COMMAND = "python3 build.py setup"  # run in the project folder: creates .venv with the engine's packages
 
 
@@ -151,7 +154,7 @@ class EngineProcess:
             if port_file.is_file():
                 try:
                     info = json.loads(port_file.read_text(encoding="utf-8"))
-                    client = EngineClient(info["url"], info["token"])
+                    client = EngineClient(info["url"], info["token"], timeout=LOCAL_TIMEOUT)
                     client.health()
                     self.client = client
                     return client

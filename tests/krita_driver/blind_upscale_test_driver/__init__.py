@@ -22,7 +22,7 @@ except ImportError:
     from PyQt5.QtCore import QTimer
 
 OUT = os.environ.get("BLIND_UPSCALE_TEST_DIR", "")
-WATCHDOG_S = 400  # a fresh profile on a busy machine: the engine alone may take a minute to start
+WATCHDOG_S = 360  # a fresh profile on a busy machine: the engine alone may take a minute to start
 report = {"steps": []}
 
 
