@@ -349,7 +349,6 @@ class SelectionSection(QGroupBox):
             layout.addWidget(self.buttons[use])
         self.reason_label = QLabel()
         self.reason_label.setWordWrap(True)
-        self.reason_label.setStyleSheet("color: palette(mid);")
         layout.addWidget(self.reason_label)
         bind(state.settings, "selection_use", self.buttons)
         state.models_changed.connect(self._enable)
