@@ -5,6 +5,7 @@
                                                 display) upscale IMAGE or the sample into out/
     python3 build.py test [PYTEST ARGS...]      run the whole test suite (or what the arguments select)
     python3 build.py package                    build dist/ (the Krita plug-in zip)
+    python3 build.py setup                      only create or update .venv (the engine the plug-in starts)
 
 Every command first makes sure `.venv` exists and holds the dependencies of pyproject.toml.
 A stamp file (`.venv/.blind-upscale-stamp`: a hash of pyproject.toml and the Python version,
@@ -267,7 +268,13 @@ def command_package(args: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"run": command_run, "test": command_test, "package": command_package}
+def command_setup(args: list[str]) -> int:
+    """What the Krita panel's first-run message tells a user to run: the engine's venv, nothing else."""
+    print(ensure_venv())
+    return 0
+
+
+COMMANDS = {"run": command_run, "test": command_test, "package": command_package, "setup": command_setup}
 
 
 def main(argv: list[str]) -> int:

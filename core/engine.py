@@ -23,7 +23,7 @@ from core.estimate import estimate_degradation
 from core.image_io import Image, to_rgb
 from core.methods.bicubic import bicubic_upscale
 from core.registry import get_model, upscaler_class
-from core.runtimes import select_device
+from core.runtimes import cancel_checks, select_device
 from core.self_ensemble import self_ensemble
 from core.tiling import tiled_upscale
 
@@ -33,6 +33,7 @@ Box = tuple[int, int, int, int]
 # Share of the progress bar each stage owns.
 _PREPARE = (0.05, 0.25)
 _TILES = (0.25, 0.95)
+_TIME_LEFT_AFTER = 2  # tiles done before the time left is worth saying
 
 
 @dataclass
@@ -166,15 +167,24 @@ class Engine:
     # ------------------------------------------------------------ upscale
     def upscale(self, image: Image, request: UpscaleRequest, progress: Progress | None = None,
                 cancel=None) -> Image:
-        """Upscale `image` (or `request.region` of it); `cancel` is a callable or an Event."""
+        """Upscale `image` (or `request.region` of it); `cancel` is a callable or an Event.
+
+        `progress(fraction, stage)` names the steps in the user's words ("Upscaling: tile 3 of 12,
+        about 20 s left"); a cancel is seen between the layers of a torch network, so even a slow
+        tile stops within a moment."""
         request.validate()
-        report = progress or (lambda fraction, stage: None)
         is_cancelled = _cancel_check(cancel)
+        with cancel_checks(is_cancelled):
+            return self._upscale(image, request, progress or (lambda fraction, stage: None), is_cancelled)
+
+    def _upscale(self, image: Image, request: UpscaleRequest, report: Progress,
+                 is_cancelled: Callable[[], bool]) -> Image:
         started = time.perf_counter()
+        report(0.0, "Reading the image")
         image = _with_finite_samples(image)
         pixels = self._source_pixels(image, request)
 
-        report(0.0, "loading model")
+        report(0.02, "Loading the model")
         upscaler = self.load(request.model, request.config, request.device, request.backend)
         _stop_if(is_cancelled)
 
@@ -187,7 +197,7 @@ class Engine:
         _stop_if(is_cancelled)
 
         out = _run_tiles(upscaler, color, context, request, report, is_cancelled)
-        report(0.96, "finishing")
+        report(0.96, "Finishing")
         result = _with_channels_of(pixels, out)
         del out  # one output-sized buffer besides the canvas
         if pixels.shape[2] in (2, 4):
@@ -195,7 +205,7 @@ class Engine:
         np.clip(result, 0.0, 1.0, out=result)
         if image.bit_depth == 32:
             _add_out_of_range(result, pixels, request.scale)
-        report(1.0, f"done in {time.perf_counter() - started:.1f} s")
+        report(1.0, f"Done in {time.perf_counter() - started:.1f} s")
         return Image(result, image.bit_depth, image.icc, image.exif)
 
     def _source_pixels(self, image: Image, request: UpscaleRequest) -> np.ndarray:
@@ -268,7 +278,7 @@ def _prepare(upscaler, whole: np.ndarray, request: UpscaleRequest, report: Progr
              is_cancelled: Callable[[], bool]):
     """The Upscaler's global step over the whole image, on its share of the progress bar."""
     lo, hi = _PREPARE
-    report(lo, "preparing")
+    report(lo, "Analysing the image")
 
     def prepare_progress(fraction, stage):
         """A long global step (face adaptation) stops at its next progress report."""
@@ -291,12 +301,22 @@ def _run_tiles(upscaler, color: np.ndarray, context, request: UpscaleRequest, re
 
     if request.ensemble:
         run_tile = self_ensemble(run_tile)
+    started = time.perf_counter()
+
+    def tile_progress(done: int, total: int) -> None:
+        """Names the tile under way (done + 1), with the time left once two tiles timed it."""
+        if done == total:
+            report(hi, f"Upscaled {total} tile(s)")
+            return
+        stage = f"Upscaling: tile {done + 1} of {total}"
+        if done >= _TIME_LEFT_AFTER:
+            left = (time.perf_counter() - started) / done * (total - done)
+            stage += f", {time_left(left)}"
+        report(lo + (hi - lo) * done / total, stage)
+
     try:
-        out = tiled_upscale(
-            run_tile, nchw, scale, request.tile, request.overlap,
-            progress=lambda done, total: report(lo + (hi - lo) * done / total,
-                                                f"upscaling tile {done}/{total}"),
-            cancel=is_cancelled)
+        out = tiled_upscale(run_tile, nchw, scale, request.tile, request.overlap,
+                            progress=tile_progress, cancel=is_cancelled)
     except (MemoryError, RuntimeError) as exc:
         if isinstance(exc, RuntimeError) and "out of memory" not in str(exc).lower():
             raise
@@ -305,6 +325,13 @@ def _run_tiles(upscaler, color: np.ndarray, context, request: UpscaleRequest, re
     if scale != request.scale:
         out = _resize(out, color.shape[0] * request.scale, color.shape[1] * request.scale)
     return out
+
+
+def time_left(seconds: float) -> str:
+    """"about 40 s left", "about 3 min left": rounded as a person would say it."""
+    if seconds < 60:
+        return f"about {max(1, round(seconds))} s left"
+    return f"about {round(seconds / 60)} min left"
 
 
 def _with_finite_samples(image: Image) -> Image:

@@ -150,7 +150,7 @@ class JobQueue:
             with self._lock:
                 if job.state != "queued":
                     continue
-                job.state, job.stage = "running", "starting"
+                job.state, job.stage = "running", "Reading the image"
                 self._current = job
             try:
                 self._run(job)
@@ -177,7 +177,7 @@ class JobQueue:
             job.result = to_raw(out, raw.dtype)
             job.progress = 1.0
             with self._lock:
-                self._finish(job, "done", job.stage if job.stage.startswith("done") else "done")
+                self._finish(job, "done", job.stage if job.stage.startswith("Done") else "Done")
         except Cancelled:
             with self._lock:
                 self._finish(job, "cancelled", "cancelled")

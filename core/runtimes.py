@@ -9,14 +9,49 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
+from contextlib import contextmanager
 from pathlib import Path
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
-from core.errors import ModelError
+from core.errors import Cancelled, ModelError
 
 DEVICES = ("auto", "cpu", "cuda")
+_job = threading.local()  # the cancel check of the job this thread runs, if any
+
+
+@contextmanager
+def cancel_checks(is_cancelled: Callable[[], bool]) -> Iterator[None]:
+    """Within this block, a `TorchGraph` run on this thread stops between two of its layers with
+    `Cancelled` once `is_cancelled()` is true: a tile of a slow network (seconds on a CPU) no longer
+    delays a cancel, and a run that is not cancelled computes exactly what it would without it."""
+    previous = getattr(_job, "is_cancelled", None)
+    _job.is_cancelled = is_cancelled
+    try:
+        yield
+    finally:
+        _job.is_cancelled = previous
+
+
+def _stop_if_cancelled(_module, _args) -> None:
+    """The forward pre-hook `stoppable` puts on every layer: the cancel point inside a tile."""
+    is_cancelled = getattr(_job, "is_cancelled", None)
+    if is_cancelled is not None and is_cancelled():
+        raise Cancelled()
+
+
+_stoppable: weakref.WeakSet = weakref.WeakSet()  # layers that have the hook (graphs share modules)
+
+
+def stoppable(module):
+    """`module` with a cancel point before each of its layers (see `cancel_checks`); returned for chaining."""
+    for layer in module.modules():
+        if next(layer.children(), None) is None and layer not in _stoppable:
+            layer.register_forward_pre_hook(_stop_if_cancelled)
+            _stoppable.add(layer)
+    return module
 
 
 def cuda_available() -> bool:
@@ -32,7 +67,7 @@ def select_device(device: str = "auto") -> str:
     if device == "auto":
         return "cuda" if cuda_available() else "cpu"
     if device == "cuda" and not cuda_available():
-        raise ModelError("device 'cuda' was requested but no CUDA GPU is usable here; use --device cpu or auto")
+        raise ModelError("device 'cuda' was requested but no CUDA GPU is usable here; choose the CPU or Auto device")
     return device
 
 
@@ -58,7 +93,7 @@ class TorchGraph(Graph):
         self.device = select_device(device)
         self.input_names = tuple(input_names)
         self.output_names = tuple(output_names)
-        self.module = module.to(self.device).eval()
+        self.module = stoppable(module.to(self.device).eval())
         self._torch = torch
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -124,7 +159,7 @@ class OnnxGraph(Graph):
         if (providers[0] == "CUDAExecutionProvider" and active[0] != "CUDAExecutionProvider"
                 and device == "cuda"):
             raise ModelError("onnxruntime could not start its CUDA provider (check the CUDA and "
-                             "cuDNN libraries); use --device cpu")
+                             "cuDNN libraries); choose the CPU device")
         self.device = "cuda" if active[0] == "CUDAExecutionProvider" else "cpu"
         self.input_names = tuple(i.name for i in self.session.get_inputs())
         self.output_names = tuple(o.name for o in self.session.get_outputs())

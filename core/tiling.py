@@ -73,8 +73,9 @@ def tiled_upscale(
     """Apply `fn` (1×C×h×w -> 1×C'×(h·scale)×(w·scale)) to `rgb_nchw` tile by tile.
 
     `tile` is the tile side in input pixels (0 = the whole image in one call), `overlap` the
-    minimum overlap between neighbours. `progress(done, total)` is called after every tile;
-    `cancel()` is polled before every tile and stops the job with `Cancelled`.
+    minimum overlap between neighbours. `progress(done, total)` is called before the first tile
+    (done = 0) and after every tile, so a caller can name the tile under way; `cancel()` is polled
+    before every tile and stops the job with `Cancelled`.
     """
     if rgb_nchw.ndim != 4 or rgb_nchw.shape[0] != 1:
         raise InputError(f"tiling expects a 1×C×H×W array, got shape {rgb_nchw.shape}")
@@ -86,6 +87,8 @@ def tiled_upscale(
     if tile == 0 or (height <= tile and width <= tile):
         if cancel is not None and cancel():
             raise Cancelled()
+        if progress is not None:
+            progress(0, 1)
         out = _checked(fn(rgb_nchw), rgb_nchw.shape, scale)
         if progress is not None:
             progress(1, 1)
@@ -96,6 +99,8 @@ def tiled_upscale(
     wx = _axis_weights(xs, tile, width, scale)
     canvas: np.ndarray | None = None
     total, done = len(ys) * len(xs), 0
+    if progress is not None:
+        progress(0, total)
     for iy, y in enumerate(ys):
         for ix, x in enumerate(xs):
             if cancel is not None and cancel():

@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable
 
@@ -19,6 +21,50 @@ from protocol.errors import EngineError
 from protocol.raw_image import RawImage
 
 ENGINE_JSON = "engine.json"
+# A local engine is no network peer: a busy machine may take long over its first model list
+# (imports, weights checks), and a crash is seen by the process watch, not by a timeout.
+LOCAL_TIMEOUT = 120.0
+SETUP_COMMAND = "python3 build.py setup"  # run in the project folder: creates .venv with the engine's packages
+
+
+@dataclass(frozen=True)
+class EngineProblem:
+    """Why the local engine cannot start, as the first-run panel shows it."""
+
+    tried: str    # the python that was tried ("" when none was set)
+    error: str    # one plain sentence
+    root: str     # the project folder, when known ("" otherwise)
+
+    @property
+    def command(self) -> str:
+        """The exact command that creates the engine's venv."""
+        return f'cd "{self.root}" && {SETUP_COMMAND}' if self.root else f"cd <project folder> && {SETUP_COMMAND}"
+
+
+def venv_python(folder: str | os.PathLike) -> Path | None:
+    """The engine's python in `folder`: a project folder (its `.venv`), a venv, or the
+    interpreter itself; None when there is none."""
+    folder = Path(folder)
+    if folder.is_file():
+        return folder
+    layouts = ("Scripts/python.exe", "bin/python") if sys.platform == "win32" else ("bin/python", "Scripts/python.exe")
+    for venv in (folder / ".venv", folder):
+        for layout in layouts:
+            if (venv / layout).is_file():
+                return venv / layout
+    return None
+
+
+def project_python(root: str | os.PathLike) -> Path:
+    """The project's venv python, or where it will be once `build.py setup` has made it."""
+    root = Path(root)
+    return venv_python(root) or root / ".venv" / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+
+
+def project_root(python: str | os.PathLike) -> str:
+    """The project folder of a `.venv` python (`<root>/.venv/bin/python`), or ""."""
+    parts = Path(python).parts
+    return str(Path(*parts[:-3])) if len(parts) > 3 and parts[-3] == ".venv" else ""
 
 
 def engine_python(configured: str | None, package_dir: Path) -> tuple[str, str | None] | None:
@@ -81,7 +127,7 @@ class EngineProcess:
     def start(self) -> EngineClient:
         if not Path(self.python).is_file():
             raise EngineError(f"The engine's python {self.python} does not exist; "
-                              "choose the project's .venv/bin/python in the settings.")
+                              "choose the project folder in the Blind Upscale panel.")
         self._tmp = tempfile.TemporaryDirectory(prefix="blind-upscale-")
         port_file = Path(self._tmp.name) / "engine.port"
         log = self.log_path or str(Path(self._tmp.name) / "engine.log")
@@ -108,7 +154,7 @@ class EngineProcess:
             if port_file.is_file():
                 try:
                     info = json.loads(port_file.read_text(encoding="utf-8"))
-                    client = EngineClient(info["url"], info["token"])
+                    client = EngineClient(info["url"], info["token"], timeout=LOCAL_TIMEOUT)
                     client.health()
                     self.client = client
                     return client

@@ -15,10 +15,10 @@ so a GIMP adapter could not be run or tested here.
 from __future__ import annotations
 
 import json
-import sys
 import zipfile
 from pathlib import Path
 
+from plugin.engine_process import project_python
 from protocol.files import atomic_write
 
 PLUGIN = "blind_upscale"
@@ -27,14 +27,6 @@ PACKAGES = ("ui", "protocol")
 """Top-level packages copied whole into the plug-in folder, which goes on Krita's sys.path."""
 SHARED_FILES = ("plugin/engine_process.py",)
 PLUGIN_PACKAGE_INIT = '"""The part of plugin/ the Krita plug-in needs: the engine launcher."""\n'
-
-
-def venv_python(root: Path) -> Path:
-    """The project's venv interpreter (POSIX or Windows layout)."""
-    for candidate in (root / ".venv" / "bin" / "python", root / ".venv" / "Scripts" / "python.exe"):
-        if candidate.exists():
-            return candidate
-    return root / ".venv" / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
 
 
 def _python_files(folder: Path) -> list[Path]:
@@ -64,7 +56,7 @@ def krita_zip_entries(root: Path) -> dict[str, bytes]:
     add_file(f"{PLUGIN}/plugin/__init__.py", PLUGIN_PACKAGE_INIT.encode("utf-8"))
     for name in SHARED_FILES:
         add_file(f"{PLUGIN}/{name}", (root / name).read_bytes())
-    engine = {"python": str(venv_python(root)), "root": str(root)}
+    engine = {"python": str(project_python(root)), "root": str(root)}
     add_file(f"{PLUGIN}/engine.json", (json.dumps(engine, indent=2) + "\n").encode("utf-8"))
     return entries
 

@@ -86,6 +86,13 @@ def test_package_without_packaging_module_gives_a_clear_message(build, monkeypat
     assert "plugin/packaging.py is missing" in capsys.readouterr().err
 
 
+def test_setup_only_makes_the_venv_and_names_its_python(build, monkeypatch, capsys):
+    made = []
+    monkeypatch.setattr(build, "ensure_venv", lambda extras=frozenset(): made.append(extras) or build.venv_python())
+    assert build.main(["setup"]) == 0
+    assert made == [frozenset()] and capsys.readouterr().out.strip() == str(build.venv_python())
+
+
 def test_unknown_command_prints_usage(build, capsys):
     assert build.main(["frobnicate"]) == 2
     assert "build.py run" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import pytest
 from core import methods
 from core.errors import BlindUpscaleError, Cancelled, InputError, ModelError, WeightsError
 from core.image_io import Image
-from core.engine import Engine, UpscaleRequest
+from core.engine import Engine, UpscaleRequest, time_left
 from core.estimate import estimate_degradation
 from core.methods.base import Upscaler
 from core.methods.bicubic import bicubic_upscale
@@ -72,20 +72,37 @@ def test_other_scales(engine):
     assert out.pixels.shape == (20, 24, 3)
 
 
-def test_progress_rises_to_one_with_stages(engine):
+def test_progress_rises_to_one_with_stages_in_plain_words(engine, monkeypatch):
     seen = []
+    # a clock on which every tile takes 1 s: the number of tiles named so far
+    monkeypatch.setattr("core.engine.time.perf_counter",
+                        lambda: float(sum(stage.startswith("Upscaling") for _, stage in seen)))
     engine.upscale(Image(_scene(64, 80)), UpscaleRequest(tile=32, overlap=8),
                    lambda fraction, stage: seen.append((fraction, stage)))
     fractions = [f for f, _ in seen]
+    stages = [stage for _, stage in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
-    assert any("tile" in stage for _, stage in seen)
+    assert stages[:3] == ["Reading the image", "Loading the model", "Analysing the image"]
+    tiles = [s for s in stages if s.startswith("Upscaling: tile")]
+    total = len(tiles)
+    assert total == 9  # 3 rows of 3 tiles
+    # each tile is named before it runs; the time left appears once two tiles are timed
+    assert tiles[:3] == [f"Upscaling: tile 1 of {total}", f"Upscaling: tile 2 of {total}",
+                         f"Upscaling: tile 3 of {total}, about {total - 2} s left"]
+    assert tiles[-1] == f"Upscaling: tile {total} of {total}, about 1 s left"
+    assert len({f for f, s in seen if s.startswith("Upscaling")}) == total  # the bar moves per tile
+
+
+def test_time_left_is_said_as_a_person_would():
+    assert [time_left(s) for s in (0.2, 12.4, 59, 61, 600)] == [
+        "about 1 s left", "about 12 s left", "about 59 s left", "about 1 min left", "about 10 min left"]
 
 
 def test_cancel_event_stops_the_job(engine):
     cancel = threading.Event()
 
     def progress(fraction, stage):
-        if "tile 1/" in stage:
+        if stage.startswith("Upscaling: tile 2 "):
             cancel.set()
 
     with pytest.raises(Cancelled):
@@ -280,3 +297,31 @@ def test_non_finite_samples_are_replaced_before_inference_with_a_warning():
         result = Engine().upscale(Image(pixels, 32), UpscaleRequest(model="bicubic", tile=0))
     assert np.isfinite(result.pixels).all()
     assert np.isnan(pixels[3, 4, 0])  # the caller's image is not modified
+
+
+def test_a_slow_torch_tile_stops_within_a_moment_of_a_cancel():
+    """The cancel point sits between the layers of a torch network: a tile that would take
+    seconds stops within a layer, and without a cancel the network computes the same."""
+    import time
+
+    import torch
+
+    from core.runtimes import TorchGraph, cancel_checks
+
+    class SlowLayer(torch.nn.Module):
+        def forward(self, x):
+            time.sleep(0.05)
+            return x * 1.01
+
+    graph = TorchGraph(torch.nn.Sequential(*[SlowLayer() for _ in range(100)]), ("x",), ("y",))
+    tile = np.ones((1, 3, 8, 8), np.float32)
+    cancel = threading.Event()
+    threading.Timer(0.2, cancel.set).start()
+    started = time.monotonic()
+    with cancel_checks(cancel.is_set), pytest.raises(Cancelled):
+        graph({"x": tile})  # 5 s uncancelled
+    assert time.monotonic() - started < 0.5
+    small = TorchGraph(torch.nn.Sequential(torch.nn.Conv2d(3, 3, 3, padding=1)), ("x",), ("y",))
+    with cancel_checks(lambda: False):
+        inside = small({"x": tile})["y"]
+    np.testing.assert_array_equal(inside, small({"x": tile})["y"])

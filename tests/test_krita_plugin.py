@@ -6,7 +6,9 @@ The end-to-end tests drive the real panel and a real engine server over HTTP on 
 from __future__ import annotations
 
 import os
+import shutil
 import struct
+import subprocess
 import sys
 import tempfile
 import threading
@@ -31,7 +33,7 @@ from core.engine import Engine, UpscaleRequest  # noqa: E402
 from core.server import EngineServer  # noqa: E402
 from protocol.host import Rect  # noqa: E402
 from protocol.raw_image import RawImage  # noqa: E402
-from ui.qt import QT_MAJOR, QApplication  # noqa: E402
+from ui.qt import QT_MAJOR, QApplication, QFileDialog  # noqa: E402
 
 
 def krita_bytes(width, height, model="RGBA", depth="U8") -> bytes:
@@ -159,6 +161,9 @@ def test_apply_result_scales_and_adds_a_layer_without_touching_the_source(app):
     doc, layer = make_document(app, 6, 4, depth="U16", profile="sRGB-elle-V2-g10.icc")
     host = KritaHost(app)
     host.layer_pixels()
+    canvas = app.activeWindow().activeView().canvas()
+    canvas.setZoomLevel(2.0)
+    zoom_before = canvas.zoomLevel()
     source = Rect(2, 1, 3, 2)
     result = RawImage(12, 8, 4, "u16", array("H", range(12 * 8 * 4)).tobytes())
     mask = bytes([0, 255, 255, 255, 255, 0])
@@ -175,7 +180,9 @@ def test_apply_result_scales_and_adds_a_layer_without_touching_the_source(app):
     assert got[0::4] == sent[0::4] and got[1::4] == sent[1::4] and got[2::4] == sent[2::4]
     alpha = got[3::4]  # the selection's coverage, scaled x4, shapes the new layer's alpha
     assert alpha[0] == 0 and alpha[-1] == 0 and alpha[6] == sent[3::4][6]
-    assert new.childNodes() == [] and doc.activeNode() is new
+    assert new.childNodes() == []
+    assert doc.activeNode() is layer  # the source stays the layer the panel works on
+    assert canvas.zoomLevel() == pytest.approx(zoom_before / 4)  # the image keeps its size on screen
 
 
 def test_apply_result_checks_everything_before_changing_the_document(app):
@@ -242,6 +249,14 @@ def test_the_action_upscales_the_active_layer_without_a_dialog(app, engine_serve
     expected = to_raw(Engine().upscale(from_raw(source), UpscaleRequest(model="bicubic")), "u8")
     assert got.data == expected.data
     assert QApplication.activeModalWidget() is None
+    # the preview keeps to the source layer; a second press upscales the source, not the result
+    assert panel.state.host.layer_name() == "Photo"
+    panel.settings.set("live_preview", True)
+    with qtbot.waitSignal(panel.preview_updated, timeout=30000):
+        pass
+    assert panel.preview_section.status_label.text().startswith("Preview: Bicubic")
+    assert panel.state.host.layer_name() == "Photo"
+    panel.settings.set("live_preview", False)
 
 
 def test_engine_failure_leaves_the_document_untouched(app, qtbot):
@@ -257,11 +272,94 @@ def test_engine_failure_leaves_the_document_untouched(app, qtbot):
     assert [n.name() for n in doc.rootNode().childNodes()] == ["Photo"] and doc.undo_steps == []
 
 
-def test_managed_engine_without_a_python_asks_instead_of_guessing(app, monkeypatch):
+def test_managed_engine_without_a_python_says_so_instead_of_guessing(app, monkeypatch):
     monkeypatch.delenv("BLIND_UPSCALE_PYTHON", raising=False)
     Path(os.environ["BLIND_UPSCALE_SETTINGS"]).write_text('{"engine_mode": "managed"}')
     connection = extension.EngineConnection(app, extension.Settings())
-    assert connection.connect() is None and "python is not set" in connection.problem
+    assert connection.connect() is None and "Python is not set" in connection.problem.error
+    assert connection.problem.command == "cd <project folder> && python3 build.py setup"
     app.writeSetting("blind_upscale", "engine_python", sys.executable)
     client = connection.connect()
     assert client.process.python == sys.executable and not client.process.running()
+    assert connection.problem is None
+
+
+# ---------------------------------------------------------------- first run: no venv, a broken venv
+ROOT = HERE.parent
+
+
+def start_managed_plugin(app, monkeypatch, chosen: Path):
+    """The plug-in on a fresh profile (no engine python set), the folder dialog answering `chosen`."""
+    monkeypatch.delenv("BLIND_UPSCALE_PYTHON", raising=False)
+    Path(os.environ["BLIND_UPSCALE_SETTINGS"]).write_text('{"engine_mode": "managed", "live_preview": false}')
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(lambda *args: str(chosen)))
+    app.app_data = str(chosen.parent)  # the engine's log
+    extension.BlindUpscaleDocker.instances.clear()
+    extension.register()
+    plugin = app.extensions[-1]
+    docker = app.factories[-1].create()
+    docker.setParent(app.activeWindow().qwindow())
+    return plugin, docker.panel
+
+
+def project_folder(tmp_path: Path) -> Path:
+    """A project folder as a user has it: build.py and the packages, the venv still to make."""
+    folder = tmp_path / "blind-upscale"
+    folder.mkdir()
+    for name in ("build.py", "core", "protocol", "resources"):
+        (folder / name).symlink_to(ROOT / name)
+    return folder
+
+
+def test_missing_venv_shows_path_error_command_and_retry_starts_the_engine_once_made(app, monkeypatch, qtbot,
+                                                                                     tmp_path):
+    folder = project_folder(tmp_path)
+    plugin, panel = start_managed_plugin(app, monkeypatch, folder)
+    setup = panel.engine_setup
+    assert not setup.isHidden() and setup.tried_label.text() == "No engine Python is set yet."
+    assert setup.retry_button.text() == "Retry" and setup.choose_button.text() == "Choose the project folder…"
+    setup.choose_button.click()  # the dialog answers the project folder
+    python = folder / ".venv" / "bin" / "python"
+    assert setup.tried_label.text() == f"Tried: {python}"
+    assert "does not exist" in setup.error_label.text()
+    assert setup.command_label.text() == f'cd "{folder}" && python3 build.py setup'
+    try:
+        (folder / ".venv").symlink_to(ROOT / ".venv")  # the user ran the command
+        with qtbot.waitSignal(panel.models_loaded, timeout=120000):
+            setup.retry_button.click()
+        assert setup.isHidden() and plugin.connection.client.process.running()
+        assert plugin.connection.client.process.python == str(python)
+    finally:
+        plugin.connection.close()
+
+
+def test_broken_venv_shows_the_error_and_retry_starts_the_engine_once_it_is_mended(app, monkeypatch, qtbot,
+                                                                                   tmp_path):
+    folder = project_folder(tmp_path)
+    subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(folder / ".venv")], check=True)
+    plugin, panel = start_managed_plugin(app, monkeypatch, folder)
+    setup = panel.engine_setup
+    try:
+        with qtbot.waitSignal(panel.engine_unavailable, timeout=120000):
+            setup.choose_button.click()
+        python = folder / ".venv" / "bin" / "python"
+        assert not setup.isHidden() and setup.tried_label.text() == f"Tried: {python}"
+        assert "No module named" in setup.error_label.text()
+        assert setup.command_label.text() == f'cd "{folder}" && python3 build.py setup'
+        with qtbot.waitSignal(panel.engine_unavailable, timeout=120000):
+            plugin.upscale()  # the shortcut while broken is a Retry, and says the same again
+        assert not setup.isHidden() and "No module named" in setup.error_label.text()
+        shutil.rmtree(folder / ".venv")
+        (folder / ".venv").symlink_to(ROOT / ".venv")  # mended
+        with qtbot.waitSignal(panel.models_loaded, timeout=120000):
+            setup.retry_button.click()
+        assert setup.isHidden() and plugin.connection.client.process.running()
+    finally:
+        plugin.connection.close()
+
+
+def test_a_folder_that_is_no_project_is_refused_and_changes_nothing(app, monkeypatch, tmp_path):
+    plugin, panel = start_managed_plugin(app, monkeypatch, tmp_path)
+    panel.engine_setup.choose_button.click()
+    assert "is not the Blind Upscale project folder" in panel.engine_setup.error_label.text()
+    assert app.readSetting("blind_upscale", "engine_python", "") == ""

@@ -9,7 +9,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from plugin.packaging import build_packages, venv_python
+from plugin.packaging import build_packages, project_python
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,7 +40,7 @@ def test_zip_layout(tmp_path):
                 "blind_upscale/ui/__init__.py", "blind_upscale/ui/panel.py", "blind_upscale/ui/qt.py"}
     assert expected <= files
     assert not any("__pycache__" in n or n.endswith(".pyc") or "/core/" in n for n in names)
-    assert engine == {"python": str(venv_python(ROOT)), "root": str(ROOT)}
+    assert engine == {"python": str(project_python(ROOT)), "root": str(ROOT)}
     assert '<Action name="blind_upscale">' in action and "<text>Blind Upscale</text>" in action
     assert "<shortcut>Ctrl+Alt+U</shortcut>" in action
 

@@ -14,7 +14,7 @@ import pytest
 from protocol.host import Host, Rect, Selection
 from protocol.raw_image import RawImage
 from ui.panel import Panel
-from ui.qt import Qt, sip
+from ui.qt import QLabel, Qt, sip
 from ui.settings import Settings
 
 MODELS = [
@@ -43,6 +43,7 @@ class RecordingClient:
         self.cancelled: list[str] = []
         self.fail_with: str | None = None
         self.held: set[str] = set()  # jobs that stay "running" until removed from here
+        self.steps: list[dict] = []  # statuses the next job reports, one per poll, before "done"
 
     def health(self):
         return {"version": "test", "device": "cpu", "busy": False}
@@ -60,6 +61,8 @@ class RecordingClient:
         return str(len(self.submitted))
 
     def status(self, job_id):
+        if self.steps:
+            return {"state": "running", "error": None, **self.steps.pop(0)}
         if job_id in self.held:
             return {"state": "running", "progress": 0.5, "stage": "upscaling tile 1/2", "error": None}
         if self.fail_with:
@@ -146,8 +149,8 @@ def test_models_listed_one_line_each_and_missing_weights_disabled(panel):
 def test_controls_drive_the_request_and_result_becomes_a_layer(qtbot, panel):
     widget, client, host = panel
     pick(widget, "mmrealsr")
-    widget.method_section.device_combo.setCurrentIndex(widget.method_section.device_combo.findData("cpu"))
-    widget.method_section.tile_combo.setCurrentIndex(widget.method_section.tile_combo.findData(128))
+    widget.advanced_section.device_combo.setCurrentIndex(widget.advanced_section.device_combo.findData("cpu"))
+    widget.advanced_section.tile_combo.setCurrentIndex(widget.advanced_section.tile_combo.findData(128))
     widget.dials_section.sliders["blur"].setValue(30)
     widget.dials_section.sliders["noise"].setValue(80)
     assert run_and_wait(qtbot, widget) == "done"
@@ -158,7 +161,7 @@ def test_controls_drive_the_request_and_result_becomes_a_layer(qtbot, panel):
     assert host.applied[-1][:4] == (256, 192, Rect(0, 0, 64, 48), 4)
     assert "MM-RealSR" in host.applied[-1][5]
     assert "MM-RealSR on cpu" in widget.status_label.text()
-    widget.method_section.ensemble_check.setChecked(True)
+    widget.advanced_section.ensemble_check.setChecked(True)
     assert run_and_wait(qtbot, widget) == "done"
     assert client.submitted[-1][1]["ensemble"] is True
     assert Settings(widget.settings.path).ensemble is True
@@ -254,7 +257,7 @@ def test_live_preview_is_debounced_and_drops_stale_results(qtbot, panel):
     assert previews[0]["noise"] == 0.4
     assert previews[0]["region"] == [12, 4, 40, 40]  # around the view centre
     assert shown.args[0] == widget.preview_section.generation
-    assert widget.preview_section.after_label.pixmap().width() == 160
+    assert widget.preview_section.after_label.pixmap().width() == 100
     assert host.applied == []
 
 
@@ -262,7 +265,7 @@ def test_settings_persist(tmp_path, qtbot, panel):
     widget, _client, _host = panel
     pick(widget, "cmdsr")
     widget.selection_section.buttons["support"].setChecked(True)
-    widget.engine_section.mode_combo.setCurrentIndex(widget.engine_section.mode_combo.findData("remote"))
+    widget.engine_section.remote_check.setChecked(True)
     reloaded = Settings(widget.settings.path)
     assert (reloaded.model, reloaded.selection_use, reloaded.engine_mode) == ("cmdsr", "support", "remote")
 
@@ -353,7 +356,7 @@ def test_preview_upscales_only_the_crop_and_sends_the_sample(qtbot, panel):
     request = client.submitted[-1][1]
     assert request["support"] == [50, 30, 10, 10]
     assert request["region"] == [12, 4, 40, 40]  # the view crop; the sample lies outside it
-    assert widget.preview_section.after_label.pixmap().width() == 160
+    assert widget.preview_section.after_label.pixmap().width() == 100
 
 
 def test_preview_adapts_to_the_faces_auto_found(qtbot, panel):
@@ -373,12 +376,184 @@ def test_panels_sharing_the_settings_follow_each_other_and_outlive_each_other(qt
     other = Panel(host, client, widget.settings)  # Krita: one panel per window, one settings object
     with qtbot.waitSignal(other.models_loaded, timeout=5000):
         pass
-    combo = widget.method_section.device_combo
+    combo = widget.advanced_section.device_combo
     combo.setCurrentIndex(combo.findData("cpu"))
-    assert other.method_section.device_combo.currentData() == "cpu"
+    assert other.advanced_section.device_combo.currentData() == "cpu"
+    pick(other, "cmdsr")
     other.selection_section.buttons["support"].setChecked(True)
     assert widget.selection_section.buttons["support"].isChecked()
     sip.delete(other)  # a window closed: its widgets are gone, the settings live on
-    widget.settings.set("device", "cuda")
+    widget.settings.set("device", "auto")
     widget.settings.set("selection_use", "area")
-    assert combo.currentData() == "cuda"
+    assert combo.currentData() == "auto"
+
+
+# ---------------------------------------------------------------- issue 25: the panel as a user meets it
+def test_the_panel_fits_a_short_narrow_docker_with_run_and_progress_always_shown(qtbot, panel):
+    widget, _client, _host = panel
+    widget.resize(240, 340)
+    widget.show()
+    for model in ("bicubic", "mmrealsr", "metaf2n", "cmdsr"):
+        pick(widget, model)
+        qtbot.wait(10)
+        hint = widget.minimumSizeHint()
+        assert hint.height() < 350 and hint.width() <= 240, (model, hint)
+        # the settings scroll; Run, Cancel and the progress sit below them, inside the panel
+        for shown in (widget.run_section.run_button, widget.run_section.progress):
+            bottom = shown.mapTo(widget, shown.rect().bottomLeft()).y()
+            assert shown.isVisible() and bottom <= widget.height(), (model, bottom)
+    assert not widget.advanced_fold.expanded and widget.advanced_section.isHidden() is False
+    assert not widget.advanced_fold.body.isVisible()
+    widget.advanced_fold.header.click()
+    assert widget.advanced_fold.body.isVisible() and widget.advanced_section.device_combo.isVisible()
+    assert widget.preview_fold.expanded
+    widget.preview_fold.header.click()
+    assert not widget.preview_section.isVisible()
+    widget.show_error("CUDA was requested but no CUDA GPU is usable here; choose the CPU or Auto device "
+                      "instead: /a/very/long/path/that/does/not/break/anywhere/" + "x" * 120)
+    assert widget.minimumSizeHint().width() <= 240  # the error wraps; it does not widen the panel
+
+
+def test_method_names_are_short_and_the_full_text_is_a_tooltip(panel):
+    widget, _client, _host = panel
+    combo = widget.method_section.model_combo
+    assert combo.itemText(combo.findData("mmrealsr")) == "MM-RealSR"
+    pick(widget, "cmdsr")
+    assert "adapts to a sample" in combo.toolTip() and "adapts to a sample" not in combo.currentText()
+    labels = [label.text() for label in widget.findChildren(QLabel)]
+    assert not any("adapts to a sample" in text for text in labels)  # no repeated summary
+    long = {**MODELS[0], "id": "user:a-community-checkpoint", "family": "user:a-community-checkpoint-x4-v2"}
+    widget.state.set_models(MODELS + [long], "cpu")
+    pick(widget, "user:a-community-checkpoint")
+    widget.resize(200, 400)
+    widget.show()
+    assert combo.shown_text().endswith("…") and combo.shown_text() != combo.currentText()
+    assert combo.toolTip().startswith("Bicubic")  # the entry's full title and summary
+
+
+def test_disabled_selection_roles_say_why_in_the_panel(qtbot, panel):
+    widget, _client, host = panel
+    section = widget.selection_section
+    pick(widget, "bicubic")
+    assert section.reason_label.text() == ("CMDSR uses the selection as a sample and MetaF2N as a face; "
+                                           "Bicubic does not.")
+    assert not section.reason_label.isHidden()
+    pick(widget, "cmdsr")
+    section.buttons["support"].setChecked(True)
+    assert section.reason_label.text() == "MetaF2N uses the selection as a face; CMDSR does not."
+    pick(widget, "bicubic")  # the greyed sample role is not left checked: the run uses the area
+    assert section.buttons["area"].isChecked() and not section.buttons["support"].isChecked()
+    host.sel = Selection(Rect(4, 6, 20, 10))
+    run_and_wait(qtbot, widget)
+    assert widget_request(widget)["region"] == [4, 6, 20, 10]
+    pick(widget, "cmdsr")  # the saved choice comes back with a method that can use it
+    assert section.buttons["support"].isChecked()
+
+
+def widget_request(widget):
+    return widget.state.client.submitted[-1][1]
+
+
+def test_remote_engine_fields_only_when_a_remote_engine_is_used(qtbot, panel):
+    widget, _client, _host = panel
+    widget.show()
+    widget.advanced_fold.set_expanded(True)
+    engine = widget.engine_section
+    assert not engine.remote_check.isChecked() and not engine.url_edit.isVisible()
+    engine.remote_check.setChecked(True)
+    assert engine.url_edit.isVisible() and engine.token_edit.isVisible()
+    assert widget.settings.engine_mode == "remote"
+    widget.settings.set("engine_mode", "managed")
+    assert not engine.remote_check.isChecked() and not engine.url_edit.isVisible()
+
+
+def test_devices_the_engine_cannot_use_are_not_offered(qtbot, tmp_path):
+    settings = Settings(tmp_path / "settings.json")
+    settings.set("device", "cuda")
+    widget = Panel(GridHost(), RecordingClient(), settings)  # the engine reports a CPU
+    qtbot.addWidget(widget)
+    with qtbot.waitSignal(widget.models_loaded, timeout=5000):
+        pass
+    combo = widget.advanced_section.device_combo
+    assert [combo.itemData(i) for i in range(combo.count())] == ["auto", "cpu"]
+    assert settings.device == "auto" and combo.currentData() == "auto"
+
+
+def test_a_run_moves_the_progress_in_plain_words(qtbot, panel):
+    widget, client, _host = panel
+    client.steps = [{"progress": 0.05, "stage": "Estimating blur and noise"},
+                    {"progress": 0.30, "stage": "Upscaling: tile 1 of 3"},
+                    {"progress": 0.55, "stage": "Upscaling: tile 2 of 3"},
+                    {"progress": 0.78, "stage": "Upscaling: tile 3 of 3, about 2 s left"}]
+    seen = []
+    widget.run_section.progress.valueChanged.connect(
+        lambda value: seen.append((value, widget.run_section.progress.format())))
+    assert run_and_wait(qtbot, widget) == "done"
+    assert seen[1:] == [(50, "Estimating blur and noise %p%"), (300, "Upscaling: tile 1 of 3 %p%"),
+                        (550, "Upscaling: tile 2 of 3 %p%"), (780, "Upscaling: tile 3 of 3, about 2 s left %p%"),
+                        (980, "Adding the layer"), (1000, "Adding the layer")]
+    assert widget.run_section.progress.format() == "Done"
+
+
+def test_labels_come_from_the_jobs_own_request(qtbot, panel):
+    widget, client, host = panel
+    pick(widget, "mmrealsr")
+    client.held.add("1")
+    widget.run_section.run_button.click()
+    qtbot.waitUntil(lambda: len(client.submitted) == 1, timeout=5000)
+    pick(widget, "bicubic")  # changed during the run
+    with qtbot.waitSignal(widget.job_finished, timeout=5000):
+        client.held.clear()
+    assert host.applied[-1][4] == "Blind Upscale ×4 (MM-RealSR)"
+    assert host.applied[-1][5] == "Blind Upscale (MM-RealSR)"
+    assert widget.status_label.text().startswith("MM-RealSR on ")
+
+
+def test_a_stale_preview_is_marked_out_of_date(qtbot, panel):
+    widget, _client, _host = panel
+    pick(widget, "mmrealsr")
+    widget.settings.set("live_preview", True)
+    with qtbot.waitSignal(widget.preview_updated, timeout=5000):
+        pass
+    widget.settings.set("live_preview", False)
+    widget.dials_section.sliders["blur"].setValue(70)
+    assert widget.preview_section.status_label.text().startswith("Preview: out of date")
+
+
+def test_a_fresh_profile_starts_on_kdsr_when_its_weights_are_there(qtbot, tmp_path):
+    client = RecordingClient()
+    client.models = lambda: [{**m, "weights": "bundled"} if m["id"] == "kdsr" else m for m in MODELS]
+    widget = Panel(GridHost(), client, Settings(tmp_path / "fresh.json"))
+    qtbot.addWidget(widget)
+    with qtbot.waitSignal(widget.models_loaded, timeout=5000):
+        pass
+    assert widget.method_section.model_combo.currentData() == "kdsr"
+    without = Panel(GridHost(), RecordingClient(), Settings(tmp_path / "other.json"))  # no KDSR weights
+    qtbot.addWidget(without)
+    with qtbot.waitSignal(without.models_loaded, timeout=5000):
+        pass
+    assert without.method_section.model_combo.currentData() == "bicubic"  # the first with weights
+
+
+def test_a_failed_model_listing_can_be_asked_again_and_is_never_doubled(qtbot, tmp_path):
+    client = RecordingClient()
+    answers = [RuntimeError("The engine at http://127.0.0.1:1 is not reachable (timed out)."), MODELS]
+    calls = []
+
+    def models():
+        calls.append(1)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    client.models = models
+    widget = Panel(GridHost(), client, Settings(tmp_path / "s.json"))
+    qtbot.addWidget(widget)
+    with qtbot.waitSignal(widget.engine_unavailable, timeout=5000) as failed:
+        pass
+    assert "not reachable" in failed.args[0] and widget.current_model() is None
+    with qtbot.waitSignal(widget.models_loaded, timeout=5000):
+        widget.list_models()
+        widget.list_models()  # already on its way: not asked twice
+    assert len(calls) == 2 and widget.current_model() is not None

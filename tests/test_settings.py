@@ -24,13 +24,13 @@ def test_changes_are_saved_and_announced(qtbot, tmp_path):
 
 def test_a_damaged_file_keeps_what_it_can(tmp_path):
     path = tmp_path / "settings.json"
-    path.write_text(json.dumps({"model": "kdsr", "device": "tpu", "tile": "big", "auto_faces": "yes",
+    path.write_text(json.dumps({"model": "cmdsr", "device": "tpu", "tile": "big", "auto_faces": "yes",
                                 "unknown": 1}))
     settings = Settings(path)
-    assert (settings.model, settings.device, settings.tile, settings.auto_faces) == ("kdsr", "auto", 256, True)
+    assert (settings.model, settings.device, settings.tile, settings.auto_faces) == ("cmdsr", "auto", 256, True)
     path.write_text("{not json")
     broken = Settings(path)
-    assert broken.model == "bicubic" and "unreadable" in broken.load_error
+    assert broken.model == "kdsr" and "unreadable" in broken.load_error
 
 
 def test_location_is_the_app_data_folder_or_the_override(monkeypatch, tmp_path):

@@ -71,10 +71,3 @@ def bind(settings: Settings, name: str, widget) -> None:
     with SignalBlocker(*targets):
         show()
 
-
-def choice_combo(name: str) -> QComboBox:
-    """A combo box listing the choices of setting `name` with their labels."""
-    combo = QComboBox()
-    for value, label in BY_NAME[name].choices.items():
-        combo.addItem(label, value)
-    return combo

@@ -25,6 +25,7 @@ class RunSection(QWidget):
         self._source: Rect | None = None
         self._mask: bytes | None = None
         self._request: dict = {}
+        self._model: dict = {}  # the method of the run under way: labels never read the combo
         self._started = 0.0
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -77,6 +78,7 @@ class RunSection(QWidget):
             state.show_error(f"Cannot read the layer: {plain_error(exc)}")
             return
         self._request = build_request(request_state)
+        self._model = request_state.model
         self._source, self._mask = result_area(request_state)
         self._started = time.monotonic()
         state.set_running(True)
@@ -86,7 +88,10 @@ class RunSection(QWidget):
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
         self.progress.setFormat("Sending the image…")
-        state.show_status(f"Upscaling with {state.model_title()}…")
+        state.show_status(f"Upscaling with {self._title()}…")
+
+    def _title(self) -> str:
+        return self._model.get("title") or self._request.get("model", "")
 
     def cancel(self) -> None:
         if self.follower.busy:
@@ -94,9 +99,9 @@ class RunSection(QWidget):
             self.progress.setFormat("Cancelling…")
 
     def _on_progress(self, status: dict) -> None:
-        self.progress.setValue(int(1000 * float(status.get("progress") or 0.0)))
         stage = status.get("stage") or STATE_WORDS.get(status.get("state"), "")
         self.progress.setFormat("Cancelling…" if self.follower.cancelling else f"{stage} %p%")
+        self.progress.setValue(int(1000 * float(status.get("progress") or 0.0)))
 
     def _on_ended(self, outcome: str, result, message: str) -> None:
         if outcome == "done":
@@ -106,8 +111,8 @@ class RunSection(QWidget):
         if outcome == "done":
             self.progress.setValue(1000)
             self.progress.setFormat("Done")
-            device = state.settings.device if state.settings.device != "auto" else (state.device_name or "auto")
-            state.show_status(f"{state.model_title()} on {device}: {time.monotonic() - self._started:.1f} s.")
+            device = self._request["device"] if self._request["device"] != "auto" else (state.device_name or "auto")
+            state.show_status(f"{self._title()} on {device}: {time.monotonic() - self._started:.1f} s.")
         elif outcome == "cancelled":
             self.progress.setValue(0)
             self.progress.setFormat("Cancelled")
@@ -123,11 +128,13 @@ class RunSection(QWidget):
     def _apply(self, result) -> tuple[str, str]:
         """The result as a new layer above the source; ("failed", why) when the host refuses it."""
         scale = int(self._request["scale"])
-        model = self.state.current_model() or {}
-        name = f"Blind Upscale ×{scale} ({model.get('family') or self._request['model']})"
+        name = f"Blind Upscale ×{scale} ({self._model.get('family') or self._request['model']})"
+        self.progress.setFormat("Adding the layer")
+        self.progress.setValue(980)
+        self.progress.repaint()  # the host works on the GUI thread: show the step before it
         try:
             self.state.host.apply_result(result, self._source, scale, name,
-                                         f"Blind Upscale ({self.state.model_title()})", mask=self._mask)
+                                         f"Blind Upscale ({self._title()})", mask=self._mask)
         except Exception as exc:  # the host refused the layer: nothing was changed
             return "failed", f"Could not add the result layer: {plain_error(exc)}"
         self.applied.emit(name)

@@ -5,23 +5,64 @@ section shows for a method comes from that method's `models()` entry, never from
 """
 from __future__ import annotations
 
-from ui.bind import SignalBlocker, bind, choice_combo
+from ui.bind import SignalBlocker, bind
 from ui.calls import plain_error
 from ui.qt import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-                   QPushButton, QRadioButton, QSlider, QStandardItemModel, Qt, QVBoxLayout, QWidget)
-from ui.request import SELECTION_USE_NEEDS, config_name, present_config, usable_configs
+                   QPushButton, QRadioButton, QSlider, QStandardItemModel, QStyle, QStyleOptionComboBox,
+                   QStylePainter, Qt, QToolButton, QVBoxLayout, QWidget, is_deleted)
+from ui.request import SELECTION_USE_NEEDS, config_name, present_config, selection_use, usable_configs
 from ui.settings import BY_NAME, TILE_SIZES
 from ui.state import PanelState
 
 DIAL_STEPS = 100
+ROLE_WORDS = {"support": "a sample", "face": "a face"}  # "<method> uses the selection as ..."
 
 
 def _label(name: str) -> str:
     return BY_NAME[name].label
 
 
+def _flat_form(widget: QWidget) -> QFormLayout:
+    """A form that lines up with the panel's other sections (no margins of its own)."""
+    form = QFormLayout(widget)
+    form.setContentsMargins(0, 0, 0, 0)
+    return form
+
+
+class ElidingCombo(QComboBox):
+    """A combo box that may be narrower than its longest item: the shown text ends in "…" (Qt's
+    styles would cut it off), and the list that drops down shows it whole."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(6)
+
+    def shown_text(self) -> str:
+        """The current text as it fits the field."""
+        option = QStyleOptionComboBox()
+        self.initStyleOption(option)
+        field = self.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, option,
+                                            QStyle.SubControl.SC_ComboBoxEditField, self)
+        return self.fontMetrics().elidedText(self.currentText(), Qt.TextElideMode.ElideRight, field.width())
+
+    def paintEvent(self, _event) -> None:
+        painter = QStylePainter(self)
+        option = QStyleOptionComboBox()
+        self.initStyleOption(option)
+        painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, option)
+        option.currentText = self.shown_text()
+        painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
+
+
+def short_title(model: dict) -> str:
+    """The method's name for the list: its family ("KDSR"), not the title's explanation."""
+    return model.get("family") or model.get("title") or model["id"]
+
+
 def model_tooltip(model: dict) -> str:
-    lines = [model.get("summary", "")]
+    """The method's full title and summary, and its variants."""
+    lines = [model.get("title") or model["id"], model.get("summary", "")]
     if model.get("weights") == "missing":
         lines.append("Disabled: no weights are installed for this method. Put the official "
                      "checkpoint in the Blind Upscale models folder to enable it.")
@@ -32,41 +73,61 @@ def model_tooltip(model: dict) -> str:
     return "\n".join(line for line in lines if line)
 
 
+class Collapsible(QWidget):
+    """A titled part of the panel that folds away behind its header button, so the panel fits a
+    short docker; `expanded` says whether its content shows."""
+
+    def __init__(self, title: str, *content: QWidget, expanded: bool = False, parent: QWidget | None = None):
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.header = QToolButton()
+        self.header.setText(title)
+        self.header.setCheckable(True)
+        self.header.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.header.setAutoRaise(True)
+        self.header.toggled.connect(self._show)
+        layout.addWidget(self.header)
+        self.body = QWidget()
+        body = QVBoxLayout(self.body)
+        body.setContentsMargins(8, 0, 0, 0)
+        for widget in content:
+            body.addWidget(widget)
+        layout.addWidget(self.body)
+        self.header.setChecked(expanded)
+        self._show(expanded)
+
+    @property
+    def expanded(self) -> bool:
+        return self.header.isChecked()
+
+    def set_expanded(self, expanded: bool) -> None:
+        self.header.setChecked(expanded)
+
+    def _show(self, expanded: bool) -> None:
+        self.header.setArrowType(Qt.ArrowType.DownArrow if expanded else Qt.ArrowType.RightArrow)
+        self.body.setVisible(expanded)
+
+
 class MethodSection(QWidget):
-    """Method, variant, scale, device, tile size, self-ensemble."""
+    """Method, variant, scale. The method list shows short names that elide in a narrow docker;
+    the full description is the tooltip."""
 
     def __init__(self, state: PanelState, parent: QWidget | None = None):
         super().__init__(parent)
         self.state = state
         settings = state.settings
-        form = QFormLayout(self)
-        form.setContentsMargins(0, 0, 0, 0)
-        self.model_combo = QComboBox()
-        self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.model_combo.setMinimumContentsLength(18)
+        form = _flat_form(self)
+        self.model_combo = ElidingCombo()
         bind(settings, "model", self.model_combo)
         form.addRow(_label("model"), self.model_combo)
-        self.model_summary = QLabel()
-        self.model_summary.setWordWrap(True)
-        form.addRow(self.model_summary)
-        self.config_combo = QComboBox()
+        self.config_combo = ElidingCombo()
         self.config_combo.currentIndexChanged.connect(self._on_config_picked)
         self.config_label = QLabel(_label("configs"))
         form.addRow(self.config_label, self.config_combo)
         self.scale_combo = QComboBox()
         bind(settings, "scale", self.scale_combo)
         form.addRow(_label("scale"), self.scale_combo)
-        self.device_combo = choice_combo("device")
-        bind(settings, "device", self.device_combo)
-        form.addRow(_label("device"), self.device_combo)
-        self.tile_combo = QComboBox()
-        for tile in sorted({*TILE_SIZES, settings.tile}):
-            self.tile_combo.addItem("No tiling" if tile == 0 else f"{tile} px", tile)
-        bind(settings, "tile", self.tile_combo)
-        form.addRow(_label("tile"), self.tile_combo)
-        self.ensemble_check = QCheckBox(_label("ensemble"))
-        bind(settings, "ensemble", self.ensemble_check)
-        form.addRow(self.ensemble_check)
         state.models_changed.connect(self._fill_models)
         settings.changed.connect(self._on_setting_changed)
         self._fill_models()
@@ -74,11 +135,6 @@ class MethodSection(QWidget):
     def _on_setting_changed(self, name: str) -> None:
         if name == "model":
             self._show_model()
-        elif name == "tile" and self.tile_combo.findData(self.state.settings.tile) < 0:
-            tile = self.state.settings.tile
-            with SignalBlocker(self.tile_combo):
-                self.tile_combo.addItem(f"{tile} px", tile)
-                self.tile_combo.setCurrentIndex(self.tile_combo.count() - 1)
 
     def _fill_models(self) -> None:
         """List the engine's methods, one line each; those without weights are listed but disabled."""
@@ -87,9 +143,8 @@ class MethodSection(QWidget):
         with SignalBlocker(combo):
             combo.clear()
             for index, model in enumerate(models):
-                line = f"{model.get('title') or model['id']}: {model.get('summary', '')}".rstrip(": ")
                 missing = model.get("weights") == "missing"
-                combo.addItem(line + (" (no weights)" if missing else ""), model["id"])
+                combo.addItem(short_title(model) + (" (no weights)" if missing else ""), model["id"])
                 items.item(index).setToolTip(model_tooltip(model))
                 items.item(index).setEnabled(not missing)
             wanted = combo.findData(self.state.settings.model)
@@ -111,15 +166,16 @@ class MethodSection(QWidget):
             self.scale_combo.setCurrentIndex(index if index >= 0 else self.scale_combo.count() - 1)
             self.config_combo.clear()
             usable = usable_configs(model)
-            for config in usable:
+            for index, config in enumerate(usable):
                 params = config.get("params") or 0
                 size = f", {params / 1e6:.1f} M parameters" if params else ""
-                self.config_combo.addItem(f"{config_name(config)} ({config['weights']}{size})", config_name(config))
+                self.config_combo.addItem(config_name(config), config_name(config))
+                self.config_combo.setItemData(index, f"{config['weights']} weights{size}", Qt.ItemDataRole.ToolTipRole)
             chosen = present_config(model, settings.configs.get(settings.model))
             self.config_combo.setCurrentIndex(max(0, self.config_combo.findData(chosen)) if usable else -1)
         if model and self.scale_combo.currentData() != settings.scale:
             settings.set("scale", self.scale_combo.currentData())
-        self.model_summary.setText(model.get("summary", "") if model else "")
+        self.model_combo.setToolTip(model_tooltip(model) if model else "")
         self.config_combo.setVisible(len(usable) > 1)
         self.config_label.setVisible(len(usable) > 1)
 
@@ -127,6 +183,51 @@ class MethodSection(QWidget):
         if index >= 0:
             settings = self.state.settings
             settings.set("configs", {**settings.configs, settings.model: self.config_combo.itemData(index)})
+
+
+class AdvancedSection(QWidget):
+    """Device, tile size, self-ensemble: the settings a first run needs no opinion on. Only the
+    devices the engine can use are offered."""
+
+    def __init__(self, state: PanelState, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.state = state
+        settings = state.settings
+        form = _flat_form(self)
+        self.device_combo = QComboBox()
+        bind(settings, "device", self.device_combo)
+        form.addRow(_label("device"), self.device_combo)
+        self.tile_combo = QComboBox()
+        for tile in sorted({*TILE_SIZES, settings.tile}):
+            self.tile_combo.addItem("No tiling" if tile == 0 else f"{tile} px", tile)
+        bind(settings, "tile", self.tile_combo)
+        form.addRow(_label("tile"), self.tile_combo)
+        self.ensemble_check = QCheckBox(_label("ensemble"))
+        bind(settings, "ensemble", self.ensemble_check)
+        form.addRow(self.ensemble_check)
+        state.models_changed.connect(self._offer_devices)
+        settings.changed.connect(self._on_setting_changed)
+        self._offer_devices()
+
+    def _on_setting_changed(self, name: str) -> None:
+        if name == "tile" and self.tile_combo.findData(self.state.settings.tile) < 0:
+            tile = self.state.settings.tile
+            with SignalBlocker(self.tile_combo):
+                self.tile_combo.addItem(f"{tile} px", tile)
+                self.tile_combo.setCurrentIndex(self.tile_combo.count() - 1)
+
+    def _offer_devices(self) -> None:
+        """CUDA only when the engine has a GPU (or has not said yet); a saved choice the engine
+        cannot use falls back to Auto."""
+        settings, engine_device = self.state.settings, self.state.device_name
+        offered = [d for d in BY_NAME["device"].choices if d != "cuda" or engine_device in ("", "cuda")]
+        with SignalBlocker(self.device_combo):
+            self.device_combo.clear()
+            for device in offered:
+                self.device_combo.addItem(BY_NAME["device"].choices[device], device)
+            self.device_combo.setCurrentIndex(max(0, self.device_combo.findData(settings.device)))
+        if settings.device not in offered:
+            settings.set("device", "auto")
 
 
 class DialsSection(QGroupBox):
@@ -170,8 +271,7 @@ class DialsSection(QGroupBox):
     def _build_rows(self) -> None:
         self.rows.deleteLater()
         self.rows = QWidget()
-        form = QFormLayout(self.rows)
-        form.setContentsMargins(0, 0, 0, 0)
+        form = _flat_form(self.rows)
         self.sliders, self.values = {}, {}
         for control in self.controls():
             slider = QSlider(Qt.Orientation.Horizontal)
@@ -247,32 +347,65 @@ class SelectionSection(QGroupBox):
         for use, label in BY_NAME["selection_use"].choices.items():
             self.buttons[use] = QRadioButton(label)
             layout.addWidget(self.buttons[use])
+        self.reason_label = QLabel()
+        self.reason_label.setWordWrap(True)
+        layout.addWidget(self.reason_label)
         bind(state.settings, "selection_use", self.buttons)
         state.models_changed.connect(self._enable)
         state.settings.changed.connect(self._on_setting_changed)
         self._enable()
 
     def _on_setting_changed(self, name: str) -> None:
-        if name == "model":
+        if name in ("model", "selection_use"):
             self._enable()
 
     def _enable(self) -> None:
-        adaptation = self.state.adaptation()
+        """Roles the method cannot use are greyed, the role in effect is the one checked (the saved
+        choice comes back with a method that can use it), and one line says why."""
+        model, adaptation = self.state.current_model(), self.state.adaptation()
         for use, button in self.buttons.items():
             needs = SELECTION_USE_NEEDS.get(use)
             button.setEnabled(needs is None or needs in adaptation)
+        with SignalBlocker(*self.buttons.values()):
+            self.buttons[selection_use(model, self.state.settings.selection_use)].setChecked(True)
+        self.reason_label.setText(self.reason(model))
+        self.reason_label.setVisible(bool(self.reason_label.text()))
+
+    def reason(self, model: dict | None) -> str:
+        """"CMDSR uses the selection as a sample and MetaF2N as a face; KDSR does not." for the
+        roles the chosen method cannot use ("" when it can use them all)."""
+        if model is None:
+            return ""
+        parts = []
+        for use, needs in SELECTION_USE_NEEDS.items():
+            if needs in model.get("adaptation", []):
+                continue
+            users = [short_title(m) for m in self.state.models if needs in m.get("adaptation", [])]
+            if users:
+                parts.append((" and ".join(users), ROLE_WORDS[use], len(users) > 1))
+        if not parts:
+            return ""
+        said = [f"{who} {'use' if many else 'uses'} the selection as {what}" if i == 0 else f"{who} as {what}"
+                for i, (who, what, many) in enumerate(parts)]
+        return f"{' and '.join(said)}; {short_title(model)} does not."
 
 
-class EngineSection(QGroupBox):
-    """Where the engine runs: started by the plug-in, or a remote one by URL and token."""
+class EngineSection(QWidget):
+    """Where the engine runs: started by the plug-in, or, once "Use a remote engine" is ticked, a
+    remote one by URL and token (the fields show only then)."""
 
     def __init__(self, state: PanelState, parent: QWidget | None = None):
-        super().__init__(_label("engine_mode"), parent)
+        super().__init__(parent)
         self.settings = state.settings
-        form = QFormLayout(self)
-        self.mode_combo = choice_combo("engine_mode")
-        bind(self.settings, "engine_mode", self.mode_combo)
-        form.addRow(_label("engine_mode"), self.mode_combo)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.remote_check = QCheckBox("Use a remote engine")
+        self.remote_check.setToolTip("An engine on another machine (a GPU server), reached by its URL and token")
+        self.remote_check.toggled.connect(
+            lambda on: self.settings.set("engine_mode", "remote" if on else "managed"))
+        layout.addWidget(self.remote_check)
+        self.remote_fields = QWidget()
+        form = _flat_form(self.remote_fields)
         self.url_edit = QLineEdit()
         bind(self.settings, "engine_url", self.url_edit)
         form.addRow(_label("engine_url"), self.url_edit)
@@ -280,14 +413,16 @@ class EngineSection(QGroupBox):
         self.token_edit.setEchoMode(QLineEdit.EchoMode.Password)
         bind(self.settings, "engine_token", self.token_edit)
         form.addRow(_label("engine_token"), self.token_edit)
+        layout.addWidget(self.remote_fields)
         self.settings.changed.connect(self._on_setting_changed)
-        self._enable()
+        self._show_mode()
 
     def _on_setting_changed(self, name: str) -> None:
-        if name == "engine_mode":
-            self._enable()
+        if name == "engine_mode" and not is_deleted(self.remote_check):
+            self._show_mode()
 
-    def _enable(self) -> None:
+    def _show_mode(self) -> None:
         remote = self.settings.engine_mode == "remote"
-        self.url_edit.setEnabled(remote)
-        self.token_edit.setEnabled(remote)
+        with SignalBlocker(self.remote_check):
+            self.remote_check.setChecked(remote)
+        self.remote_fields.setVisible(remote)

@@ -28,7 +28,7 @@ class Setting:
 
 
 SETTINGS = (
-    Setting("model", "bicubic", "Method"),
+    Setting("model", "kdsr", "Method"),  # a fresh profile starts on the best method with bundled weights
     Setting("configs", {}, "Variant", "The chosen configuration of each method (\"lite\", ...)"),
     Setting("scale", 4, "Scale", minimum=1),
     Setting("device", "auto", "Device", choices={"auto": "Auto", "cpu": "CPU", "cuda": "CUDA (GPU)"}),

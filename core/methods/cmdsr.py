@@ -29,11 +29,11 @@ class CMDSRUpscaler(ArchUpscaler):
 
     def prepare(self, rgb: np.ndarray, request, progress) -> np.ndarray:
         """The modulation scales (1 x 2*blocks x channels) shared by all tiles."""
-        where = "the support region" if request.support is not None else "the whole image"
-        progress(0.0, f"sampling {self.support_size} support patches from {where}")
+        where = "the selection" if request.support is not None else "the whole image"
+        progress(0.0, f"Sampling the blur and noise of {where}")
         patches = sample_support_patches(rgb, request.support, count=self.support_size)
         scales = self.graphs["condition"]({"support": stack_support(patches)})["scales"]
-        progress(1.0, f"adapted to {self.support_size} patches from {where}")
+        progress(1.0, f"Adapted to {self.support_size} samples from {where}")
         return scales
 
     def run_tile(self, tile: np.ndarray, context: np.ndarray) -> np.ndarray:

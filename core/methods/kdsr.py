@@ -51,10 +51,10 @@ class KDSRUpscaler(ArchUpscaler):
 
     def prepare(self, rgb: np.ndarray, request, progress) -> np.ndarray:
         """The IDR (1 x C) shared by all tiles."""
-        progress(0.0, "estimating the degradation")
+        progress(0.0, "Estimating blur and noise")
         windows = estimate_windows(rgb)
         idr = np.mean([self.graphs["estimator"]({"lr": w})["idr"] for w in windows], axis=0)
-        progress(1.0, f"degradation estimated from {len(windows)} window(s)")
+        progress(1.0, "Blur and noise estimated")
         return idr.astype(np.float32)
 
     def run_tile(self, tile: np.ndarray, context: np.ndarray) -> np.ndarray:

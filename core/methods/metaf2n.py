@@ -57,8 +57,10 @@ class MetaF2NUpscaler(Upscaler):
                 f"{canonical_name('metaf2n', config)}{official} in {models_dir()}")
 
     def __init__(self, config: str, device: str = "cpu", backend: str = "auto"):
+        from core.runtimes import stoppable
+
         super().__init__(config, device, backend)
-        self.model = self._load(config).to(device).eval()
+        self.model = stoppable(self._load(config).to(device).eval())
 
     def _load(self, config: str):
         """The MetaF2N network of `config` with meta-trained weights, or a WeightsError saying
@@ -90,7 +92,7 @@ class MetaF2NUpscaler(Upscaler):
         if request.faces == "none":
             faces, found = [], "face adaptation is off"
         elif request.faces == "auto":
-            progress(0.0, "finding faces")
+            progress(0.0, "Finding faces")
             detection = detect(rgb)
             faces, note = detection.faces, detection.note
             found = f"{len(faces)} face(s) found by {detection.detector}"
@@ -103,7 +105,7 @@ class MetaF2NUpscaler(Upscaler):
                 found += ", none large enough (16 px) to learn from"
             progress(1.0, f"{found}; upscaling with the unadapted weights" + (f" ({note})" if note else ""))
             return stored_parameters(self.model)
-        stage = f"{found}; adapting to {pairs.faces} face(s) with {len(pairs.lr)} patches"
+        stage = f"Learning from {pairs.faces} face(s)"
         progress(0.2, stage)
         params, loss = adapt(self.model, pairs, progress=lambda f: progress(0.2 + 0.8 * f, stage))
         progress(1.0, f"adapted to {pairs.faces} face(s) (weighted L1 {loss:.4f} before the step)"

@@ -54,11 +54,11 @@ class MMRealSRUpscaler(ArchUpscaler):
         """The (blur, noise) pair all tiles share: the request's values, DE-Net for the rest."""
         blur, noise = request.blur, request.noise
         if blur is None or noise is None:
-            progress(0.0, "estimating blur and noise")
+            progress(0.0, "Estimating blur and noise")
             estimate = self.estimate_degradation(rgb)
             blur = estimate["blur"] if blur is None else blur
             noise = estimate["noise"] if noise is None else noise
-        progress(1.0, f"blur {blur:.2f}, noise {noise:.2f}")
+        progress(1.0, f"Blur {blur:.2f}, noise {noise:.2f}")
         return np.array([[blur, noise]], dtype=np.float32)
 
     def run_tile(self, tile: np.ndarray, context: np.ndarray) -> np.ndarray:

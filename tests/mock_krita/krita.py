@@ -253,10 +253,42 @@ class Notifier(QObject):
         self.active = value
 
 
+class Canvas:
+    """Reports the zoom times resolution/72 and sets it without, as Krita 5.1 does."""
+
+    def __init__(self, view):
+        self._view, self._zoom = view, 1.0
+
+    def zoomLevel(self):
+        doc = self._view.document()
+        return self._zoom * (doc.xRes() / 72.0 if doc is not None else 1.0)
+
+    def setZoomLevel(self, value):
+        self._zoom = value
+
+
+class View:
+    def __init__(self, app):
+        self._app = app
+        self._canvas = Canvas(self)
+
+    def document(self):
+        return self._app.activeDocument()
+
+    def canvas(self):
+        return self._canvas
+
+
 class Window:
     def __init__(self):
         self._qwindow = None  # made on first use: a widget needs the QApplication
         self.actions: dict[str, object] = {}
+        self._view = None
+
+    def activeView(self):
+        if self._view is None:
+            self._view = View(Krita.instance())
+        return self._view
 
     def qwindow(self):
         if self._qwindow is None:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from krita import DockWidget, DockWidgetFactory, DockWidgetFactoryBase, Extension, Krita
 
-from plugin.engine_process import EngineProcess, SupervisedClient, engine_python
+from plugin.engine_process import (EngineProblem, EngineProcess, SupervisedClient, engine_python, project_python,
+                                   project_root, venv_python)
 from protocol.client import EngineClient
 from ui.panel import Panel
-from ui.qt import QFileDialog
 from ui.settings import Settings
 
 from .host import KritaHost
@@ -26,13 +26,14 @@ PYTHON_SETTING = ("blind_upscale", "engine_python")
 
 
 class EngineConnection:
-    """Builds the client the panels use from the settings, and owns the managed engine process."""
+    """Builds the client the panels use from the settings, and owns the managed engine process.
+    When the local engine cannot start, `problem` says what was tried and what went wrong."""
 
     def __init__(self, app, settings: Settings):
         self.app = app
         self.settings = settings
         self.client = None
-        self.problem = ""
+        self.problem: EngineProblem | None = None
 
     def configured_python(self) -> str | None:
         return os.environ.get("BLIND_UPSCALE_PYTHON") or self.app.readSetting(*PYTHON_SETTING, "") or None
@@ -40,27 +41,41 @@ class EngineConnection:
     def connect(self):
         """A client for the current settings, or None (then `problem` says why)."""
         self.close()
-        self.problem = ""
+        self.problem = None
         if self.settings.engine_mode == "remote":
             self.client = EngineClient(self.settings.engine_url, self.settings.engine_token)
             return self.client
         found = engine_python(self.configured_python(), PACKAGE_DIR)
         if found is None:
-            self.problem = ("The engine's python is not set: trigger Blind Upscale to choose the "
-                            "project's .venv/bin/python, or pick a remote engine.")
+            self.problem = EngineProblem("", "The engine's Python is not set: choose the Blind Upscale project "
+                                             "folder, or use a remote engine (Advanced).", "")
             return None
         python, root = found
+        root = root or project_root(python)
+        if not Path(python).is_file():
+            self.problem = EngineProblem(python, "That file does not exist: the project's .venv is not made yet.",
+                                         root or "")
+            return None
         log = Path(self.app.getAppDataLocation()) / "blind_upscale_engine.log"
         self.client = SupervisedClient(EngineProcess(python, root, log_path=str(log)))
         return self.client
 
-    def ask_python(self, parent) -> bool:
-        """The panel's way to learn where the engine lives when no setting or engine.json says."""
-        path, _ = QFileDialog.getOpenFileName(parent, "Blind Upscale: the engine's python (.venv/bin/python)")
-        if not path:
-            return False
-        self.app.writeSetting(*PYTHON_SETTING, path)
-        return True
+    def failed(self, error: str) -> None:
+        """The local engine did not answer: when its process is gone (a venv without its
+        packages), that is the problem to show; a running engine that was slow is not."""
+        if isinstance(self.client, SupervisedClient) and not self.client.process.running():
+            python = self.client.process.python
+            self.problem = EngineProblem(python, error, self.client.process.root or project_root(python))
+
+    def use_folder(self, folder: str) -> None:
+        """The project folder the user chose: its .venv python becomes the engine's, even before the
+        venv is made (Retry then starts it). A folder that is no project folder changes nothing."""
+        if venv_python(folder) is None and not (Path(folder) / "build.py").is_file():
+            self.problem = EngineProblem(str(Path(folder) / ".venv"), f"{folder} is not the Blind Upscale project "
+                                         "folder: it has neither build.py nor a .venv.", "")
+            return
+        self.app.writeSetting(*PYTHON_SETTING, str(project_python(folder)))
+        self.problem = None
 
     def close(self) -> None:
         if isinstance(self.client, SupervisedClient):
@@ -79,8 +94,10 @@ class BlindUpscaleDocker(DockWidget):
         plugin = BlindUpscaleExtension.instance
         self.panel = Panel(KritaHost(), plugin.connection.client, plugin.settings)
         self.panel.engine_settings_changed.connect(plugin.reconnect)
-        if plugin.connection.problem:
-            self.panel.show_error(plugin.connection.problem)
+        self.panel.engine_unavailable.connect(plugin.engine_failed)
+        self.panel.engine_folder_chosen.connect(plugin.use_folder)
+        self.panel.engine_retry.connect(plugin.reconnect)
+        plugin.show_problem(self.panel)
         self.setWidget(self.panel)
         BlindUpscaleDocker.instances.append(self)
         self.destroyed.connect(lambda *_: self._forget())
@@ -115,11 +132,32 @@ class BlindUpscaleExtension(Extension):
         action.triggered.connect(self.upscale)
 
     def reconnect(self) -> None:
+        """Build the engine client again (settings changed, or Retry) and hand it to every panel."""
         client = self.connection.connect()
         for docker in BlindUpscaleDocker.instances:
             docker.panel.set_client(client)
-            if self.connection.problem:
-                docker.panel.show_error(self.connection.problem)
+            self.show_problem(docker.panel)
+
+    def show_problem(self, panel: Panel) -> None:
+        problem = self.connection.problem
+        if problem is not None:
+            panel.show_engine_problem(problem.tried, problem.error, problem.command, problem.root)
+
+    def engine_failed(self, error: str) -> None:
+        """A panel's engine did not answer: for the local engine, the first-run section shows it."""
+        if self.settings.engine_mode != "managed" or self.connection.problem is not None:
+            return
+        self.connection.failed(error)
+        for docker in BlindUpscaleDocker.instances:
+            self.show_problem(docker.panel)
+
+    def use_folder(self, folder: str) -> None:
+        self.connection.use_folder(folder)
+        if self.connection.problem is not None:
+            for docker in BlindUpscaleDocker.instances:
+                self.show_problem(docker.panel)
+            return
+        self.reconnect()
 
     def active_panel(self) -> Panel | None:
         window = self.app.activeWindow()
@@ -131,23 +169,35 @@ class BlindUpscaleExtension(Extension):
         return dockers[0].panel if dockers else None
 
     def upscale(self) -> None:
-        """The action: run the panel with its settings; ask for the engine only if nothing says where it is."""
+        """The action: run the panel with its settings, without a dialog. While the engine cannot
+        start, pressing it is a Retry, and the panel says what is wrong and what to do."""
         panel = self.active_panel()
         if panel is None:
             return
-        if panel.client is None:
-            if self.settings.engine_mode == "managed" and not self.connection.ask_python(panel):
-                return
+        if panel.client is None or self.connection.problem is not None:
             self.reconnect()
             if panel.client is None:
                 return
-        if panel.current_model() is None:  # the model list is still on its way: run once it is here
-            def run_when_ready():
-                panel.models_loaded.disconnect(run_when_ready)
-                panel.run()
-            panel.models_loaded.connect(run_when_ready)
+        elif panel.current_model() is None:  # the last listing may have failed: ask again
+            panel.list_models()
+        if panel.current_model() is None:  # the model list is on its way: run once it is here
+            run_when_ready(panel)
             return
         panel.run()
+
+
+def run_when_ready(panel: Panel) -> None:
+    """Run `panel` once its engine lists the models; forget it if the engine fails instead."""
+    def forget(*_):
+        panel.models_loaded.disconnect(ready)
+        panel.engine_unavailable.disconnect(forget)
+
+    def ready():
+        forget()
+        panel.run()
+
+    panel.models_loaded.connect(ready)
+    panel.engine_unavailable.connect(forget)
 
 
 def register() -> None:

@@ -3,7 +3,9 @@
 Only Krita's libkis API and Qt are used (through ui.qt), on the GUI thread. The user's layer is
 never written to; the document is changed only once the result is in hand and checked, so an
 engine failure leaves it untouched. Krita has no undo macro API: scaling the canvas and adding
-the result layer are two undo steps (docs/krita.md, "Host facts").
+the result layer are two undo steps (docs/krita.md, "Host facts"). The source layer stays the
+active one, so the preview and a second run never take the result for the source, and the view
+keeps showing the same part of the image at the same size on screen.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from .pixels import UnsupportedLayer, check_format, krita_to_raw, raw_to_krita, 
 from protocol.host import Host, Rect, Selection
 from protocol.raw_image import RawImage
 from ui.images import qimage_bytes, scale_mask
+from ui.qt import QAbstractScrollArea, QMdiArea
 
 
 class KritaHost(Host):
@@ -117,11 +120,62 @@ class KritaHost(Host):
         if (layer.colorModel(), layer.colorDepth()) != (model, depth):
             layer.setColorSpace(model, depth, node.colorProfile())
         # Everything that can fail has been checked: from here on the document changes.
+        view = self._view_of(doc)
+        zoom, centre = (view.canvas().zoomLevel(), _scroll_centre(self._canvas_scroller())) if view else (0, None)
         doc.scaleImage(doc.width() * scale, doc.height() * scale, round(doc.xRes()), round(doc.yRes()), "Bicubic")
         doc.waitForDone()
         layer.setPixelData(data, source.x * scale, source.y * scale, width, height)
         parent = node.parentNode() or doc.rootNode()
         parent.addChildNode(layer, node)
-        doc.setActiveNode(layer)
+        doc.setActiveNode(node)  # the source stays the layer the panel works on
         doc.refreshProjection()
+        if view is not None and zoom > 0:
+            _set_zoom(view.canvas(), zoom / scale)
+            _scroll_to_centre(self._canvas_scroller(), centre)
+
+    # ---------------------------------------------------------------- the view
+    def _view_of(self, doc):
+        """The active view when it shows `doc` (libkis wraps a document anew on every call, so
+        documents are compared by their root node)."""
+        window = self.app.activeWindow()
+        view = window.activeView() if window is not None else None
+        if view is None or view.document() is None:
+            return None
+        same = view.document().rootNode().uniqueId() == doc.rootNode().uniqueId()
+        return view if same else None
+
+    def _canvas_scroller(self) -> QAbstractScrollArea | None:
+        """The scroll area of the active view's canvas: libkis (5.1) has no way to pan, its scroll
+        bars do. None where the window has no such widget."""
+        window = self.app.activeWindow()
+        mdi = window.qwindow().findChild(QMdiArea) if window is not None else None
+        sub = mdi.activeSubWindow() if mdi is not None else None
+        if sub is None or sub.widget() is None:
+            return None
+        return sub.widget().findChild(QAbstractScrollArea)
+
+
+def _set_zoom(canvas, wanted: float) -> None:
+    """Set the zoom `zoomLevel()` will report as `wanted`. Krita reports the zoom times the
+    document's resolution over 72 but sets it without that factor; measuring the factor after
+    one setting keeps this right whichever way a Krita version reports it."""
+    canvas.setZoomLevel(wanted)
+    got = canvas.zoomLevel()
+    if got > 0 and abs(got - wanted) > 1e-6 * wanted:
+        canvas.setZoomLevel(wanted * wanted / got)
+
+
+def _scroll_centre(scroller: QAbstractScrollArea | None) -> tuple[float, float] | None:
+    """Where the view's centre lies along each scroll range (0..1)."""
+    if scroller is None:
+        return None
+    return tuple((bar.value() + bar.pageStep() / 2) / max(1, bar.maximum() + bar.pageStep())  # type: ignore[return-value]
+                 for bar in (scroller.horizontalScrollBar(), scroller.verticalScrollBar()))
+
+
+def _scroll_to_centre(scroller: QAbstractScrollArea | None, centre: tuple[float, float] | None) -> None:
+    if scroller is None or centre is None:
+        return
+    for bar, where in zip((scroller.horizontalScrollBar(), scroller.verticalScrollBar()), centre):
+        bar.setValue(round(where * (bar.maximum() + bar.pageStep()) - bar.pageStep() / 2))
 

@@ -1,9 +1,10 @@
 """Test driver for tests/test_krita_integration.py, installed next to the packaged plug-in.
 
 Once Krita's window exists it: (1) opens `small.png`, triggers the `blind_upscale` action with the
-plug-in's default settings and records the document and the new layer's pixels; (2) opens
-`large.png`, triggers the action with 16-pixel tiles, kills the engine process while the job runs,
-and records the document again and the panel's error. It writes `report.json` into
+plug-in's default settings and records the document, the new layer's pixels, the canvas zoom
+before and after, where the docker's Run button lies on the screen, and a screenshot of the docker
+(`docker.png`); (2) opens `large.png`, triggers the action (bicubic, 16-pixel tiles), kills the
+engine process while the job runs, and records the document again and the panel's error. It writes `report.json` into
 $BLIND_UPSCALE_TEST_DIR and leaves with os._exit (Krita would otherwise ask to save changes).
 """
 import hashlib
@@ -21,7 +22,7 @@ except ImportError:
     from PyQt5.QtCore import QTimer
 
 OUT = os.environ.get("BLIND_UPSCALE_TEST_DIR", "")
-WATCHDOG_S = 150
+WATCHDOG_S = 360  # a fresh profile on a busy machine: the engine alone may take a minute to start
 report = {"steps": []}
 
 
@@ -51,9 +52,25 @@ def guarded(fn):
     return wrapper
 
 
-def panel():
+def docker():
     from blind_upscale.extension import BlindUpscaleDocker
-    return BlindUpscaleDocker.instances[0].panel if BlindUpscaleDocker.instances else None
+    return BlindUpscaleDocker.instances[0] if BlindUpscaleDocker.instances else None
+
+
+def panel():
+    return docker().panel if docker() is not None else None
+
+
+def zoom():
+    return Krita.instance().activeWindow().activeView().canvas().zoomLevel()
+
+
+def placement(widget):
+    """Whether `widget` shows on the screen: visible, not clipped away, inside the screen."""
+    bottom = widget.mapToGlobal(widget.rect().bottomRight())
+    screen = widget.screen().geometry()
+    return {"visible": widget.isVisible(), "shown_area": not widget.visibleRegion().isEmpty(),
+            "bottom": bottom.y(), "right": bottom.x(), "screen": [screen.width(), screen.height()]}
 
 
 def open_document(name):
@@ -80,7 +97,14 @@ def start():
         fail("the Blind Upscale docker was not created")
     doc = open_document("small.png")
     report["small_before"] = describe(doc)
+    report["docker_shown_by_default"] = docker().isVisible()
+    docker().show()
+    report["zoom_before"] = zoom()
     p = panel()
+    report["model"] = p.settings.model
+    report["run_button"] = placement(p.run_section.run_button)
+    report["progress_bar"] = placement(p.run_section.progress)
+    report["panel_minimum_height"] = p.minimumSizeHint().height()
     p.job_finished.connect(on_small_finished)
     log("trigger 1")
     Krita.instance().action("blind_upscale").trigger()
@@ -94,6 +118,9 @@ def on_small_finished(state):
     doc = Krita.instance().activeDocument()
     report["small_state"] = state
     report["small_status"] = p.status_label.text()
+    report["zoom_after"] = zoom()
+    report["active_layer_after"] = doc.activeNode().name()
+    report["horizontal_scroll_bar"] = p.scroll.horizontalScrollBar().isVisible()
     report["small_after"] = describe(doc)
     before = report["small_before"]["layers"]
     new = [n for n in doc.topLevelNodes() if n.name() not in before][0]
@@ -101,6 +128,20 @@ def on_small_finished(state):
                            "bounds": [new.bounds().x(), new.bounds().y(), new.bounds().width(), new.bounds().height()]}
     with open(os.path.join(OUT, "new_layer.bgra"), "wb") as f:
         f.write(bytes(new.pixelData(0, 0, doc.width(), doc.height())))
+    # for the README: the docker floated to a usual size, once the preview of the source is back
+    docker().setFloating(True)
+    docker().resize(300, 720)
+    p.settings.set("live_preview", True)
+    p.preview_updated.connect(take_screenshot)
+    QTimer.singleShot(20000, take_screenshot)
+
+
+@guarded
+def take_screenshot(*_):
+    if "screenshot" in report:
+        return
+    report["screenshot"] = docker().grab().save(os.path.join(OUT, "docker.png"))
+    panel().settings.set("live_preview", False)
     QTimer.singleShot(100, start_large)
 
 
@@ -109,6 +150,7 @@ def start_large():
     doc = open_document("large.png")
     report["large_before"] = describe(doc)
     p = panel()
+    p.settings.set("model", "bicubic")
     p.settings.set("tile", 16)
     p.job_finished.connect(on_large_finished)
     log("trigger 2")
