@@ -82,12 +82,23 @@ def build_pairs(targets: list[np.ndarray], scale: int = 4, patch: int = PATCH,
     used = [t for t, side in sorted(zip(targets, sides), key=lambda ts: -ts[1]) if side >= patch]
     for target in used[:max_faces]:
         hr, lq = _target_and_input(target, scale)
-        for _ in range(per_face):
-            i = int(rng.integers(0, lq.shape[2] - patch + 1))
-            j = int(rng.integers(0, lq.shape[3] - patch + 1))
-            lr_patches.append(lq[:, :, i:i + patch, j:j + patch])
-            hr_patches.append(hr[:, :, i * scale:(i + patch) * scale, j * scale:(j + patch) * scale])
+        lq_patches, target_patches = random_patches(lq, hr, per_face, patch, scale, rng)
+        lr_patches.append(lq_patches)
+        hr_patches.append(target_patches)
     return FacePairs(torch.cat(lr_patches), torch.cat(hr_patches), min(len(used), max_faces))
+
+
+def random_patches(lq: torch.Tensor, hr: torch.Tensor, count: int, patch: int, scale: int,
+                   rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """`count` random aligned crops: LR count×3×p×p from `lq` (1×3×h×w) and their targets
+    count×3×(p·s)×(p·s) from `hr` (1×3×(h·s)×(w·s)). Meta-training samples its inner pairs here too."""
+    lr_patches, hr_patches = [], []
+    for _ in range(count):
+        i = int(rng.integers(0, lq.shape[2] - patch + 1))
+        j = int(rng.integers(0, lq.shape[3] - patch + 1))
+        lr_patches.append(lq[:, :, i:i + patch, j:j + patch])
+        hr_patches.append(hr[:, :, i * scale:(i + patch) * scale, j * scale:(j + patch) * scale])
+    return torch.cat(lr_patches), torch.cat(hr_patches)
 
 
 def _target_and_input(target: np.ndarray, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
