@@ -68,10 +68,15 @@ def restore_face(restorer: nn.Module, lr_rgb: np.ndarray, landmarks: np.ndarray,
     """(the LR face aligned to TEMPLATE, its restored version `scale` times larger), H×W×3."""
     side = output_side(landmarks, scale)
     lr_face, _ = align_face(lr_rgb, landmarks, side // scale, TEMPLATE)
-    x = torch.from_numpy(np.ascontiguousarray(lr_face.transpose(2, 0, 1)))[None]
+    return lr_face, restore_crop(restorer, lr_face, scale)
+
+
+def restore_crop(restorer: nn.Module, lr_face: np.ndarray, scale: int) -> np.ndarray:
+    """An LR face crop (H×W×3; H·scale and W·scale multiples of 4) restored at `scale` times its size."""
+    x = torch.from_numpy(np.ascontiguousarray(lr_face.transpose(2, 0, 1), dtype=np.float32))[None]
     with torch.inference_mode():
         restored = LowResRestorer(restorer, scale)(x).clamp(0, 1)
-    return lr_face, restored[0].permute(1, 2, 0).numpy()
+    return restored[0].permute(1, 2, 0).numpy()
 
 
 def feather_mask(side: int, feather: float = FEATHER) -> np.ndarray:

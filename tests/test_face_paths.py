@@ -156,3 +156,26 @@ def test_restore_faces_request_field_is_validated():
     with pytest.raises(InputError, match="restore_faces must be true or false"):
         UpscaleRequest.from_dict({"model": "bicubic", "restore_faces": "yes"})
     assert UpscaleRequest.from_dict({"model": "bicubic", "restore_faces": True}).to_dict()["restore_faces"] is True
+
+
+def test_with_the_restorer_installed_metaf2n_learns_towards_restored_faces(models):
+    from core.face_adaptation import restored_pairs
+    from core.faces import detect, faces_from_boxes
+    from core.methods.metaf2n import MetaF2NUpscaler
+
+    fresh = RESTORER.build("lite").eval()  # the identity on its input: targets are the bicubic LR
+    lr = face_photo()[80:128, 128:176]
+    pairs = restored_pairs(lr, faces_from_boxes([(4, 4, 40, 40)]), fresh)
+    assert pairs is not None and pairs.faces == 1 and pairs.lr.shape == (16, 3, 16, 16)
+    up = torch.nn.functional.interpolate(pairs.lr, scale_factor=4, mode="bicubic", align_corners=False)
+    inner = (..., slice(8, -8), slice(8, -8))  # away from the patch edges the bicubic needs no outside pixels
+    assert torch.allclose(pairs.hr[inner], up.clamp(0, 1)[inner], atol=1e-4)
+    aligned = restored_pairs(face_photo(), detect(face_photo()).faces, fresh)
+    assert aligned is not None and aligned.hr.shape[-1] == 4 * aligned.lr.shape[-1]
+
+    metaf2n_weights(models)
+    restorer_weights(models)
+    stages = []
+    MetaF2NUpscaler("lite").prepare(lr, UpscaleRequest(model="metaf2n", faces=[(4, 4, 40, 40)]),
+                                    lambda f, s: stages.append(s))
+    assert any("targets from the face restorer" in s for s in stages) and stages[-1].startswith("adapted to 1 face")
