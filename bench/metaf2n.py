@@ -1,6 +1,6 @@
 """Issue 19's benchmark: does MetaF2N's face adaptation help, and by how much?
 
-    python bench/metaf2n.py --weights train_runs/metaf2n_lite/metaf2n_lite.safetensors \
+    python bench/metaf2n.py --weights train_runs/metaf2n_lite/metaf2n_lite.safetensors [--config lite] \
         [--restorer train_runs/face_restorer_lite/face_restorer_lite.safetensors] [--limit N] [--threads 1]
 
 Photos with faces: the whole selfies of ../shared/data/faces/gpen_examples (shrunk so the long
@@ -104,44 +104,43 @@ def lr_box(box, shape) -> list[int]:
     return [x0, y0, max(1, x1 - x0), max(1, y1 - y0)]
 
 
-def upscale(engine: Engine, lr: np.ndarray, method: str, boxes) -> tuple[np.ndarray, float, str]:
-    """SR image, seconds of the adaptation step (0 when none ran) and the final status."""
+def upscale(engine: Engine, lr: np.ndarray, method: str, boxes, config: str) -> tuple[np.ndarray, float]:
+    """SR image and the seconds of the adaptation step (0 when none ran)."""
     if method == "bicubic":
         request = UpscaleRequest(model="bicubic")
     else:
         faces = [lr_box(box, lr.shape) for box in boxes] if method == "hand" else method
-        request = UpscaleRequest(model="metaf2n", config="lite", faces=faces or "none")
+        request = UpscaleRequest(model="metaf2n", config=config, faces=faces or "none")
     marks: dict[str, float] = {}
-    stages = []
 
     def progress(fraction, stage):
-        stages.append(stage)
         if "adapting" in stage:
             marks.setdefault("start", time.perf_counter())
         elif stage.startswith("adapted"):
             marks["end"] = time.perf_counter()
 
     sr = engine.upscale(Image(lr), request, progress).pixels
-    return sr, marks.get("end", 0.0) - marks.get("start", 0.0), stages[-1]
+    return sr, marks.get("end", 0.0) - marks.get("start", 0.0)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", type=Path, required=True, help="meta-trained metaf2n_lite.safetensors")
+    parser.add_argument("--weights", type=Path, required=True, help="meta-trained metaf2n_<config>.safetensors")
+    parser.add_argument("--config", default="lite", choices=("lite", "official"))
     parser.add_argument("--restorer", type=Path, help="face_restorer_lite.safetensors (targets of the inner step)")
     parser.add_argument("--limit", type=int, default=15, help="photos to score")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as models:
-        shutil.copyfile(args.weights, Path(models) / "metaf2n_lite.safetensors")
+        shutil.copyfile(args.weights, Path(models) / f"metaf2n_{args.config}.safetensors")
         if args.restorer:
             shutil.copyfile(args.restorer, Path(models) / "face_restorer_lite.safetensors")
         os.environ["BLIND_UPSCALE_MODELS"] = models  # a fresh install: YuNet, these weights only
-        run(photos(args.limit))
+        run(photos(args.limit), args.config)
 
 
-def run(scored):
+def run(scored, config: str):
     engine = Engine()
     rows = []
     print(f"{'photo':28} {'degradation':10} " + " ".join(f"{m:>13}" for m in METHODS) + "  adapt s  (whole/face PSNR-Y dB)")
@@ -150,7 +149,7 @@ def run(scored):
             lr = degrade(hr, kind, seed=1000 + index)
             row, seconds = {}, 0.0
             for method in METHODS:
-                sr, adapt_s, _ = upscale(engine, lr, method, boxes)
+                sr, adapt_s = upscale(engine, lr, method, boxes, config)
                 row[method] = (psnr_y(sr, hr), face_psnr(sr, hr, boxes))
                 seconds = max(seconds, adapt_s)
             rows.append(row)

@@ -17,7 +17,15 @@ the double backward is not run under bf16 autocast.
 
 Initialisation (`--init RUN_DIR`): a finished metaf2n run (`metaf2n_<config>.safetensors`), or the
 shared real-world trunk (`rrdbnet_<config>.safetensors`, core.train.realworld) for the backbone with
-MaskNet started near a constant 1 (the inner step then begins as the plain L1 step).
+MaskNet started near a constant 1 (the inner step then begins as the plain L1 step). For
+`--config official` (the paper's Real-ESRGAN backbone) the init folder holds
+`rrdbnet_official.safetensors`: the converted x4plus (`python -m core.ncnn_convert` writes it as
+`realesrgan_official.safetensors` in the models folder; copy it under that name).
+
+A long run, after `python -m core.train face_restorer --minutes 120 --out train_runs/face_restorer_lite`:
+    python -m core.train metaf2n --init train_runs/realworld_lite --minutes 240 --threads 1 \
+        --restorer train_runs/face_restorer_lite/face_restorer_lite.safetensors --out train_runs/metaf2n_lite
+(about 3.3 s of one core per task, 13 s per step of 4 tasks, measured on this machine).
 
 Validation: the ten held-back FFHQ faces, each paired with a kodak24 crop under one fixed chain:
 PSNR-Y of the crop by bicubic, by θ, and by θ' adapted on that face with the product's own step
