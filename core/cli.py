@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="MetaF2N: face boxes")
     up.add_argument("--blur", type=float, default=None, help="MM-RealSR blur dial 0..1")
     up.add_argument("--noise", type=float, default=None, help="MM-RealSR noise dial 0..1")
+    up.add_argument("--restore-faces", action="store_true",
+                    help="restore the faces found with the face restorer and paste them back over the result")
     up.add_argument("--ensemble", action="store_true",
                     help="average the 8 orientations of every tile: a little sharper, 8x slower")
     up.add_argument("--max-pixels", type=int, default=None, help="largest input accepted")
@@ -193,14 +195,17 @@ def _upscale(args) -> int:
         "region": parse_box(args.region, "region") if args.region else None,
         "support": parse_box(args.support, "support region") if args.support else None,
         "faces": parse_faces(args.faces), "blur": args.blur, "noise": args.noise,
-        "ensemble": args.ensemble,
+        "ensemble": args.ensemble, "restore_faces": args.restore_faces,
     })
     image = _load(args.input, args.max_pixels)
     _check_output(out_path, image.has_alpha)
     started = time.perf_counter()
     show = sys.stderr.isatty() and not args.json
+    status = ""
 
     def progress(fraction: float, stage: str) -> None:
+        nonlocal status
+        status = stage
         if show:
             sys.stderr.write(f"\r{fraction * 100:5.1f}%  {stage:<40}")
             sys.stderr.flush()
@@ -213,9 +218,12 @@ def _upscale(args) -> int:
     if args.json:
         print(json.dumps({"output": str(out_path), "model": request.model, "width": result.width,
                           "height": result.height, "channels": result.channels,
-                          "bit_depth": result.bit_depth, "seconds": round(seconds, 3)}))
+                          "bit_depth": result.bit_depth, "seconds": round(seconds, 3), "status": status}))
     else:
         print(f"{out_path} ({result.width}x{result.height}, {request.model}, {seconds:.1f} s)")
+        notes = status.split("; ", 1)[1] if "; " in status else ""
+        if notes:
+            print(notes)
     return 0
 
 

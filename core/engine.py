@@ -54,6 +54,8 @@ class UpscaleRequest:
     region: Box | None = None
     ensemble: bool = False
     """Self-ensemble: average the 8 orientations of every tile (core/self_ensemble.py), 8x the time."""
+    restore_faces: bool = False
+    """Restore the faces found with the face restorer and paste them back (core/face_restore.py)."""
 
     @classmethod
     def from_dict(cls, data: dict) -> UpscaleRequest:
@@ -92,8 +94,9 @@ class UpscaleRequest:
             raise InputError(f"tile must be 0 (no tiling) or at least {MIN_TILE}, got {self.tile!r}")
         if not isinstance(self.overlap, int) or self.overlap < 0:
             raise InputError(f"overlap must be a non-negative integer, got {self.overlap!r}")
-        if not isinstance(self.ensemble, bool):
-            raise InputError(f"ensemble must be true or false, got {self.ensemble!r}")
+        for name in ("ensemble", "restore_faces"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("blur", "noise"):
             value = getattr(self, name)
             if value is not None:
@@ -144,6 +147,7 @@ class Engine:
         self.max_output_pixels = max_output_pixels
         self._max_cached = max_cached_models
         self._lock = threading.Lock()
+        self._face_restorer = None
 
     # ------------------------------------------------------------ models
     def load(self, model: str, config: str | None = None, device: str = "auto",
@@ -186,17 +190,21 @@ class Engine:
 
         report(0.02, "Loading the model")
         upscaler = self.load(request.model, request.config, request.device, request.backend)
+        restorer = self.face_restorer() if request.restore_faces else None
         _stop_if(is_cancelled)
 
         # The global step (degradation estimate, support set, faces) sees the whole image, in image
         # coordinates, so a selection limits only what is upscaled, not what the model learns from.
         whole = to_rgb(image.pixels)
-        context = _prepare(upscaler, whole, request, report, is_cancelled)
+        context, outcome = _prepare(upscaler, whole, request, report, is_cancelled)
         color = whole if request.region is None else _crop(whole, request.region)
         del whole
         _stop_if(is_cancelled)
 
         out = _run_tiles(upscaler, color, context, request, report, is_cancelled)
+        notes = [outcome] if outcome else []
+        if restorer is not None:
+            notes.append(_restore_faces(restorer, color, out, request.scale, report, is_cancelled))
         report(0.96, "Finishing")
         result = _with_channels_of(pixels, out)
         del out  # one output-sized buffer besides the canvas
@@ -205,7 +213,7 @@ class Engine:
         np.clip(result, 0.0, 1.0, out=result)
         if image.bit_depth == 32:
             _add_out_of_range(result, pixels, request.scale)
-        report(1.0, f"Done in {time.perf_counter() - started:.1f} s")
+        report(1.0, f"Done in {time.perf_counter() - started:.1f} s" + "".join(f"; {n}" for n in notes))
         return Image(result, image.bit_depth, image.icc, image.exif)
 
     def _source_pixels(self, image: Image, request: UpscaleRequest) -> np.ndarray:
@@ -224,6 +232,15 @@ class Engine:
                 f"the result would be {out_pixels / 1e6:.0f} MP, above the limit of "
                 f"{self.max_output_pixels / 1e6:.0f} MP; upscale a smaller region")
         return pixels
+
+    def face_restorer(self):
+        """The trained face restorer, loaded once; a WeightsError saying how to get it if absent."""
+        with self._lock:
+            if self._face_restorer is None:
+                from core import face_restore
+
+                self._face_restorer = face_restore.load()
+            return self._face_restorer
 
     # ------------------------------------------------------------ analyse
     def analyse(self, image: Image, region: Box | None = None) -> dict:
@@ -275,17 +292,42 @@ def _crop(pixels: np.ndarray, box: Box) -> np.ndarray:
 
 
 def _prepare(upscaler, whole: np.ndarray, request: UpscaleRequest, report: Progress,
-             is_cancelled: Callable[[], bool]):
-    """The Upscaler's global step over the whole image, on its share of the progress bar."""
+             is_cancelled: Callable[[], bool]) -> tuple[object, str]:
+    """The Upscaler's global step over the whole image, on its share of the progress bar, and
+    its outcome: the stage it reported on finishing (e.g. MetaF2N's "no usable face, upscaling
+    with the unadapted weights"), which the final status repeats; "" if it reported none."""
     lo, hi = _PREPARE
     report(lo, "Analysing the image")
+    outcome = ""
 
     def prepare_progress(fraction, stage):
         """A long global step (face adaptation) stops at its next progress report."""
+        nonlocal outcome
         _stop_if(is_cancelled)
         report(lo + (hi - lo) * fraction, stage)
+        if fraction >= 1.0:
+            outcome = stage
 
-    return upscaler.prepare(whole, request, prepare_progress)
+    return upscaler.prepare(whole, request, prepare_progress), outcome
+
+
+def _restore_faces(restorer, color: np.ndarray, out: np.ndarray, scale: int, report: Progress,
+                   is_cancelled: Callable[[], bool]) -> str:
+    """Finds the faces of `color` and pastes their restored versions into `out` (1×3×sH×sW,
+    in place); returns what it did, for the final status."""
+    from core.face_restore import restore_faces
+    from core.faces import detect
+
+    report(0.95, "finding faces to restore")
+    found = detect(color).faces
+    _stop_if(is_cancelled)
+
+    def face_progress(fraction):
+        _stop_if(is_cancelled)
+        report(0.95 + 0.01 * fraction, "restoring faces")
+
+    count = restore_faces(out[0].transpose(1, 2, 0), color, found, scale, restorer, face_progress)
+    return f"{count} face(s) restored" if count else "no face found to restore"
 
 
 def _run_tiles(upscaler, color: np.ndarray, context, request: UpscaleRequest, report: Progress,

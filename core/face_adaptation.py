@@ -73,28 +73,73 @@ def build_pairs(targets: list[np.ndarray], scale: int = 4, patch: int = PATCH,
     `max_faces` largest targets. p is `patch`, or less when even the largest face is smaller
     (the official test then uses the face whole); faces smaller than p are left out. None if
     no target gives an LR input of at least 4×4. The seed makes the result repeatable."""
-    sides = [min(t.shape[0], t.shape[1]) // scale for t in targets]
+    examples = [_input_and_target(t, scale) for t in targets if min(t.shape[0], t.shape[1]) // scale >= 4]
+    return sample_pairs(examples, scale, patch, per_face, max_faces, seed)
+
+
+def restored_pairs(rgb: np.ndarray, faces: list[Face], restorer, scale: int = 4, patch: int = PATCH,
+                   per_face: int = PATCHES_PER_FACE, max_faces: int = MAX_FACES,
+                   seed: int = 0) -> FacePairs | None:
+    """The paper's pairs: the LR face (aligned to the restorer's framing; a user's box as it is)
+    as input and the face restorer's output for it as target. Sampled as `build_pairs` does."""
+    from core.face_restore import restore_crop, restore_face
+
+    h, w = rgb.shape[:2]
+    examples = []
+    for face in faces:
+        if face.landmarks is not None:
+            lr_face, restored = restore_face(restorer, rgb, face.landmarks, scale)
+        else:
+            x0, y0 = max(0, int(round(face.box[0]))), max(0, int(round(face.box[1])))
+            lr_face = rgb[y0:min(h, int(round(face.box[1] + face.box[3]))),
+                          x0:min(w, int(round(face.box[0] + face.box[2])))]
+            if min(lr_face.shape[:2]) < 4:
+                continue
+            restored = restore_crop(restorer, lr_face, scale)
+        examples.append((_nchw(lr_face), _nchw(restored)))
+    return sample_pairs(examples, scale, patch, per_face, max_faces, seed)
+
+
+def sample_pairs(examples: list[tuple[torch.Tensor, torch.Tensor]], scale: int, patch: int = PATCH,
+                 per_face: int = PATCHES_PER_FACE, max_faces: int = MAX_FACES,
+                 seed: int = 0) -> FacePairs | None:
+    """`per_face` random patch pairs from each of the `max_faces` largest (LR 1×3×h×w, target
+    1×3×sh×sw) examples; p shrinks to the largest LR side when that is smaller than `patch`."""
+    sides = [min(lq.shape[2], lq.shape[3]) for lq, _ in examples]
     if not sides or max(sides) < 4:
         return None
     patch = min(patch, max(sides))
     rng = np.random.default_rng(seed)
     lr_patches, hr_patches = [], []
-    used = [t for t, side in sorted(zip(targets, sides), key=lambda ts: -ts[1]) if side >= patch]
-    for target in used[:max_faces]:
-        hr, lq = _target_and_input(target, scale)
-        for _ in range(per_face):
-            i = int(rng.integers(0, lq.shape[2] - patch + 1))
-            j = int(rng.integers(0, lq.shape[3] - patch + 1))
-            lr_patches.append(lq[:, :, i:i + patch, j:j + patch])
-            hr_patches.append(hr[:, :, i * scale:(i + patch) * scale, j * scale:(j + patch) * scale])
+    used = [ex for ex, side in sorted(zip(examples, sides), key=lambda es: -es[1]) if side >= patch]
+    for lq, hr in used[:max_faces]:
+        lq_patches, target_patches = random_patches(lq, hr, per_face, patch, scale, rng)
+        lr_patches.append(lq_patches)
+        hr_patches.append(target_patches)
     return FacePairs(torch.cat(lr_patches), torch.cat(hr_patches), min(len(used), max_faces))
 
 
-def _target_and_input(target: np.ndarray, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _nchw(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32))[None]
+
+
+def random_patches(lq: torch.Tensor, hr: torch.Tensor, count: int, patch: int, scale: int,
+                   rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """`count` random aligned crops: LR count×3×p×p from `lq` (1×3×h×w) and their targets
+    count×3×(p·s)×(p·s) from `hr` (1×3×(h·s)×(w·s)). Meta-training samples its inner pairs here too."""
+    lr_patches, hr_patches = [], []
+    for _ in range(count):
+        i = int(rng.integers(0, lq.shape[2] - patch + 1))
+        j = int(rng.integers(0, lq.shape[3] - patch + 1))
+        lr_patches.append(lq[:, :, i:i + patch, j:j + patch])
+        hr_patches.append(hr[:, :, i * scale:(i + patch) * scale, j * scale:(j + patch) * scale])
+    return torch.cat(lr_patches), torch.cat(hr_patches)
+
+
+def _input_and_target(target: np.ndarray, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
     h, w = (target.shape[0] // scale) * scale, (target.shape[1] // scale) * scale
-    hr = torch.from_numpy(np.ascontiguousarray(target[:h, :w].transpose(2, 0, 1)))[None]
-    lq = quantize(bicubic_downsample(hr, scale).clamp(0, 1))
-    return hr, lq
+    hr = _nchw(target[:h, :w])
+    return quantize(bicubic_downsample(hr, scale).clamp(0, 1)), hr
 
 
 def stored_parameters(model) -> dict[str, torch.Tensor]:

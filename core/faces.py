@@ -193,10 +193,11 @@ def native_face_size(landmarks: np.ndarray, multiple: int = 4, largest: int = 51
     return int(min(largest, max(multiple, round(side / multiple) * multiple)))
 
 
-def align_face(rgb: np.ndarray, landmarks: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The face warped onto the FFHQ template scaled to size×size (bicubic, edges reflected)
-    and the 2×3 image->crop matrix."""
-    matrix = umeyama(landmarks, FFHQ_TEMPLATE_512 * (size / 512.0))
+def align_face(rgb: np.ndarray, landmarks: np.ndarray, size: int,
+               template: np.ndarray = FFHQ_TEMPLATE_512 / 512.0) -> tuple[np.ndarray, np.ndarray]:
+    """The face warped onto `template` (5 points in units of the crop side; default FFHQ's)
+    scaled to size×size (bicubic, edges reflected) and the 2×3 image->crop matrix."""
+    matrix = umeyama(landmarks, template * size)
     inverse = np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))[:2]
     h, w = rgb.shape[:2]
     u, v = np.meshgrid(np.arange(size, dtype=np.float64), np.arange(size, dtype=np.float64))

@@ -5,7 +5,7 @@ from functools import cache
 import torch
 from torch import nn
 
-from . import ccl, cmdsr, kdsr, metaf2n, mmrealsr, rrdbnet
+from . import ccl, cmdsr, face_restorer, kdsr, metaf2n, mmrealsr, rrdbnet
 from .spec import ArchSpec
 
 
@@ -18,7 +18,8 @@ def _registry(*specs: ArchSpec) -> dict[str, ArchSpec]:
     return registry
 
 
-ARCHS = _registry(kdsr.ARCH, cmdsr.ARCH, mmrealsr.ARCH, ccl.ARCH, metaf2n.ARCH, rrdbnet.ARCH)
+ARCHS = _registry(kdsr.ARCH, cmdsr.ARCH, mmrealsr.ARCH, ccl.ARCH, metaf2n.ARCH, rrdbnet.ARCH,
+                  face_restorer.ARCH)
 
 
 def get_arch(arch_id: str) -> ArchSpec:

@@ -61,6 +61,7 @@ class MetaF2NUpscaler(Upscaler):
 
         super().__init__(config, device, backend)
         self.model = stoppable(self._load(config).to(device).eval())
+        self._restorer: object | None = None  # the face restorer, loaded on first use when installed
 
     def _load(self, config: str):
         """The MetaF2N network of `config` with meta-trained weights, or a WeightsError saying
@@ -84,8 +85,11 @@ class MetaF2NUpscaler(Upscaler):
         return model
 
     def prepare(self, rgb: np.ndarray, request, progress):
-        """Faces -> pairs -> adapted backbone parameters (the stored ones if no face is usable)."""
-        from core.face_adaptation import adapt, build_pairs, face_targets, stored_parameters
+        """Faces -> pairs -> adapted backbone parameters (the stored ones if no face is usable).
+        With the face restorer installed the targets are its restored faces, as in the paper;
+        without it, the photo's own faces (core/face_adaptation.py says why)."""
+        from core import face_restore
+        from core.face_adaptation import adapt, build_pairs, face_targets, restored_pairs, stored_parameters
         from core.faces import detect, faces_from_boxes
 
         note = ""
@@ -99,7 +103,13 @@ class MetaF2NUpscaler(Upscaler):
         else:
             faces = faces_from_boxes(request.faces)
             found = f"{len(faces)} face box(es) given"
-        pairs = build_pairs(face_targets(rgb, faces), self.scale)
+        if faces and face_restore.available():
+            if self._restorer is None:
+                self._restorer = face_restore.load()
+            pairs = restored_pairs(rgb, faces, self._restorer, self.scale)
+            found += " (targets from the face restorer)"
+        else:
+            pairs = build_pairs(face_targets(rgb, faces), self.scale)
         if pairs is None:
             if faces:
                 found += ", none large enough (16 px) to learn from"

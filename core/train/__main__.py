@@ -1,18 +1,21 @@
-"""python -m core.train kdsr|cmdsr|realworld|mmrealsr|ccl [--config lite] [--minutes N | --steps N] [--out DIR] [--resume | --init RUN_DIR]"""
+"""python -m core.train kdsr|cmdsr|realworld|mmrealsr|ccl|face_restorer|metaf2n [--config lite] [--minutes N | --steps N] [--out DIR] [--resume | --init RUN_DIR]"""
 
 import argparse
 from pathlib import Path
 
-from core.train import ccl, cmdsr, kdsr, mmrealsr, realworld
+from core.train import ccl, cmdsr, face_restorer, kdsr, metaf2n, mmrealsr, realworld
 from core.train.run import bf16_supported
 
-RECIPES = {"kdsr": kdsr, "cmdsr": cmdsr, "realworld": realworld, "mmrealsr": mmrealsr, "ccl": ccl}
+RECIPES = {"kdsr": kdsr, "cmdsr": cmdsr, "realworld": realworld, "mmrealsr": mmrealsr, "ccl": ccl,
+           "face_restorer": face_restorer, "metaf2n": metaf2n}
 DEFAULTS = {
     "kdsr": {"batch": 16, "patch": 32, "lr": 4e-4},
     "cmdsr": {"patch": 32, "lr": 4e-4},
     "realworld": {"batch": 8, "patch": 32, "lr": 2e-4},
     "mmrealsr": {"batch": 2, "patch": 32, "lr": 2e-4},
     "ccl": {"batch": 8, "patch": 32, "lr": 1e-4},
+    "face_restorer": {"batch": 8, "patch": 32, "lr": 2e-4},
+    "metaf2n": {"patch": 32, "lr": 3e-5},
 }
 
 
@@ -38,8 +41,13 @@ def parse_args(argv=None):
                              "restart with --init: a fresh optimizer otherwise knocks the net back)")
     parser.add_argument("--batch", type=int, help="KDSR, realworld, ccl: patches per step; mmrealsr: HR patches per step (5 LR versions each)")
     parser.add_argument("--patch", type=int, help="LR patch size (HR = 4x)")
-    parser.add_argument("--tasks", type=int, default=4, help="CMDSR: tasks per step")
-    parser.add_argument("--queries", type=int, default=4, help="CMDSR: query patches per task")
+    parser.add_argument("--tasks", type=int, default=4, help="CMDSR, MetaF2N: tasks per step")
+    parser.add_argument("--queries", type=int, default=4, help="CMDSR, MetaF2N: query patches per task")
+    parser.add_argument("--inner-steps", type=int, default=1,
+                        help="MetaF2N: SGD steps of the inner loop (the paper: 1)")
+    parser.add_argument("--restorer", type=Path,
+                        help="MetaF2N: face restorer weights for the inner targets (default: the installed "
+                             "face_restorer_lite, else the HR faces)")
     parser.add_argument("--support-size", type=int, default=20, help="CMDSR: patches per support set")
     parser.add_argument("--region", type=int, default=320, help="CMDSR: HR side of a task's region")
     parser.add_argument("--condition-every", type=int, default=4,
@@ -61,6 +69,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.minutes is None and args.steps is None:
         parser.error("give a budget: --minutes N or --steps N")
+    if args.inner_steps < 1:
+        parser.error("--inner-steps must be at least 1")
     for key, value in DEFAULTS[args.recipe].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
