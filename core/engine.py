@@ -318,13 +318,13 @@ def _restore_faces(restorer, color: np.ndarray, out: np.ndarray, scale: int, rep
     from core.face_restore import restore_faces
     from core.faces import detect
 
-    report(0.95, "finding faces to restore")
+    report(0.95, "Finding faces to restore")
     found = detect(color).faces
     _stop_if(is_cancelled)
 
     def face_progress(fraction):
         _stop_if(is_cancelled)
-        report(0.95 + 0.01 * fraction, "restoring faces")
+        report(0.95 + 0.01 * fraction, "Restoring faces")
 
     count = restore_faces(out[0].transpose(1, 2, 0), color, found, scale, restorer, face_progress)
     return f"{count} face(s) restored" if count else "no face found to restore"

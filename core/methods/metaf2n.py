@@ -118,7 +118,7 @@ class MetaF2NUpscaler(Upscaler):
         stage = f"Learning from {pairs.faces} face(s)"
         progress(0.2, stage)
         params, loss = adapt(self.model, pairs, progress=lambda f: progress(0.2 + 0.8 * f, stage))
-        progress(1.0, f"adapted to {pairs.faces} face(s) (weighted L1 {loss:.4f} before the step)"
+        progress(1.0, f"{found}; adapted to {pairs.faces} face(s) (weighted L1 {loss:.4f} before the step)"
                  + (f" ({note})" if note else ""))
         return params
 
