@@ -50,6 +50,18 @@ def _frames(suffix: str):
     return make
 
 
+def _damaged_jpeg(folder: Path) -> Path:
+    """30 bytes of the compressed scan flipped: Pillow decodes it without a word, mostly wrong."""
+    path = save_image(Image(gradient_pixels(64, 64, 3), 8), folder / "in.jpg")
+    data = bytearray(path.read_bytes())
+    scan = data.index(b"\xff\xda")
+    start = scan + 2 + int.from_bytes(data[scan + 2:scan + 4], "big")
+    for k in range(start + 10, start + 40):
+        data[k] ^= 0x5A
+    path.write_bytes(bytes(data))
+    return path
+
+
 def _turned_jpeg(folder: Path) -> Path:
     """Stored 48x32 with EXIF orientation 6: the user sees (and selects in) a 32x48 image."""
     exif = PILImage.Exif()
@@ -71,6 +83,7 @@ def _out_folder(folder: Path, source: Path) -> Path:
 CASES = {  # id: (make input, name OUT, exit status, message fragment, *options)
     "empty file": (_empty, _out_named("out.png"), 1, "is an empty file"),
     "truncated PNG": (_truncated_png, _out_named("out.png"), 1, "corrupt or truncated"),
+    "damaged JPEG data": (_damaged_jpeg, _out_named("out.png"), 1, "corrupt or truncated (Corrupt JPEG data"),
     "header of 100000x100000": (_huge_header, _out_named("out.png"), 1, "above the limit"),
     "animated GIF": (_frames(".gif"), _out_named("out.png"), 1, "only single images are supported"),
     "animated WebP": (_frames(".webp"), _out_named("out.png"), 1, "only single images are supported"),

@@ -296,6 +296,14 @@ def test_tiff_metadata_leaves_the_layout_tags_behind(tmp_path):
     assert (again.width, again.height) == (10, 12)
 
 
+@pytest.mark.parametrize("mode,options", [("RGB", {}), ("L", {}), ("CMYK", {}), ("RGB", {"progressive": True}),
+                                          ("RGB", {"subsampling": 2, "quality": 60})])
+def test_sound_jpegs_pass_the_strict_data_check(tmp_path, mode, options):
+    path = tmp_path / "x.jpg"
+    PILImage.fromarray((gradient_pixels(40, 56, 3) * 255).astype(np.uint8)).convert(mode).save(path, **options)
+    assert load_image(path).width == 56
+
+
 def _exif_with_orientation(orientation: int) -> bytes:
     exif = PILImage.Exif()
     exif[0x010F] = "Blind Upscale test camera"  # Make
