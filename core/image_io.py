@@ -5,7 +5,8 @@ Pillow reads and writes PNG, JPEG, TIFF and WebP. Pillow (13.0 here) has no 16-b
 cannot open float RGB TIFFs. Those files are read by OpenCV (opencv-python-headless), and
 written by the two small encoders below (16-bit PNG, 16-bit/float TIFF), which also keep the ICC
 profile (and EXIF in PNG). The file header is parsed here first, so the route and the pixel limit
-are decided before any pixel is decoded.
+are decided before any pixel is decoded. Loaded pixels are upright (`_upright`): the EXIF
+orientation is applied once, whichever decoder ran, and not kept.
 Writes are atomic: a temporary file in the target folder, renamed over the target when complete.
 """
 from __future__ import annotations
@@ -84,6 +85,7 @@ class _Header:
     bits: int
     channels: int
     is_float: bool
+    orientation: int = 1  # a TIFF's own tag 274 (a PNG's is in its eXIf chunk, read as EXIF)
 
 
 def _png_header(head: bytes) -> _Header | None:
@@ -129,7 +131,7 @@ def _tiff_header(path: Path) -> _Header | None:
         return None
     tags = parsed[1]
     return _Header(tags[256][0], tags[257][0], tags.get(258, [1])[0], tags.get(277, [1])[0],
-                   tags.get(339, [1])[0] == 3)
+                   tags.get(339, [1])[0] == 3, tags.get(274, [1])[0])
 
 
 def _read_tiff_strips(path: Path) -> np.ndarray:
@@ -227,9 +229,11 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         with PILImage.open(path) as im:
             _check_size(path, im.width, im.height, max_pixels)
             _refuse_frames(path, getattr(im, "n_frames", 1))
+            im.load()  # Pillow turns a TIFF upright here and drops its orientation tag
+            if im.format == "JPEG":
+                _check_jpeg_data(path)
             icc = im.info.get("icc_profile") or None
             exif = im.info.get("exif") or (_tiff_metadata_tags(im) if im.format == "TIFF" else None)
-            im.load()
             pixels, bits = _pil_to_float(im)
     except InputError:
         raise
@@ -238,7 +242,51 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
                          "(PNG, JPEG, TIFF or WebP)") from None
     except (OSError, ValueError, SyntaxError, struct.error, EOFError) as exc:
         raise InputError(f"{path.name} is corrupt or truncated ({exc})") from None
-    return Image(pixels, bits, icc, exif)
+    return _upright(Image(pixels, bits, icc, exif))
+
+
+_JPEG_OUTPUT = {"Gray": "GRAY", "CMYK": "CMYK", "YCCK": "CMYK"}  # else RGB
+
+
+def _check_jpeg_data(path: Path) -> None:
+    """Pillow decodes a JPEG whose compressed data is damaged without a word, making up the rest
+    of the picture; libjpeg-turbo in strict mode (simplejpeg) reports it. The data is decoded
+    again at 1/8 size: every scan is still read, in little memory."""
+    import simplejpeg
+
+    data = path.read_bytes()
+    try:
+        colorspace = simplejpeg.decode_jpeg_header(data)[2]
+        simplejpeg.decode_jpeg(data, colorspace=_JPEG_OUTPUT.get(colorspace, "RGB"), min_factor=8,
+                               strict=True)
+    except ValueError as exc:
+        raise InputError(f"{path.name} is corrupt or truncated ({exc})") from None
+
+
+_TURNS = {  # EXIF orientation -> how the stored pixels (H×W×C) become what a viewer shows
+    2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a, -1)[::-1], 8: lambda a: np.rot90(a, 1),
+}
+
+
+def _upright(image: Image, orientation: int = 1) -> Image:
+    """The pixels as a viewer shows them, for every format: the EXIF orientation (or a TIFF's own
+    tag, `orientation`) is applied and removed from the EXIF kept, so the result is turned once,
+    shows as the input does, and a region means what the user sees."""
+    exif = image.exif
+    if exif:
+        tags = PILImage.Exif()
+        try:
+            tags.load(exif)
+        except (SyntaxError, ValueError, struct.error, OSError):
+            tags = PILImage.Exif()  # unreadable EXIF: no orientation anyone can apply
+        if 274 in tags:
+            orientation = tags.pop(274)
+            exif = tags.tobytes()
+    turn = _TURNS.get(orientation)
+    pixels = image.pixels if turn is None else np.ascontiguousarray(turn(image.pixels))
+    return Image(pixels, image.bit_depth, image.icc, exif)
 
 
 _TIFF_LAYOUT_TAGS = {254, 255, 256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 284, 317, 320, 322,
@@ -299,9 +347,8 @@ def _load_high_depth(path: Path, kind: str, header: _Header) -> Image:
             a = _read_tiff_strips(path)
         except (OSError, zlib.error, ValueError):
             raise InputError(f"{path.name} is corrupt or truncated") from None
-        if a.dtype.kind == "f":
-            return _with_metadata(path, a.astype(np.float32), 32)
-        return _with_metadata(path, a.astype(np.float32) / 65535.0, 16)
+        pixels, bits = (a.astype(np.float32), 32) if a.dtype.kind == "f" else (a / np.float32(65535), 16)
+        return _upright(_with_metadata(path, pixels, bits), header.orientation)
     data = np.fromfile(path, dtype=np.uint8)
     decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if decoded is None:
@@ -324,7 +371,8 @@ def _load_high_depth(path: Path, kind: str, header: _Header) -> Image:
     if pixels.shape[2] != header.channels or (bits != header.bits and not header.is_float):
         raise InputError(f"{path.name}: cannot decode this {header.bits}-bit "
                          f"{header.channels}-channel file faithfully")
-    return _with_metadata(path, pixels, bits)
+    # OpenCV turns a TIFF by its orientation tag itself; a PNG's eXIf orientation is left to us
+    return _upright(_with_metadata(path, pixels, bits))
 
 
 def _with_metadata(path: Path, pixels: np.ndarray, bits: int) -> Image:

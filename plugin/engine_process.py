@@ -5,6 +5,7 @@ inside Krita's embedded Python.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -176,11 +177,16 @@ class EngineProcess:
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        self.kill()
+
+    def kill(self) -> None:
+        """End the engine at once: a hung one ignores SIGTERM (a stopped one does not even see it)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):  # it ends; on a busy machine, later
+                self.proc.wait(timeout=10)
         self._cleanup()
 
     def _cleanup(self) -> None:
@@ -199,21 +205,53 @@ class SupervisedClient:
     New work (health, models, analyse, submit) starts the engine when it is not running, so the
     request after a crash brings up a fresh one. Questions about a job (status, cancel, result)
     never restart it: the job died with the old engine, and the answer is a plain report of that.
+
+    A hung engine (alive but silent: stopped, or stuck in a loop) is found by its health check,
+    which waits the client's `answer_timeout` at most: after a failed request, and before new work.
+    It is killed; a job it held is reported failed in one sentence, new work gets a fresh engine.
     """
 
     def __init__(self, process: EngineProcess):
         self.process = process
         self._lock = threading.Lock()
+        self._ended_hung: str | None = None  # why the last engine was killed, while none runs
 
     def _client(self, start: bool) -> EngineClient:
         with self._lock:
             if start:
-                return self.process.ensure_running()
+                client = self.process.client
+                if client is not None and self.process.running() and not self._answers(client):
+                    self._end_hung(client)
+                client = self.process.ensure_running()
+                self._ended_hung = None
+                return client
             if not self.process.running() or self.process.client is None:
                 raise self._crash_error()
             return self.process.client
 
+    def _answers(self, client: EngineClient) -> bool:
+        """Whether the engine answers its health check; a refused connection is retried for a
+        moment, as the process's exit is seen a moment after it."""
+        deadline = time.monotonic() + 1.0
+        while self.process.running():
+            try:
+                client.health()
+                return True
+            except EngineError:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.05)
+        return False
+
+    def _end_hung(self, client: EngineClient) -> None:
+        self.process.kill()
+        self._ended_hung = (f"The engine stopped answering (no reply within {client.answer_timeout:.0f} s) "
+                            "and was ended; your image is unchanged, and a new engine starts on the "
+                            "next request.")
+
     def _crash_error(self) -> EngineError:
+        if self._ended_hung:
+            return EngineError(self._ended_hung)
         code = self.process.exit_code()
         if code is None:
             return EngineError("The engine is not running; it will start on the next request.")
@@ -225,17 +263,12 @@ class SupervisedClient:
         try:
             return call(client)
         except EngineError:
-            # A refused connection and the process's exit are seen a moment apart.
-            deadline = time.monotonic() + 1.0
-            while self.process.running() and time.monotonic() < deadline:
-                try:
-                    client.health()
-                    break
-                except EngineError:
-                    time.sleep(0.05)
-            if not self.process.running():
-                raise self._crash_error() from None
-            raise
+            if self._answers(client):
+                raise  # the engine is well: the error is this request's own
+            with self._lock:
+                if self.process.running() and self.process.client is client:
+                    self._end_hung(client)
+            raise self._crash_error() from None
 
     def health(self) -> dict:
         return self._do(lambda c: c.health())

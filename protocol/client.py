@@ -16,16 +16,22 @@ from protocol.raw_image import RawImage
 
 
 class EngineClient:
-    """The client interface of docs/internals.md over HTTP (local or remote engine)."""
+    """The client interface of docs/internals.md over HTTP (local or remote engine).
 
-    def __init__(self, url: str, token: str, timeout: float = 30.0):
+    health, status and cancel carry no image and a working engine answers them at once, even in
+    the middle of a job: they wait `answer_timeout` at most, so a hung engine is noticed within
+    seconds. Requests with an image or a model list wait up to `timeout`.
+    """
+
+    def __init__(self, url: str, token: str, timeout: float = 30.0, answer_timeout: float = 5.0):
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.answer_timeout = answer_timeout
         self.max_pixels: int | None = None  # the engine's limit, learnt from health()
 
     def health(self) -> dict:
-        info = self._json("GET", "/health")
+        info = self._json("GET", "/health", timeout=self.answer_timeout)
         if isinstance(info, dict) and isinstance(info.get("max_pixels"), int):
             self.max_pixels = info["max_pixels"]
         return info
@@ -53,10 +59,10 @@ class EngineClient:
         return str(self._json("POST", "/jobs", body)["job"])
 
     def status(self, job_id: str) -> dict:
-        return self._json("GET", f"/jobs/{urllib.parse.quote(job_id)}")
+        return self._json("GET", f"/jobs/{urllib.parse.quote(job_id)}", timeout=self.answer_timeout)
 
     def cancel(self, job_id: str) -> None:
-        self._json("POST", f"/jobs/{urllib.parse.quote(job_id)}/cancel", b"")
+        self._json("POST", f"/jobs/{urllib.parse.quote(job_id)}/cancel", b"", timeout=self.answer_timeout)
 
     def result(self, job_id: str) -> RawImage:
         payload = self._call("GET", f"/jobs/{urllib.parse.quote(job_id)}/result")
@@ -65,20 +71,20 @@ class EngineClient:
         except ValueError as exc:
             raise EngineError(f"The engine sent an unreadable image: {exc}.") from None
 
-    def _json(self, method: str, path: str, body: bytes | None = None):
-        payload = self._call(method, path, body)
+    def _json(self, method: str, path: str, body: bytes | None = None, timeout: float | None = None):
+        payload = self._call(method, path, body, timeout)
         try:
             return json.loads(payload.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise EngineError(f"The engine sent an unreadable answer to {path}.") from None
 
-    def _call(self, method: str, path: str, body: bytes | None = None) -> bytes:
+    def _call(self, method: str, path: str, body: bytes | None = None, timeout: float | None = None) -> bytes:
         req = urllib.request.Request(self.url + path, data=body, method=method)
         req.add_header("Authorization", f"Bearer {self.token}")
         if body is not None:
             req.add_header("Content-Type", "application/octet-stream")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
                 return resp.read()
         except urllib.error.HTTPError as exc:
             raise EngineError(_http_error_message(exc)) from None

@@ -216,3 +216,28 @@ def test_float_input_with_nan_gets_one_warning_line_and_a_finite_result(tmp_path
     assert result.stderr.splitlines() == [
         "warning: 1 samples were NaN or infinite; they were replaced by 0 (NaN, -inf) or 1 (+inf)"]
     assert np.isfinite(load_image(out).pixels).all()
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".tif"])
+def test_a_turned_photo_comes_out_as_the_user_sees_it(tmp_path, suffix):
+    """Issue 21, defect 5: a photo stored sideways with EXIF orientation 6 is upscaled upright, its
+    region is in the coordinates the user sees, and the output carries no orientation to turn it again."""
+    from PIL import Image as PILImage
+    from PIL import ImageOps
+
+    from core import cli
+
+    stored = np.zeros((32, 48, 3), np.uint8)
+    stored[:, :12] = (250, 0, 0)  # red on the stored left: on top as shown
+    exif = PILImage.Exif()
+    exif[0x0112] = 6
+    source = tmp_path / f"in{suffix}"
+    PILImage.fromarray(stored).save(source, exif=exif.tobytes())
+    out = tmp_path / f"out{suffix}"
+    assert cli.main(["upscale", str(source), str(out), "--model", "bicubic", "--region", "0,0,32,40"]) == 0
+    with PILImage.open(out) as im:
+        assert im.getexif().get(0x0112) in (None, 1)
+        shown = np.asarray(ImageOps.exif_transpose(im).convert("RGB")).astype(int)
+    assert shown.shape == (160, 128, 3)
+    assert shown[:36, :, 0].min() > 200 and shown[:36, :, 2].max() < 40  # red band on top
+    assert shown[60:, :, 0].max() < 40

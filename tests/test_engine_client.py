@@ -15,6 +15,7 @@ from plugin.engine_process import EngineProcess, SupervisedClient, engine_python
 from protocol.client import EngineClient
 from protocol.errors import EngineError
 from protocol.raw_image import RawImage
+from conftest import wait_for_job
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,6 +84,54 @@ def test_start_kill_mid_job_report_and_restart(supervised):
     assert not process.running()
     with pytest.raises(OSError):
         os.kill(pid, 0)
+
+
+def test_a_hung_engine_is_ended_reported_and_replaced(supervised):
+    """Issue 21, defect 4: a stopped engine (SIGSTOP) made every request wait 60 s and fail,
+    forever, on the same PID."""
+    client, process = supervised
+    client.health()
+    process.client.answer_timeout = 2.0  # the default 5 s, shortened for the test
+    first_pid = process.pid
+    job = client.submit(gray(600, 600), {"model": "bicubic", "tile": 16, "overlap": 0})
+    while client.status(job)["state"] == "queued":
+        time.sleep(0.02)
+
+    os.kill(first_pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(EngineError) as failure:
+            client.status(job)
+        noticed = time.monotonic() - started
+    finally:
+        if alive(first_pid):
+            os.kill(first_pid, signal.SIGKILL)
+    message = str(failure.value)
+    assert message == ("The engine stopped answering (no reply within 2 s) and was ended; your image "
+                       "is unchanged, and a new engine starts on the next request.")
+    assert noticed < 6.0  # the status request and one health check, each bounded by 2 s
+    assert not alive(first_pid) and process.exit_code() == -signal.SIGKILL
+    with pytest.raises(EngineError, match="stopped answering"):
+        client.result(job)  # the job's questions keep the same answer, and start nothing
+
+    job = client.submit(gray(8, 8), {"model": "bicubic"})
+    assert process.pid != first_pid
+    assert wait_for_job(client, job)["state"] == "done"
+
+
+def test_new_work_on_a_hung_idle_engine_gets_a_fresh_one(supervised):
+    client, process = supervised
+    client.health()
+    process.client.answer_timeout = 2.0
+    hung_pid = process.pid
+    os.kill(hung_pid, signal.SIGSTOP)
+    try:
+        health = client.health()
+    finally:
+        if alive(hung_pid):
+            os.kill(hung_pid, signal.SIGKILL)
+    assert health["busy"] is False
+    assert process.pid != hung_pid and not alive(hung_pid)
 
 
 def test_engine_that_cannot_start_says_why(tmp_path):

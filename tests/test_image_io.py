@@ -4,7 +4,7 @@ import zlib
 import numpy as np
 import pytest
 from PIL import Image as PILImage
-from PIL import ImageCms
+from PIL import ImageCms, ImageOps
 
 from core import image_io
 from core.errors import InputError
@@ -294,6 +294,75 @@ def test_tiff_metadata_leaves_the_layout_tags_behind(tmp_path):
     assert 256 not in parsed and 273 not in parsed
     again = load_image(save_image(Image(gradient_pixels(12, 10, 3), 8, None, loaded.exif), tmp_path / "b.tif"))
     assert (again.width, again.height) == (10, 12)
+
+
+@pytest.mark.parametrize("mode,options", [("RGB", {}), ("L", {}), ("CMYK", {}), ("RGB", {"progressive": True}),
+                                          ("RGB", {"subsampling": 2, "quality": 60})])
+def test_sound_jpegs_pass_the_strict_data_check(tmp_path, mode, options):
+    path = tmp_path / "x.jpg"
+    PILImage.fromarray((gradient_pixels(40, 56, 3) * 255).astype(np.uint8)).convert(mode).save(path, **options)
+    assert load_image(path).width == 56
+
+
+def _exif_with_orientation(orientation: int) -> bytes:
+    exif = PILImage.Exif()
+    exif[0x010F] = "Blind Upscale test camera"  # Make
+    exif[0x0112] = orientation
+    return exif.tobytes()
+
+
+def _kept_tags(image: Image) -> PILImage.Exif:
+    parsed = PILImage.Exif()
+    parsed.load(image.exif)
+    return parsed
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("fmt,suffix,options", [("JPEG", ".jpg", {}), ("PNG", ".png", {}),
+                                                ("TIFF", ".tif", {}), ("WEBP", ".webp", {"lossless": True})])
+def test_exif_orientation_is_applied_once_and_not_kept(tmp_path, orientation, fmt, suffix, options):
+    """Issue 21, defect 5: every format loads as a viewer shows it (Pillow turns only TIFFs itself),
+    and the orientation tag is dropped, so the output is not turned a second time."""
+    stored = (RNG.random((6, 9, 3)) * 255).astype(np.uint8)
+    path = tmp_path / f"x{suffix}"
+    PILImage.fromarray(stored).save(path, fmt, exif=_exif_with_orientation(orientation), **options)
+    with PILImage.open(path) as im:
+        shown = np.asarray(ImageOps.exif_transpose(im))
+    loaded = load_image(path)
+    np.testing.assert_array_equal(np.round(loaded.pixels * 255).astype(np.uint8), shown)
+    tags = _kept_tags(loaded)
+    assert 0x0112 not in tags and tags[0x010F] == "Blind Upscale test camera"
+
+
+def _with_tiff_orientation(path, orientation: int) -> None:
+    """Add tag 274 to a little-endian TIFF: its first IFD, one entry longer, is rewritten at the
+    end of the file (the data it points to stays where it is)."""
+    data = bytearray(path.read_bytes())
+    (ifd,) = struct.unpack("<I", data[4:8])
+    (count,) = struct.unpack("<H", data[ifd:ifd + 2])
+    entries = [bytes(data[ifd + 2 + 12 * k:ifd + 14 + 12 * k]) for k in range(count)]
+    entries.append(struct.pack("<HHIHH", 274, 3, 1, orientation, 0))
+    entries.sort(key=lambda entry: struct.unpack("<H", entry[:2])[0])
+    data += b"\0" * (len(data) % 2)
+    data[4:8] = struct.pack("<I", len(data))
+    data += struct.pack("<H", len(entries)) + b"".join(entries) + struct.pack("<I", 0)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("suffix,bits,channels", [(".png", 16, 3), (".png", 16, 2), (".tif", 16, 3),
+                                                  (".tif", 16, 2), (".tif", 32, 3), (".tif", 32, 2)])
+def test_orientation_of_high_depth_files_is_applied_once(tmp_path, suffix, bits, channels):
+    """The files OpenCV (which turns TIFFs itself, not PNGs) and our TIFF strip reader decode are
+    turned once too: a PNG by its eXIf chunk, a TIFF by its own tag."""
+    pixels = _quantised(gradient_pixels(5, 8, channels), 16)
+    exif = _exif_with_orientation(6) if suffix == ".png" else None
+    path = save_image(Image(pixels, bits, None, exif), tmp_path / f"x{suffix}")
+    if suffix == ".tif":
+        _with_tiff_orientation(path, 6)
+    loaded = load_image(path)
+    assert (loaded.width, loaded.height, loaded.bit_depth) == (5, 8, bits)
+    np.testing.assert_allclose(loaded.pixels, np.rot90(pixels, -1), atol=0.5 / 65535)
+    assert loaded.exif is None or 0x0112 not in _kept_tags(loaded)
 
 
 def test_outputs_get_the_usual_mode_and_an_overwritten_file_keeps_its_own(tmp_path):

@@ -58,6 +58,30 @@ def test_linear_light_is_encoded_for_the_model_in_every_host(jobs):
         local.close()
 
 
+def test_linear_float_highlights_above_1_survive_the_srgb_round_trip(jobs):
+    """A linear float layer's HDR highlights (and negative samples) are not clipped to 0..1."""
+    pixels = np.full((16, 24, 4), 1.0, np.float32)
+    pixels[:, :12, :3] = 0.2
+    pixels[:, 12:, :3] = 3.0
+    pixels[:, 12:, 2] = -0.25
+    job = jobs.submit(to_raw(Image(pixels, 32)), UpscaleRequest(), linear=True)
+    assert wait_for_job(jobs, job)["state"] == "done"
+    out = from_raw(jobs.result(job)).pixels
+    assert out.shape == (64, 96, 4)
+    np.testing.assert_allclose(out[8:-8, 4:40, :3], 0.2, atol=1e-4)
+    np.testing.assert_allclose(out[8:-8, 56:-4, :2], 3.0, atol=1e-3)
+    np.testing.assert_allclose(out[8:-8, 56:-4, 2], -0.25, atol=1e-4)
+    np.testing.assert_allclose(out[..., 3], 1.0, atol=1e-6)
+
+
+def test_the_srgb_curves_extend_beyond_0_1_and_invert_each_other():
+    linear = np.array([-4.0, -0.5, -0.001, 0.0, 0.001, 0.0031308, 0.2, 1.0, 1.5, 16.0], np.float32)
+    encoded = srgb_encode(linear)
+    assert np.all(np.diff(encoded) > 0)  # monotonic through 0 and past 1
+    np.testing.assert_allclose(encoded[7], 1.0, atol=1e-6)
+    np.testing.assert_allclose(srgb_decode(encoded), linear, rtol=1e-5, atol=1e-7)
+
+
 def test_refusals_are_engine_errors_the_hosts_can_map(jobs):
     with pytest.raises(UnknownJob, match="no job 7-x"):
         jobs.status("7-x")

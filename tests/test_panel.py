@@ -557,3 +557,40 @@ def test_a_failed_model_listing_can_be_asked_again_and_is_never_doubled(qtbot, t
         widget.list_models()
         widget.list_models()  # already on its way: not asked twice
     assert len(calls) == 2 and widget.current_model() is not None
+
+
+def test_a_hung_engine_fails_the_run_in_one_sentence_and_leaves_the_document(qtbot, tmp_path):
+    """Issue 21, defect 4, end to end: the panel's run on a real engine that is stopped (SIGSTOP)
+    mid-job ends "failed" with the supervisor's sentence, and the layer is left as it was."""
+    import signal
+    import sys
+    from pathlib import Path
+
+    from plugin.engine_process import EngineProcess, SupervisedClient
+
+    process = EngineProcess(sys.executable, str(Path(__file__).resolve().parents[1]), start_timeout=120)
+    client, host = SupervisedClient(process), GridHost()
+    host.image = RawImage(600, 600, 4, "u8", bytes(range(256)) * (600 * 600 * 4 // 256))
+    before = host.image.data
+    settings = Settings(tmp_path / "settings.json")
+    for name, value in (("live_preview", False), ("auto_faces", False), ("tile", 16)):
+        settings.set(name, value)
+    try:
+        client.health()  # starts the engine
+        process.client.timeout = 300.0  # a loaded test machine lists the models slowly the first time
+        widget = Panel(host, client, settings)
+        qtbot.addWidget(widget)
+        qtbot.waitUntil(lambda: widget.method_section.model_combo.count() > 0, timeout=300_000)
+        process.client.answer_timeout = 2.0  # the default 5 s, shortened for the test
+        hung_pid = process.pid
+        with qtbot.waitSignal(widget.run_section.follower.progressed, timeout=60_000):
+            widget.run_section.run_button.click()
+        os.kill(hung_pid, signal.SIGSTOP)
+        with qtbot.waitSignal(widget.job_finished, timeout=60_000) as finished:
+            pass
+        assert finished.args == ["failed"]
+        assert widget.status_label.text().startswith("The engine stopped answering (no reply within 2 s)")
+        assert host.applied == [] and host.image.data == before
+        assert not process.running() and widget.run_section.run_button.isEnabled()
+    finally:
+        client.close()
