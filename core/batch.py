@@ -16,7 +16,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -156,7 +156,7 @@ def process_item(engine, item: Item, request, max_pixels: int | None, cancel=Non
                       seconds=round(time.perf_counter() - started, 3))
 
 
-Runner = Callable[[list[Item], threading.Event], Iterator[Outcome]]
+Runner = Callable[[list[Item], threading.Event], Generator[Outcome, None, None]]
 """Upscales the items, yielding an Outcome per image in the order they finish; stops (raising
 `Cancelled`) soon after the event is set."""
 
@@ -164,7 +164,7 @@ Runner = Callable[[list[Item], threading.Event], Iterator[Outcome]]
 def local_runner(request, max_pixels: int | None) -> Runner:
     """The images one after the other in this process, on one Engine (its model stays loaded)."""
 
-    def run(items: list[Item], stop: threading.Event) -> Iterator[Outcome]:
+    def run(items: list[Item], stop: threading.Event) -> Generator[Outcome, None, None]:
         from core.engine import Engine
 
         engine = Engine()

@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 from core.batch import Item, Outcome, Runner, process_item
@@ -112,7 +112,7 @@ def ray_runner(request, max_pixels: int | None, address: str, cpus_per_worker: f
     ray = import_ray()  # before any work: a missing Ray is a one-line error at once
     fields = request.to_dict()
 
-    def run(items: list[Item], stop: threading.Event) -> Iterator[Outcome]:
+    def run(items: list[Item], stop: threading.Event) -> Generator[Outcome, None, None]:
         if not items:
             return
         with connected(ray, address):
