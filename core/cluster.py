@@ -30,7 +30,11 @@ STOP_GRACE_SECONDS = 20.0
 """How long a stop waits for the running tasks to notice their cancel flag before killing them."""
 
 
-def import_ray():
+def import_ray(address: str = "local"):
+    """Ray, set to send its token to the cluster at `address` unless this process starts its own
+    (Ray reads RAY_AUTH_MODE when it is imported; a cluster started here makes its own token)."""
+    if address != "local":
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     try:
         import ray
     except ImportError:
@@ -80,8 +84,7 @@ def connected(ray, address: str) -> Iterator[None]:
     try:
         if address == "local":
             start_local(ray)
-        else:  # a driver joins a token-protected cluster only when told to send the token
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
+        else:
             ray.init(address=address, **QUIET)
     except Exception as exc:  # Ray raises ConnectionError, RuntimeError, its own auth errors...
         raise BlindUpscaleError(f"cannot start or reach the Ray cluster '{address}': {_reason(exc)}") from None
@@ -111,7 +114,7 @@ def ray_runner(request, max_pixels: int | None, address: str, cpus_per_worker: f
     """A batch Runner (core/batch.py) on the Ray cluster at `address`: "local", "auto" or HOST:PORT."""
     if cpus_per_worker < 0 or gpus_per_worker < 0 or cpus_per_worker == gpus_per_worker == 0:
         raise InputError("--cpus-per-worker and --gpus-per-worker must not be negative, nor both 0")
-    ray = import_ray()  # before any work: a missing Ray is a one-line error at once
+    ray = import_ray(address)  # before any work: a missing Ray is a one-line error at once
     fields = request.to_dict()
 
     def run(items: list[Item], stop: threading.Event) -> Generator[Outcome, None, None]:
