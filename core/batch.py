@@ -81,6 +81,9 @@ def collect(spec: str, out_dir: Path, pattern: str | None = None, recursive: boo
     out_dir = _absolute(out_dir)
     unique = {_absolute(s) for s in sources if s.suffix.lower() in IMAGE_SUFFIXES}
     inputs = sorted(s for s in unique if not s.is_relative_to(out_dir))
+    if unique and not inputs:
+        raise InputError(f"every image of {spec} is inside OUT ({out_dir}), where the results would replace "
+                         "them; choose an OUT outside IN")
     if not inputs:
         kinds = ", ".join(sorted(IMAGE_SUFFIXES))
         raise InputError(f"no images ({kinds}) found in {spec}"

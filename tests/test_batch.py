@@ -147,14 +147,19 @@ def test_outputs_inside_the_input_folder_are_not_inputs(tmp_path, capsys):
     (["{tmp}/nothing-here"], "is not a folder, an image, a list of paths or a glob pattern"),
     (["{tmp}/empty"], "no images (.jpeg, .jpg, .png, .tif, .tiff, .webp) found in"),
     (["{tmp}/empty", "--cpus-per-worker", "2"], "--cpus-per-worker and --gpus-per-worker need --ray"),
+    (["{tmp}/out", "--recursive"], "is inside OUT"),  # IN = OUT: the results would replace the originals
+    (["{tmp}/out/sub"], "is inside OUT"),
 ])
 def test_refusals_are_one_line_and_write_nothing(tmp_path, capsys, args, fragment):
     (tmp_path / "empty").mkdir()
+    (tmp_path / "out" / "sub").mkdir(parents=True)
+    original = save_image(Image(gradient_pixels(6, 6, 3), 8), tmp_path / "out" / "sub" / "a.png").read_bytes()
     args = [a.format(tmp=tmp_path) for a in args]
     assert cli.main(["batch", args[0], str(tmp_path / "out"), *BICUBIC, *args[1:]]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and fragment in err and err.count("\n") == 1, err
-    assert not (tmp_path / "out").exists()
+    assert [p.name for p in (tmp_path / "out").rglob("*")] == ["sub", "a.png"]
+    assert (tmp_path / "out" / "sub" / "a.png").read_bytes() == original
 
 
 def test_ctrl_c_stops_the_batch_and_leaves_no_partial_file(tmp_path):
