@@ -66,12 +66,13 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def start_local(ray, num_cpus: int | None = None) -> None:
-    """A one-machine Ray cluster whose workers import this checkout, wherever the driver's working
-    folder is (they inherit PYTHONPATH from the Ray processes this starts; a runtime_env would
-    make Ray start fresh workers instead of the ones it has ready). Ray makes the token itself."""
+    """A new one-machine Ray cluster (address="local": never one that `ray start` left running
+    here) whose workers import this checkout, wherever the driver's working folder is (they inherit
+    PYTHONPATH from the Ray processes this starts; a runtime_env would make Ray start fresh
+    workers instead of the ones it has ready). Ray makes the token itself."""
     paths = [str(PROJECT_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    ray.init(num_cpus=num_cpus, include_dashboard=False, **QUIET)
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **QUIET)
 
 
 @contextlib.contextmanager
