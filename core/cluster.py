@@ -72,7 +72,11 @@ def start_local(ray, num_cpus: int | None = None) -> None:
     workers instead of the ones it has ready). Ray makes the token itself."""
     paths = [str(PROJECT_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **QUIET)
+    try:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **QUIET)
+    except BaseException:
+        ray.shutdown()  # what had started (on a loaded machine a Ray process may time out starting)
+        raise
 
 
 @contextlib.contextmanager
