@@ -6,6 +6,8 @@
     python3 build.py test [PYTEST ARGS...]      run the whole test suite (or what the arguments select)
     python3 build.py package                    build dist/ (the Krita plug-in zip)
     python3 build.py setup                      only create or update .venv (the engine the plug-in starts)
+    python3 build.py cluster                    add Ray to .venv (the cluster extra) for
+                                                `python -m core batch --ray`
 
 Every command first makes sure `.venv` exists and holds the dependencies of pyproject.toml.
 A stamp file (`.venv/.blind-upscale-stamp`: a hash of pyproject.toml and the Python version,
@@ -194,7 +196,7 @@ CHECKS = (("ruff", ["-m", "ruff", "check", "."]), ("mypy", ["-m", "mypy"]))
 
 
 def command_test(args: list[str]) -> int:
-    python = ensure_venv({"test"})
+    python = ensure_venv({"test", "cluster"})  # the cluster extra: the Ray batch is tested too
     env = child_env(QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(ROOT))
     failed = []
     if not args:  # the whole suite: the static checks too (a failure is reported, the tests still run)
@@ -274,7 +276,16 @@ def command_setup(args: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"run": command_run, "test": command_test, "package": command_package, "setup": command_setup}
+def command_cluster(args: list[str]) -> int:
+    if args:
+        raise StepFailed("read arguments", "usage: build.py cluster")
+    python = ensure_venv({"cluster"})
+    say(f"Ray is in .venv: `{python} -m core batch IN OUT --model ID --ray local|auto|HOST:PORT`")
+    return 0
+
+
+COMMANDS = {"run": command_run, "test": command_test, "package": command_package, "setup": command_setup,
+            "cluster": command_cluster}
 
 
 def main(argv: list[str]) -> int:

@@ -1,4 +1,4 @@
-"""`python -m core models|upscale|analyse|serve`: the engine from a shell.
+"""`python -m core models|upscale|analyse|batch|serve`: the engine from a shell.
 
 Every failure is one line `error: <message>` on stderr and exit status 1 (2 for a malformed
 command line); `upscale` never leaves a partial output file behind.
@@ -47,6 +47,43 @@ def parse_faces(text: str):
     return [list(parse_box(part, "face box")) for part in text.split(";") if part.strip()]
 
 
+def add_upscale_options(parser: argparse.ArgumentParser) -> None:
+    """The request options `upscale` and `batch` share (see `request_from_args`)."""
+    parser.add_argument("--model", required=True, metavar="ID")
+    parser.add_argument("--config", default=None, help="model configuration (default: one with weights)")
+    parser.add_argument("--scale", type=int, default=4)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto")
+    parser.add_argument("--tile", type=int, default=256, help="tile side in input pixels, 0 = no tiling")
+    parser.add_argument("--overlap", type=int, default=16)
+    parser.add_argument("--support", default=None, metavar="X,Y,W,H",
+                        help="CMDSR: the area that shows the degradation")
+    parser.add_argument("--faces", default="auto", metavar="auto|none|X,Y,W,H[;...]",
+                        help="MetaF2N: face boxes")
+    parser.add_argument("--blur", type=float, default=None, help="MM-RealSR blur dial 0..1")
+    parser.add_argument("--noise", type=float, default=None, help="MM-RealSR noise dial 0..1")
+    parser.add_argument("--restore-faces", action="store_true",
+                        help="restore the faces found with the face restorer and paste them back over the result")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="average the 8 orientations of every tile: a little sharper, 8x slower")
+    parser.add_argument("--max-pixels", type=int, default=None, help="largest input accepted")
+
+
+def request_from_args(args):
+    """The UpscaleRequest the options of `add_upscale_options` (and `--region`, if any) describe."""
+    from core.engine import UpscaleRequest
+
+    region = getattr(args, "region", None)
+    return UpscaleRequest.from_dict({
+        "model": args.model, "config": args.config, "scale": args.scale, "device": args.device,
+        "backend": args.backend, "tile": args.tile, "overlap": args.overlap,
+        "region": parse_box(region, "region") if region else None,
+        "support": parse_box(args.support, "support region") if args.support else None,
+        "faces": parse_faces(args.faces), "blur": args.blur, "noise": args.noise,
+        "ensemble": args.ensemble, "restore_faces": args.restore_faces,
+    })
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m core", description="Blind Upscale engine")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -57,25 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("upscale", help="upscale an image file")
     up.add_argument("input", metavar="IN")
     up.add_argument("output", metavar="OUT", help="PNG, JPEG, TIFF or WebP; written atomically")
-    up.add_argument("--model", required=True, metavar="ID")
-    up.add_argument("--config", default=None, help="model configuration (default: one with weights)")
-    up.add_argument("--scale", type=int, default=4)
-    up.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    up.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto")
-    up.add_argument("--tile", type=int, default=256, help="tile side in input pixels, 0 = no tiling")
-    up.add_argument("--overlap", type=int, default=16)
+    add_upscale_options(up)
     up.add_argument("--region", default=None, metavar="X,Y,W,H", help="upscale only this area")
-    up.add_argument("--support", default=None, metavar="X,Y,W,H",
-                    help="CMDSR: the area that shows the degradation")
-    up.add_argument("--faces", default="auto", metavar="auto|none|X,Y,W,H[;...]",
-                    help="MetaF2N: face boxes")
-    up.add_argument("--blur", type=float, default=None, help="MM-RealSR blur dial 0..1")
-    up.add_argument("--noise", type=float, default=None, help="MM-RealSR noise dial 0..1")
-    up.add_argument("--restore-faces", action="store_true",
-                    help="restore the faces found with the face restorer and paste them back over the result")
-    up.add_argument("--ensemble", action="store_true",
-                    help="average the 8 orientations of every tile: a little sharper, 8x slower")
-    up.add_argument("--max-pixels", type=int, default=None, help="largest input accepted")
     up.add_argument("--overwrite-input", action="store_true",
                     help="allow OUT to be the input file itself (its original is then lost)")
     up.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
@@ -88,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the engine server (see core/server.py)", add_help=False)
     serve.add_argument("args", nargs=argparse.REMAINDER)
+
+    from core import batch
+
+    batch.add_parser(sub)
     return parser
 
 
@@ -115,6 +139,10 @@ def _run(args) -> int:
             return _upscale(args)
         if args.command == "analyse":
             return _analyse(args)
+        if args.command == "batch":
+            from core import batch
+
+            return batch.run(args)
         return _serve(args)
     except BlindUpscaleError as exc:
         sys.stderr.write(f"error: {exc}\n")
@@ -182,23 +210,26 @@ def _refuse_input_as_output(source: Path, target: Path) -> None:
                          "choose another OUT, or pass --overwrite-input to replace it")
 
 
-def _upscale(args) -> int:
-    from core.engine import Engine, UpscaleRequest
+def upscale_file(engine, source: Path, target: Path, request, max_pixels: int | None = None,
+                 progress=None, cancel=None):
+    """One image file to one image file: the path every `upscale` and every image of a `batch`
+    takes. Returns the result `Image`; OUT is written atomically or not at all."""
     from core.image_io import save_image
+
+    image = _load(str(source), max_pixels)
+    _check_output(target, image.has_alpha)
+    result = engine.upscale(image, request, progress, cancel)
+    save_image(result, target)
+    return result
+
+
+def _upscale(args) -> int:
+    from core.engine import Engine
 
     out_path = Path(args.output)
     if not args.overwrite_input:
         _refuse_input_as_output(Path(args.input), out_path)
-    request = UpscaleRequest.from_dict({
-        "model": args.model, "config": args.config, "scale": args.scale, "device": args.device,
-        "backend": args.backend, "tile": args.tile, "overlap": args.overlap,
-        "region": parse_box(args.region, "region") if args.region else None,
-        "support": parse_box(args.support, "support region") if args.support else None,
-        "faces": parse_faces(args.faces), "blur": args.blur, "noise": args.noise,
-        "ensemble": args.ensemble, "restore_faces": args.restore_faces,
-    })
-    image = _load(args.input, args.max_pixels)
-    _check_output(out_path, image.has_alpha)
+    request = request_from_args(args)
     started = time.perf_counter()
     show = sys.stderr.isatty() and not args.json
     status = ""
@@ -210,10 +241,9 @@ def _upscale(args) -> int:
             sys.stderr.write(f"\r{fraction * 100:5.1f}%  {stage:<40}")
             sys.stderr.flush()
 
-    result = Engine().upscale(image, request, progress)
+    result = upscale_file(Engine(), Path(args.input), out_path, request, args.max_pixels, progress)
     if show:
         sys.stderr.write("\n")
-    save_image(result, out_path)
     seconds = time.perf_counter() - started
     if args.json:
         print(json.dumps({"output": str(out_path), "model": request.model, "width": result.width,

@@ -208,6 +208,20 @@ def _sniff(path: Path) -> tuple[str | None, _Header | None]:
     return None, None
 
 
+def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(width, height) from the file's header without decoding a pixel, or None when the file is
+    missing, unreadable or not an image (a batch uses it to tell a finished output)."""
+    path = Path(path)
+    try:
+        _, header = _sniff(path)
+        if header is not None:
+            return header.width, header.height
+        with PILImage.open(path) as im:
+            return im.width, im.height
+    except (InputError, OSError, ValueError, SyntaxError, struct.error, EOFError):
+        return None
+
+
 # ---------------------------------------------------------------- loading
 def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image:
     """Read an image file; any problem with the file raises one `InputError` naming it."""

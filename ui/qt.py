@@ -81,6 +81,7 @@ QUndoCommand = getattr(QtGui, "QUndoCommand", None) or QtWidgets.QUndoCommand
 QApplication = QtWidgets.QApplication
 QWidget = QtWidgets.QWidget
 QMainWindow = QtWidgets.QMainWindow
+QDialog = QtWidgets.QDialog
 QDockWidget = QtWidgets.QDockWidget
 QLabel = QtWidgets.QLabel
 QAbstractButton = QtWidgets.QAbstractButton

@@ -7,8 +7,10 @@ from ui.panel import Panel
 from ui.qt import (QAction, QDockWidget, QKeySequence, QLabel, QListWidget, QListWidgetItem,
                    QMainWindow, QMessageBox, QFileDialog, QScrollArea, Qt, QUndoStack, QWidget,
                    is_deleted)
+from ui.request import build_request
 from ui.settings import Settings
 
+from plugin.standalone.batch_dialog import BatchDialog
 from plugin.standalone.canvas import Canvas
 from plugin.standalone.document import Document
 from plugin.standalone.host import StandaloneHost
@@ -120,6 +122,8 @@ class EditorWindow(QMainWindow):
         self._action(file_menu, "&Save", self.save, QKeySequence.StandardKey.Save)
         self._action(file_menu, "Save &As…", self.save_dialog, QKeySequence.StandardKey.SaveAs)
         file_menu.addSeparator()
+        self._action(file_menu, "&Batch…", self.batch_dialog)
+        file_menu.addSeparator()
         self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
 
         edit_menu = bar.addMenu("&Edit")
@@ -227,6 +231,15 @@ class EditorWindow(QMainWindow):
         start = str(self.document.path.with_name(self.document.path.stem + "_x4.png")) if self.document.path else ""
         path, _ = QFileDialog.getSaveFileName(self, "Save image", start, SAVE_FILTER)
         return bool(path) and self.save_file(path)
+
+    def batch_dialog(self) -> BatchDialog | None:
+        """A folder of images with the panel's current method and options (core.batch)."""
+        if self.panel.current_model() is None:
+            QMessageBox.warning(self, "Batch", "Pick a method in the Blind Upscale panel first.")
+            return None
+        dialog = BatchDialog(build_request(self.panel.state.request_state()), self)
+        dialog.show()
+        return dialog
 
     def select_all(self) -> None:
         from protocol.host import Rect
