@@ -55,20 +55,23 @@ class UserModelUpscaler(Upscaler):
             self.graph = TorchGraph(_descriptor_module(descriptor), ("lr",), ("sr",), device)
 
     def tile_for(self, tile: int) -> int:
-        """spandrel's tiling hint and size requirements: whole image for a model that tiles
-        internally, large tiles where tiling is discouraged, sides a multiple of what it needs."""
-        hint = self.user_model.tiling
-        if tile == 0 or hint == "internal":
-            return 0
-        if hint == "discouraged":
-            tile = max(tile, DISCOURAGED_MIN_TILE)
-        tile = max(tile, self.user_model.minimum, MIN_TILE)
-        return -(-tile // self.user_model.multiple_of) * self.user_model.multiple_of
+        return fitting_tile(self.user_model, tile)
 
     def run_tile(self, tile: np.ndarray, context) -> np.ndarray:
         h, w = tile.shape[2:]
         out = self.graph({"lr": padded(tile, self.size)})["sr"]
         return np.clip(out[:, :, :h * self.scale, :w * self.scale], 0.0, 1.0)
+
+
+def fitting_tile(model: UserModel, tile: int) -> int:
+    """spandrel's tiling hint and size requirements applied to the tile asked for: the whole
+    image for a model that tiles internally, large tiles where tiling is discouraged, sides of
+    at least its minimum and a multiple of what it needs."""
+    if tile == 0 or model.tiling == "internal":
+        return 0
+    if model.tiling == "discouraged":
+        tile = max(tile, DISCOURAGED_MIN_TILE)
+    return _fitting(max(tile, MIN_TILE), model)
 
 
 def padded(tile: np.ndarray, size) -> np.ndarray:
@@ -132,6 +135,7 @@ def _checked_onnx(model: UserModel, descriptor) -> Path:
 
 
 def _fitting(side: int, model: UserModel) -> int:
+    """The smallest side >= `side` that the model accepts."""
     side = max(side, model.minimum)
     return -(-side // model.multiple_of) * model.multiple_of
 
