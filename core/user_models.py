@@ -70,7 +70,7 @@ def spandrel_registry():
     except ImportError:
         pass
     else:
-        spandrel_extra_arches.install()
+        spandrel_extra_arches.install(ignore_duplicates=True)
     return spandrel.MAIN_REGISTRY
 
 
