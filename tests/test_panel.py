@@ -382,3 +382,57 @@ def test_panels_sharing_the_settings_follow_each_other_and_outlive_each_other(qt
     widget.settings.set("device", "cuda")
     widget.settings.set("selection_use", "area")
     assert combo.currentData() == "cuda"
+
+
+USER_MODELS = [
+    {"id": "user:4x-span", "family": "SPAN", "title": "4x-span", "summary": "Your own SPAN ×4 model",
+     "scale": 4, "controls": [], "adaptation": [], "weights": "user",
+     "configs": [{"id": "user:4x-span:checkpoint", "params": 400_000, "weights": "user"}],
+     "checkpoint": {"file": "/m/4x-span.pth", "architecture": "SPAN", "scale": 4, "params": 400_000,
+                    "tags": [], "tiling": "supported",
+                    "size_requirements": {"minimum": 16, "multiple_of": 8, "square": False}}},
+    {"id": "user:evil", "family": "unusable", "title": "evil", "summary": "evil.pth was refused",
+     "scale": 1, "controls": [], "adaptation": [], "weights": "unusable",
+     "configs": [{"id": "user:evil:checkpoint", "params": 0, "weights": "unusable"}],
+     "checkpoint": {"file": "/m/evil.pth"}, "reason": "evil.pth was refused: it holds pickled code"},
+]
+
+
+def test_user_models_have_their_own_group_and_refresh_without_restart(qtbot, tmp_path):
+    class FolderClient(RecordingClient):
+        listed = list(MODELS)
+
+        def models(self):
+            return self.listed
+
+        def health(self):
+            return {**super().health(), "models_dir": str(tmp_path / "elsewhere" / "models")}
+
+    client = FolderClient()
+    widget = Panel(GridHost(), client, Settings(tmp_path / "settings.json"))
+    qtbot.addWidget(widget)
+    with qtbot.waitSignal(widget.models_loaded, timeout=5000):
+        pass
+    combo = widget.method_section.model_combo
+    assert combo.findText("Your own models") < 0
+
+    client.listed = MODELS + USER_MODELS
+    with qtbot.waitSignal(widget.state.models_changed, timeout=5000):
+        widget.method_section.refresh_button.click()
+    items = combo.model()
+    heading = combo.findText("Your own models")
+    span, evil = combo.findData("user:4x-span"), combo.findData("user:evil")
+    assert max(combo.findData(m["id"]) for m in MODELS) < heading < span < evil
+    assert not items.item(heading).isEnabled() and combo.itemData(heading) is None
+    assert items.item(span).isEnabled()
+    assert "Input: at least 16 px, a multiple of 8 px" in items.item(span).toolTip()
+    assert not items.item(evil).isEnabled() and "(unusable)" in combo.itemText(evil)
+    assert items.item(evil).toolTip() == "Disabled: evil.pth was refused: it holds pickled code"
+    assert "1 of your own models usable, 1 not" in widget.status_label.text()
+    pick(widget, "user:4x-span")
+    assert widget.state.settings.model == "user:4x-span"
+
+    # the folder of an engine on another machine is named, not opened
+    widget.method_section.folder_button.click()
+    qtbot.waitUntil(lambda: "models folder" in widget.status_label.text(), timeout=5000)
+    assert str(tmp_path / "elsewhere" / "models") in widget.status_label.text()

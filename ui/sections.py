@@ -5,10 +5,13 @@ section shows for a method comes from that method's `models()` entry, never from
 """
 from __future__ import annotations
 
+import os
+
 from ui.bind import SignalBlocker, bind, choice_combo
 from ui.calls import plain_error
-from ui.qt import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-                   QPushButton, QRadioButton, QSlider, QStandardItemModel, Qt, QVBoxLayout, QWidget)
+from ui.qt import (QCheckBox, QComboBox, QDesktopServices, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                   QLineEdit, QPushButton, QRadioButton, QSlider, QStandardItemModel, Qt, QUrl, QVBoxLayout,
+                   QWidget)
 from ui.request import SELECTION_USE_NEEDS, config_name, present_config, usable_configs
 from ui.settings import BY_NAME, TILE_SIZES
 from ui.state import PanelState
@@ -20,11 +23,23 @@ def _label(name: str) -> str:
     return BY_NAME[name].label
 
 
+USER_PREFIX = "user:"
+"""Model ids of the user's own models (files in the models folder, run through spandrel)."""
+RUNNABLE = ("bundled", "user")
+"""Weights statuses a model can run with ("missing" and a user file's "unusable" cannot)."""
+
+
 def model_tooltip(model: dict) -> str:
     lines = [model.get("summary", "")]
     if model.get("weights") == "missing":
         lines.append("Disabled: no weights are installed for this method. Put the official "
                      "checkpoint in the Blind Upscale models folder to enable it.")
+    if model.get("weights") == "unusable":
+        return f"Disabled: {model.get('reason', 'this file cannot be used')}"
+    size = (model.get("checkpoint") or {}).get("size_requirements") or {}
+    if size.get("multiple_of", 1) > 1 or size.get("minimum"):
+        lines.append(f"Input: at least {size.get('minimum') or 1} px, a multiple of {size.get('multiple_of', 1)} px"
+                     + (", square" if size.get("square") else ""))
     for config in model.get("configs", []):
         params = config.get("params")
         size = f", {params / 1e6:.1f} M parameters" if params else ""
@@ -46,6 +61,16 @@ class MethodSection(QWidget):
         self.model_combo.setMinimumContentsLength(18)
         bind(settings, "model", self.model_combo)
         form.addRow(_label("model"), self.model_combo)
+        folder_row = QHBoxLayout()
+        self.folder_button = QPushButton("Models folder")
+        self.folder_button.setToolTip("Open the folder where your own models (.safetensors, .pth) go")
+        self.folder_button.clicked.connect(self._open_models_folder)
+        self.refresh_button = QPushButton("Refresh")
+        self.refresh_button.setToolTip("List the models again (after adding or removing files)")
+        self.refresh_button.clicked.connect(self.refresh_models)
+        folder_row.addWidget(self.folder_button)
+        folder_row.addWidget(self.refresh_button)
+        form.addRow(folder_row)
         self.model_summary = QLabel()
         self.model_summary.setWordWrap(True)
         form.addRow(self.model_summary)
@@ -81,24 +106,72 @@ class MethodSection(QWidget):
                 self.tile_combo.setCurrentIndex(self.tile_combo.count() - 1)
 
     def _fill_models(self) -> None:
-        """List the engine's methods, one line each; those without weights are listed but disabled."""
+        """List the engine's methods, one line each, then the user's own models under their own
+        heading; those that cannot run (no weights, an unusable file) are listed but disabled."""
         models, combo = self.state.models, self.model_combo
         items: QStandardItemModel = combo.model()
+        own = [m for m in models if m["id"].startswith(USER_PREFIX)]
         with SignalBlocker(combo):
             combo.clear()
-            for index, model in enumerate(models):
+            for model in [m for m in models if not m["id"].startswith(USER_PREFIX)] + own:
+                if model is next(iter(own), None):
+                    combo.insertSeparator(combo.count())
+                    combo.addItem("Your own models")
+                    items.item(combo.count() - 1).setEnabled(False)
                 line = f"{model.get('title') or model['id']}: {model.get('summary', '')}".rstrip(": ")
-                missing = model.get("weights") == "missing"
-                combo.addItem(line + (" (no weights)" if missing else ""), model["id"])
-                items.item(index).setToolTip(model_tooltip(model))
-                items.item(index).setEnabled(not missing)
+                weights = model.get("weights")
+                note = {"missing": " (no weights)", "unusable": " (unusable)"}.get(weights, "")
+                combo.addItem(line + note, model["id"])
+                items.item(combo.count() - 1).setToolTip(model_tooltip(model))
+                items.item(combo.count() - 1).setEnabled(weights in RUNNABLE)
             wanted = combo.findData(self.state.settings.model)
             if wanted < 0 or not items.item(wanted).isEnabled():
-                wanted = next((i for i in range(len(models)) if items.item(i).isEnabled()), -1)
+                wanted = next((i for i in range(combo.count())
+                               if combo.itemData(i) and items.item(i).isEnabled()), -1)
             combo.setCurrentIndex(wanted)
         if wanted >= 0:
             self.state.settings.set("model", combo.itemData(wanted))
         self._show_model()
+
+    def refresh_models(self) -> None:
+        """Ask the engine for its models again: files added to the models folder appear."""
+        client = self.state.client
+        if client is None:
+            return
+        self.state.calls.start(client.models, lambda models, error: self._on_refreshed(client, models, error))
+
+    def _on_refreshed(self, client, models, error) -> None:
+        if client is not self.state.client:
+            return
+        if error is not None:
+            self.state.show_error(plain_error(error))
+            return
+        self.state.set_models(models, self.state.device_name)
+        own = [m for m in models if m["id"].startswith(USER_PREFIX)]
+        usable = sum(m.get("weights") in RUNNABLE for m in own)
+        self.state.show_status(f"Models listed again: {usable} of your own models usable"
+                               + (f", {len(own) - usable} not" if len(own) > usable else "") + ".")
+
+    def _open_models_folder(self) -> None:
+        """Opens the engine's models folder (from its health answer) in the file manager; an
+        engine on another machine has its folder there, so its path is shown instead."""
+        client = self.state.client
+        if client is None:
+            return
+        self.state.calls.start(client.health, lambda health, error: self._show_folder(health, error))
+
+    def _show_folder(self, health, error) -> None:
+        if error is not None:
+            self.state.show_error(plain_error(error))
+            return
+        folder = (health or {}).get("models_dir")
+        if not folder:
+            self.state.show_error("This engine does not say where its models folder is; update it.")
+            return
+        if os.path.isdir(os.path.dirname(folder)):  # a local engine: make the folder on first use
+            os.makedirs(folder, exist_ok=True)
+        if not os.path.isdir(folder) or not QDesktopServices.openUrl(QUrl.fromLocalFile(folder)):
+            self.state.show_status(f"Your models folder (on the engine's machine): {folder}")
 
     def _show_model(self) -> None:
         """Scales up to the method's own, its variants with weights, its summary."""
