@@ -147,8 +147,10 @@ def _models(args) -> int:
 
     print(f"\nyour own models (in {models_dir()}):")
     for s in specs:
-        if s.checkpoint is not None:
-            print(f"{s.id}: {s.problem and 'unusable: ' + s.problem or s.summary}{_size_note(s.checkpoint)}")
+        if s.checkpoint is not None and s.problem:
+            print(f"{s.id}: unusable: {s.problem}")
+        elif s.checkpoint is not None:
+            print(f"{s.id}: {s.summary}{_size_note(s.checkpoint)}")
     if len(methods) == len(specs):
         print("none (put .safetensors or .pth files of spandrel-supported models there)")
     return 0

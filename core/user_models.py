@@ -59,6 +59,10 @@ class UserModel:
         return entry
 
 
+class NotBuilt(WeightsError):
+    """spandrel recognised the architecture but failed while building it."""
+
+
 @cache
 def spandrel_registry():
     """spandrel's registry, with the non-commercial extra architectures when the user installed
@@ -86,8 +90,8 @@ def build(state: dict, name: str):
         raise WeightsError(f"{name} is not a model of any architecture Blind Upscale or spandrel "
                            "knows") from None
     except Exception as err:  # spandrel's detectors raise anything on odd state dicts
-        raise WeightsError(f"spandrel could not build {name} ({type(err).__name__}: "
-                           f"{str(err)[:200]})") from None
+        detail = " ".join(str(err).split())[:200]  # one line: torch's load errors span several
+        raise NotBuilt(f"spandrel could not build {name} ({type(err).__name__}: {detail})") from None
     if not isinstance(descriptor, ImageModelDescriptor) or descriptor.purpose not in PURPOSES:
         raise WeightsError(f"{name} is a {descriptor.architecture.name} {descriptor.purpose} model, "
                            "not an image upscaler")
@@ -106,8 +110,8 @@ def _describe(entry: weights.FolderFile, model_id: str) -> UserModel:
         try:
             with torch.device("meta"):
                 descriptor = build(state, entry.path.name)
-        except WeightsError:
-            descriptor = build(state, entry.path.name)  # a detector that reads values needs them real
+        except NotBuilt:  # an architecture whose construction computes with real values
+            descriptor = build(state, entry.path.name)
     except WeightsError as err:
         return UserModel(model_id, entry.path, entry.size, entry.mtime_ns, problem=str(err))
     size = descriptor.size_requirements
@@ -123,8 +127,8 @@ def scan() -> list[UserModel]:
     found: list[UserModel] = []
     taken: set[str] = set()
     for entry in weights.scan_models_folder():
-        if entry.kind is not None and entry.kind[0] not in GENERIC_ARCHS:
-            continue  # one of the five methods' checkpoints: listed under that method
+        if entry.kind is not None and (entry.kind[0] not in GENERIC_ARCHS or _written_by_us(entry)):
+            continue  # one of the methods' checkpoints: listed under that method
         model_id = PREFIX + (entry.path.stem if entry.path.stem not in taken else entry.path.name)
         taken.update((entry.path.stem, entry.path.name))
         if entry.problem:
@@ -132,6 +136,17 @@ def scan() -> list[UserModel]:
         else:
             found.append(_describe(entry, model_id))
     return found
+
+
+def _written_by_us(entry: weights.FolderFile) -> bool:
+    """A file with the name the project gives its own (`<model>_<config>.safetensors`, e.g. the
+    Real-ESRGAN weights converted at set-up): it belongs to that model."""
+    from core.methods import METHODS
+
+    assert entry.kind is not None
+    arch_id, config = entry.kind
+    return any(entry.path.name == weights.canonical_name(model_id, config)
+               for model_id, cls in METHODS.items() if cls.arch == arch_id)
 
 
 def find(model_id: str) -> UserModel:
