@@ -431,6 +431,15 @@ def test_user_models_have_their_own_group_and_refresh_without_restart(qtbot, tmp
     assert "1 of your own models usable, 1 not" in widget.status_label.text()
     pick(widget, "user:4x-span")
     assert widget.state.settings.model == "user:4x-span"
+    scales = widget.method_section.scale_combo
+    assert [scales.itemData(i) for i in range(scales.count())] == [2, 3, 4]
+
+    client.listed = MODELS + [{**USER_MODELS[0], "id": "user:1x-denoise", "scale": 1}]
+    with qtbot.waitSignal(widget.state.models_changed, timeout=5000):
+        widget.method_section.refresh_button.click()
+    pick(widget, "user:1x-denoise")
+    assert [scales.itemData(i) for i in range(scales.count())] == [1]
+    assert widget.state.settings.scale == 1
 
     # the folder of an engine on another machine is named, not opened
     widget.method_section.folder_button.click()

@@ -178,7 +178,8 @@ class MethodSection(QWidget):
         model, settings = self.state.current_model(), self.state.settings
         with SignalBlocker(self.scale_combo, self.config_combo):
             self.scale_combo.clear()
-            for factor in range(2, (int(model.get("scale", 4)) if model else 4) + 1):
+            native = int(model.get("scale", 4)) if model else 4
+            for factor in range(min(2, native), native + 1):  # a ×1 (restoration) model offers ×1
                 self.scale_combo.addItem(f"×{factor}", factor)
             index = self.scale_combo.findData(settings.scale)
             self.scale_combo.setCurrentIndex(index if index >= 0 else self.scale_combo.count() - 1)
