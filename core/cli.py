@@ -168,11 +168,31 @@ def _models(args) -> int:
     if args.json:
         print(json.dumps([s.to_dict() for s in specs], indent=2))
         return 0
+    methods = [s for s in specs if s.checkpoint is None]
     print(f"{'id':10} {'family':10} {'scale':>5}  {'weights':8} configs")
-    for s in specs:
+    for s in methods:
         configs = ", ".join(f"{c.name} ({c.weights})" for c in s.configs)
         print(f"{s.id:10} {s.family:10} {'x' + str(s.scale):>5}  {s.weights:8} {configs}")
+    from core.weights import models_dir
+
+    print(f"\nyour own models (in {models_dir()}):")
+    for s in specs:
+        if s.checkpoint is not None and s.problem:
+            print(f"{s.id}: unusable: {s.problem}")
+        elif s.checkpoint is not None:
+            print(f"{s.id}: {s.summary}{_size_note(s.checkpoint)}")
+    if len(methods) == len(specs):
+        print("none (put .safetensors or .pth files of spandrel-supported models there)")
     return 0
+
+
+def _size_note(checkpoint: dict) -> str:
+    """A user model's input size requirements, when it has any."""
+    size = checkpoint.get("size_requirements") or {}
+    notes = [f"at least {size['minimum']} px"] if size.get("minimum") else []
+    notes += [f"a multiple of {size['multiple_of']} px"] if size.get("multiple_of", 1) > 1 else []
+    notes += ["square"] if size.get("square") else []
+    return f"; input {', '.join(notes)}" if notes else ""
 
 
 def _load(path: str, max_pixels: int | None):

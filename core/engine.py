@@ -153,16 +153,16 @@ class Engine:
     def load(self, model: str, config: str | None = None, device: str = "auto",
              backend: str = "auto"):
         """The Upscaler for (model, config, device, backend), loaded once and cached."""
-        spec = get_model(model)
-        chosen = spec.config(config)
-        if chosen.weights == "missing":
-            raise WeightsError(upscaler_class(model).missing_weights_message(chosen.name))
+        cls = upscaler_class(model)  # a user model's class is new when its file changed
+        chosen = cls.spec().config(config)
+        if chosen.weights not in ("bundled", "user"):
+            raise WeightsError(cls.missing_weights_message(chosen.name))
         device = select_device(device)
-        key = (model, chosen.name, device, backend)
+        key = (cls, chosen.name, device, backend)
         with self._lock:
             upscaler = self._models.pop(key, None)
             if upscaler is None:
-                upscaler = upscaler_class(model)(chosen.name, device, backend)
+                upscaler = cls(chosen.name, device, backend)
             self._models[key] = upscaler  # most recently used last
             while len(self._models) > self._max_cached:
                 self._models.pop(next(iter(self._models)))
@@ -335,6 +335,7 @@ def _run_tiles(upscaler, color: np.ndarray, context, request: UpscaleRequest, re
     """1×3×sH×sW at `request.scale`: the Upscaler's tiles (self-ensembled if asked), resized when
     the model's own factor differs; running out of memory becomes an error that says what to do."""
     scale = upscaler.tile_scale(request)
+    tile = upscaler.tile_for(request.tile)
     lo, hi = _TILES
     nchw = np.ascontiguousarray(color.transpose(2, 0, 1)[None])
 
@@ -357,12 +358,12 @@ def _run_tiles(upscaler, color: np.ndarray, context, request: UpscaleRequest, re
         report(lo + (hi - lo) * done / total, stage)
 
     try:
-        out = tiled_upscale(run_tile, nchw, scale, request.tile, request.overlap,
+        out = tiled_upscale(run_tile, nchw, scale, tile, request.overlap,
                             progress=tile_progress, cancel=is_cancelled)
     except (MemoryError, RuntimeError) as exc:
         if isinstance(exc, RuntimeError) and "out of memory" not in str(exc).lower():
             raise
-        raise BlindUpscaleError(f"out of memory while upscaling with tiles of {request.tile} px; "
+        raise BlindUpscaleError(f"out of memory while upscaling with tiles of {tile} px; "
                                 "try a smaller tile size or a smaller region") from None
     if scale != request.scale:
         out = _resize(out, color.shape[0] * request.scale, color.shape[1] * request.scale)

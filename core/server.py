@@ -27,6 +27,7 @@ from core.engine import Box, Engine, UpscaleRequest
 from core.errors import BlindUpscaleError, InputError
 from core.image_io import DEFAULT_MAX_PIXELS
 from core.job_queue import JobQueue, NoResult, QueueFull, UnknownJob
+from core.weights import models_dir
 from core.registry import list_models
 from core.runtimes import select_device
 from protocol.files import atomic_write
@@ -144,7 +145,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _health(self) -> dict:
         return {**self.server.info, "busy": self.server.jobs.busy(),
-                "max_pixels": self.server.max_pixels}
+                "max_pixels": self.server.max_pixels, "models_dir": str(models_dir())}
 
     def _analyse(self, query: dict) -> dict:
         remaining = self._content_length()

@@ -9,6 +9,7 @@ are missing, unexpected or of the wrong shape.
 import hashlib
 import json
 import os
+import stat
 import sys
 from dataclasses import dataclass
 from functools import lru_cache, cache
@@ -25,9 +26,9 @@ from .errors import WeightsError
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "resources" / "weights"
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin")
-# Containers official checkpoints wrap their state dict in, in order of preference
-# (BasicSR keeps the EMA weights beside the raw ones).
-CONTAINER_KEYS = ("params_ema", "params", "state_dict")
+# Containers official and community checkpoints wrap their state dict in, in order of
+# preference (BasicSR keeps the EMA weights beside the raw ones; the others are spandrel's list).
+CONTAINER_KEYS = ("params_ema", "params-ema", "params", "state_dict", "model_state_dict", "model", "net")
 MAX_LISTED_KEYS = 5
 
 def models_dir() -> Path:
@@ -58,8 +59,8 @@ def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
 
 def file_sha256(path: Path) -> str:
     """sha256 of a file, computed once per (path, size, mtime)."""
-    stat = path.stat()
-    return _cached_sha256(str(path), stat.st_size, stat.st_mtime_ns)
+    info = path.stat()
+    return _cached_sha256(str(path), info.st_size, info.st_mtime_ns)
 
 
 # ---------------------------------------------------------------- reading checkpoints
@@ -76,7 +77,7 @@ def _torch_load(path: Path, mmap: bool):
 
 def load_state_dict(path, mmap: bool = False) -> dict:
     """The tensors of a checkpoint file (safetensors or a PyTorch file), unwrapped from a
-    `params_ema` / `params` / `state_dict` container and from DataParallel's `module.` prefix.
+    container (`CONTAINER_KEYS`) and from DataParallel's `module.` or BasicSR's `netG.` prefix.
     `mmap=True` maps PyTorch zip files instead of reading them (cheap key/shape inspection)."""
     path = Path(path)
     if not path.is_file():
@@ -96,6 +97,7 @@ def load_state_dict(path, mmap: bool = False) -> dict:
                     f"{path.name} was refused: it contains pickled objects other than tensors, "
                     "which could run code; use a plain state dict or a safetensors file") from err
             detail = (str(err).splitlines() or ["the file is empty" if path.stat().st_size == 0 else "no detail"])[0]
+            detail = detail.split(". ")[0]  # torch adds paragraphs of advice after the first sentence
             raise WeightsError(f"{path.name} is not a readable PyTorch checkpoint "
                                f"({type(err).__name__}: {detail[:200]})") from err
     for key in CONTAINER_KEYS:
@@ -107,8 +109,9 @@ def load_state_dict(path, mmap: bool = False) -> dict:
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
     if not tensors:
         raise WeightsError(f"{path.name} holds no tensors")
-    if all(k.startswith("module.") for k in tensors):
-        tensors = {k[len("module."):]: v for k, v in tensors.items()}
+    for prefix in ("module.", "netG."):  # DataParallel's prefix, BasicSR's generator prefix
+        if all(k.startswith(prefix) for k in tensors):
+            tensors = {k[len(prefix):]: v for k, v in tensors.items()}
     return tensors
 
 
@@ -234,28 +237,63 @@ def read_shapes(path) -> dict:
         raise WeightsError(f"{path.name} is not a readable safetensors file ({err})") from err
 
 
+@dataclass(frozen=True)
+class FolderFile:
+    """One checkpoint file of the user's models folder, as the scan found it."""
+
+    path: Path
+    size: int
+    mtime_ns: int
+    kind: tuple[str, str] | None
+    """(arch_id, config) when it is one of our architectures, else None."""
+    problem: str = ""
+    """Why the file cannot be read at all (refused pickle, truncated, empty), else ''."""
+
+
 @lru_cache(maxsize=256)
-def _identify(path: str, size: int, mtime_ns: int) -> tuple[str, str] | None:
-    """(arch_id, config) of a user file, or None if it is unreadable or of no known arch."""
+def _identify(path: str, size: int, mtime_ns: int) -> FolderFile:
+    """What a user file is: one of our architectures, another readable state dict, or unreadable."""
     try:
-        return detect(read_shapes(path), Path(path).name)
+        shapes = read_shapes(path)
+    except WeightsError as err:
+        return FolderFile(Path(path), size, mtime_ns, None, str(err))
+    try:
+        return FolderFile(Path(path), size, mtime_ns, detect(shapes, Path(path).name))
     except WeightsError:
-        return None
+        return FolderFile(Path(path), size, mtime_ns, None)
+
+
+def scan_models_folder() -> list[FolderFile]:
+    """Every checkpoint file of the user's models folder, sorted by name; a file that cannot be
+    read is listed with its problem and never stops the scan."""
+    folder = models_dir()
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
+            continue
+        if path.is_dir():
+            continue
+        try:
+            info = path.stat()
+        except OSError as err:  # a dangling link, a file removed meanwhile
+            found.append(FolderFile(path, 0, 0, None, f"{path.name} cannot be read ({err.strerror or err})"))
+            continue
+        if not stat.S_ISREG(info.st_mode):  # a pipe or device would block the reader
+            found.append(FolderFile(path, info.st_size, info.st_mtime_ns, None,
+                                    f"{path.name} is not a regular file"))
+            continue
+        found.append(_identify(str(path), info.st_size, info.st_mtime_ns))
+    return found
 
 
 def user_checkpoints() -> dict[tuple[str, str], list[Path]]:
-    """(arch_id, config) -> [paths] of the recognised checkpoints in the user's models folder."""
+    """(arch_id, config) -> [paths] of the checkpoints of our architectures in the models folder."""
     found: dict[tuple[str, str], list[Path]] = {}
-    folder = models_dir()
-    if not folder.is_dir():
-        return found
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() not in CHECKPOINT_SUFFIXES or not path.is_file():
-            continue
-        stat = path.stat()
-        kind = _identify(str(path), stat.st_size, stat.st_mtime_ns)
-        if kind:
-            found.setdefault(kind, []).append(path)
+    for entry in scan_models_folder():
+        if entry.kind:
+            found.setdefault(entry.kind, []).append(entry.path)
     return found
 
 

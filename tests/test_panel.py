@@ -422,13 +422,13 @@ def test_method_names_are_short_and_the_full_text_is_a_tooltip(panel):
     assert "adapts to a sample" in combo.toolTip() and "adapts to a sample" not in combo.currentText()
     labels = [label.text() for label in widget.findChildren(QLabel)]
     assert not any("adapts to a sample" in text for text in labels)  # no repeated summary
-    long = {**MODELS[0], "id": "user:a-community-checkpoint", "family": "user:a-community-checkpoint-x4-v2"}
+    long = {**MODELS[0], "id": "user:a-community-checkpoint", "title": "a-community-checkpoint-x4-v2-final"}
     widget.state.set_models(MODELS + [long], "cpu")
     pick(widget, "user:a-community-checkpoint")
     widget.resize(200, 400)
     widget.show()
     assert combo.shown_text().endswith("…") and combo.shown_text() != combo.currentText()
-    assert combo.toolTip().startswith("Bicubic")  # the entry's full title and summary
+    assert combo.toolTip().startswith("a-community-checkpoint-x4-v2-final\n")  # the full name and summary
 
 
 def test_disabled_selection_roles_say_why_in_the_panel(qtbot, panel):
@@ -594,3 +594,66 @@ def test_a_hung_engine_fails_the_run_in_one_sentence_and_leaves_the_document(qtb
         assert not process.running() and widget.run_section.run_button.isEnabled()
     finally:
         client.close()
+
+
+USER_MODELS = [
+    {"id": "user:4x-span", "family": "SPAN", "title": "4x-span", "summary": "Your own SPAN ×4 model",
+     "scale": 4, "controls": [], "adaptation": [], "weights": "user",
+     "configs": [{"id": "user:4x-span:checkpoint", "params": 400_000, "weights": "user"}],
+     "checkpoint": {"file": "/m/4x-span.pth", "architecture": "SPAN", "scale": 4, "params": 400_000,
+                    "tags": [], "tiling": "supported",
+                    "size_requirements": {"minimum": 16, "multiple_of": 8, "square": False}}},
+    {"id": "user:evil", "family": "unusable", "title": "evil", "summary": "evil.pth was refused",
+     "scale": 1, "controls": [], "adaptation": [], "weights": "unusable",
+     "configs": [{"id": "user:evil:checkpoint", "params": 0, "weights": "unusable"}],
+     "checkpoint": {"file": "/m/evil.pth"}, "reason": "evil.pth was refused: it holds pickled code"},
+]
+
+
+def test_user_models_have_their_own_group_and_refresh_without_restart(qtbot, tmp_path):
+    class FolderClient(RecordingClient):
+        listed = list(MODELS)
+
+        def models(self):
+            return self.listed
+
+        def health(self):
+            return {**super().health(), "models_dir": str(tmp_path / "elsewhere" / "models")}
+
+    client = FolderClient()
+    widget = Panel(GridHost(), client, Settings(tmp_path / "settings.json"))
+    qtbot.addWidget(widget)
+    with qtbot.waitSignal(widget.models_loaded, timeout=5000):
+        pass
+    combo = widget.method_section.model_combo
+    assert combo.findText("Your own models") < 0
+
+    client.listed = MODELS + USER_MODELS
+    with qtbot.waitSignal(widget.state.models_changed, timeout=5000):
+        widget.method_section.refresh_button.click()
+    items = combo.model()
+    heading = combo.findText("Your own models")
+    span, evil = combo.findData("user:4x-span"), combo.findData("user:evil")
+    assert max(combo.findData(m["id"]) for m in MODELS) < heading < span < evil
+    assert not items.item(heading).isEnabled() and combo.itemData(heading) is None
+    assert items.item(span).isEnabled()
+    assert "Input: at least 16 px, a multiple of 8 px" in items.item(span).toolTip()
+    assert not items.item(evil).isEnabled() and "(unusable)" in combo.itemText(evil)
+    assert items.item(evil).toolTip() == "Disabled: evil.pth was refused: it holds pickled code"
+    assert "1 of your own models usable, 1 not" in widget.status_label.text()
+    pick(widget, "user:4x-span")
+    assert widget.state.settings.model == "user:4x-span"
+    scales = widget.method_section.scale_combo
+    assert [scales.itemData(i) for i in range(scales.count())] == [2, 3, 4]
+
+    client.listed = MODELS + [{**USER_MODELS[0], "id": "user:1x-denoise", "scale": 1}]
+    with qtbot.waitSignal(widget.state.models_changed, timeout=5000):
+        widget.method_section.refresh_button.click()
+    pick(widget, "user:1x-denoise")
+    assert [scales.itemData(i) for i in range(scales.count())] == [1]
+    assert widget.state.settings.scale == 1
+
+    # the folder of an engine on another machine is named, not opened
+    widget.method_section.folder_button.click()
+    qtbot.waitUntil(lambda: "models folder" in widget.status_label.text(), timeout=5000)
+    assert str(tmp_path / "elsewhere" / "models") in widget.status_label.text()

@@ -1,4 +1,5 @@
 import json
+import os
 import pickle
 
 import pytest
@@ -193,3 +194,26 @@ def test_a_damaged_manifest_is_named_in_one_clear_error(models_dir, text):
     (weights.BUNDLED_DIR / "manifest.json").write_text(text)
     with pytest.raises(WeightsError, match="manifest .*manifest.json is damaged"):
         weights.read_manifest()
+
+
+def test_the_folder_scan_lists_refused_and_unreadable_files_with_their_reason(models_dir, tmp_path):
+    """Issue 21, defect 11: a refused pickle (and any unreadable file) was skipped silently, so a
+    user could not tell why their model was not there; the scan names each with its reason and
+    still finds the good checkpoint."""
+    marker = tmp_path / "pwned"
+    with open(models_dir / "evil.pth", "wb") as f:
+        torch.save({"x": RunsCode(marker), "w": torch.zeros(1)}, f, pickle_module=pickle)
+    (models_dir / "empty.pt").write_bytes(b"")
+    (models_dir / "gone.safetensors").symlink_to(tmp_path / "nowhere.safetensors")
+    os.mkfifo(models_dir / "pipe.pth")
+    weights.save_state_dict(build("rrdbnet", "lite").state_dict(), models_dir / "good.safetensors")
+
+    problems = {entry.path.name: entry.problem for entry in weights.scan_models_folder()}
+    assert problems["good.safetensors"] == ""
+    assert "evil.pth was refused: it contains pickled objects other than tensors" in problems["evil.pth"]
+    assert "empty.pt is not a readable PyTorch checkpoint" in problems["empty.pt"]
+    assert "empty" in problems["empty.pt"].split("(", 1)[1]
+    assert problems["gone.safetensors"] == "gone.safetensors cannot be read (No such file or directory)"
+    assert problems["pipe.pth"] == "pipe.pth is not a regular file"
+    assert weights.user_checkpoints() == {("rrdbnet", "lite"): [models_dir / "good.safetensors"]}
+    assert not marker.exists()

@@ -56,6 +56,7 @@ QPoint = QtCore.QPoint
 QPointF = QtCore.QPointF
 QSize = QtCore.QSize
 QStandardPaths = QtCore.QStandardPaths
+QUrl = QtCore.QUrl
 QElapsedTimer = QtCore.QElapsedTimer
 Signal = QtCore.pyqtSignal
 Slot = QtCore.pyqtSlot
@@ -72,6 +73,7 @@ QStandardItem = QtGui.QStandardItem
 QTransform = QtGui.QTransform
 QPalette = QtGui.QPalette
 QFont = QtGui.QFont
+QDesktopServices = QtGui.QDesktopServices
 
 # Moved from QtWidgets to QtGui in Qt 6.
 QAction = getattr(QtGui, "QAction", None) or QtWidgets.QAction

@@ -43,7 +43,7 @@ def selection_use(model: dict | None, chosen: str) -> str:
 
 def usable_configs(model: dict | None) -> list[dict]:
     """The method's configurations whose weights are present."""
-    return [c for c in (model or {}).get("configs", []) if c.get("weights") != "missing"]
+    return [c for c in (model or {}).get("configs", []) if c.get("weights") in ("bundled", "user")]
 
 
 def config_name(config: dict) -> str:

@@ -5,11 +5,14 @@ section shows for a method comes from that method's `models()` entry, never from
 """
 from __future__ import annotations
 
+import os
+
 from ui.bind import SignalBlocker, bind
 from ui.calls import plain_error
-from ui.qt import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-                   QPushButton, QRadioButton, QSlider, QStandardItemModel, QStyle, QStyleOptionComboBox,
-                   QStylePainter, Qt, QToolButton, QVBoxLayout, QWidget, is_deleted)
+from ui.qt import (QCheckBox, QComboBox, QDesktopServices, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                   QLineEdit, QPushButton, QRadioButton, QSlider, QStandardItemModel, QStyle,
+                   QStyleOptionComboBox, QStylePainter, Qt, QToolButton, QUrl, QVBoxLayout, QWidget,
+                   is_deleted)
 from ui.request import SELECTION_USE_NEEDS, config_name, present_config, selection_use, usable_configs
 from ui.settings import BY_NAME, TILE_SIZES
 from ui.state import PanelState
@@ -20,6 +23,12 @@ ROLE_WORDS = {"support": "a sample", "face": "a face"}  # "<method> uses the sel
 
 def _label(name: str) -> str:
     return BY_NAME[name].label
+
+
+USER_PREFIX = "user:"
+"""Model ids of the user's own models (files in the models folder, run through spandrel)."""
+RUNNABLE = ("bundled", "user")
+"""Weights statuses a model can run with ("missing" and a user file's "unusable" cannot)."""
 
 
 def _flat_form(widget: QWidget) -> QFormLayout:
@@ -56,7 +65,10 @@ class ElidingCombo(QComboBox):
 
 
 def short_title(model: dict) -> str:
-    """The method's name for the list: its family ("KDSR"), not the title's explanation."""
+    """The method's name for the list: its family ("KDSR"), not the title's explanation; a user's
+    own model by its file's name (several may share an architecture)."""
+    if model["id"].startswith(USER_PREFIX):
+        return model.get("title") or model["id"]
     return model.get("family") or model.get("title") or model["id"]
 
 
@@ -66,6 +78,12 @@ def model_tooltip(model: dict) -> str:
     if model.get("weights") == "missing":
         lines.append("Disabled: no weights are installed for this method. Put the official "
                      "checkpoint in the Blind Upscale models folder to enable it.")
+    if model.get("weights") == "unusable":
+        return f"Disabled: {model.get('reason', 'this file cannot be used')}"
+    size = (model.get("checkpoint") or {}).get("size_requirements") or {}
+    if size.get("multiple_of", 1) > 1 or size.get("minimum"):
+        lines.append(f"Input: at least {size.get('minimum') or 1} px, a multiple of {size.get('multiple_of', 1)} px"
+                     + (", square" if size.get("square") else ""))
     for config in model.get("configs", []):
         params = config.get("params")
         size = f", {params / 1e6:.1f} M parameters" if params else ""
@@ -121,6 +139,16 @@ class MethodSection(QWidget):
         self.model_combo = ElidingCombo()
         bind(settings, "model", self.model_combo)
         form.addRow(_label("model"), self.model_combo)
+        folder_row = QHBoxLayout()
+        self.folder_button = QPushButton("Models folder")
+        self.folder_button.setToolTip("Open the folder where your own models (.safetensors, .pth) go")
+        self.folder_button.clicked.connect(self._open_models_folder)
+        self.refresh_button = QPushButton("Refresh")
+        self.refresh_button.setToolTip("List the models again (after adding or removing files)")
+        self.refresh_button.clicked.connect(self.refresh_models)
+        folder_row.addWidget(self.folder_button)
+        folder_row.addWidget(self.refresh_button)
+        form.addRow(folder_row)
         self.config_combo = ElidingCombo()
         self.config_combo.currentIndexChanged.connect(self._on_config_picked)
         self.config_label = QLabel(_label("configs"))
@@ -137,30 +165,79 @@ class MethodSection(QWidget):
             self._show_model()
 
     def _fill_models(self) -> None:
-        """List the engine's methods, one line each; those without weights are listed but disabled."""
+        """List the engine's methods, one line each, then the user's own models under their own
+        heading; those that cannot run (no weights, an unusable file) are listed but disabled."""
         models, combo = self.state.models, self.model_combo
         items: QStandardItemModel = combo.model()
+        own = [m for m in models if m["id"].startswith(USER_PREFIX)]
         with SignalBlocker(combo):
             combo.clear()
-            for index, model in enumerate(models):
-                missing = model.get("weights") == "missing"
-                combo.addItem(short_title(model) + (" (no weights)" if missing else ""), model["id"])
-                items.item(index).setToolTip(model_tooltip(model))
-                items.item(index).setEnabled(not missing)
+            for model in [m for m in models if not m["id"].startswith(USER_PREFIX)] + own:
+                if model is next(iter(own), None):
+                    combo.insertSeparator(combo.count())
+                    combo.addItem("Your own models")
+                    items.item(combo.count() - 1).setEnabled(False)
+                weights = model.get("weights")
+                note = {"missing": " (no weights)", "unusable": " (unusable)"}.get(weights, "")
+                combo.addItem(short_title(model) + note, model["id"])
+                items.item(combo.count() - 1).setToolTip(model_tooltip(model))
+                items.item(combo.count() - 1).setEnabled(weights in RUNNABLE)
             wanted = combo.findData(self.state.settings.model)
             if wanted < 0 or not items.item(wanted).isEnabled():
-                wanted = next((i for i in range(len(models)) if items.item(i).isEnabled()), -1)
+                wanted = next((i for i in range(combo.count())
+                               if combo.itemData(i) and items.item(i).isEnabled()), -1)
             combo.setCurrentIndex(wanted)
         if wanted >= 0:
             self.state.settings.set("model", combo.itemData(wanted))
         self._show_model()
+
+    def refresh_models(self) -> None:
+        """Ask the engine for its models again: files added to the models folder appear."""
+        client = self.state.client
+        if client is None:
+            return
+        self.state.calls.start(client.models, lambda models, error: self._on_refreshed(client, models, error))
+
+    def _on_refreshed(self, client, models, error) -> None:
+        if client is not self.state.client:
+            return
+        if error is not None:
+            self.state.show_error(plain_error(error))
+            return
+        self.state.set_models(models, self.state.device_name)
+        own = [m for m in models if m["id"].startswith(USER_PREFIX)]
+        usable = sum(m.get("weights") in RUNNABLE for m in own)
+        self.state.show_status(f"Models listed again: {usable} of your own models usable"
+                               + (f", {len(own) - usable} not" if len(own) > usable else "") + ".")
+
+    def _open_models_folder(self) -> None:
+        """Opens the engine's models folder (from its health answer) in the file manager; an
+        engine on another machine has its folder there, so its path is shown instead."""
+        client = self.state.client
+        if client is None:
+            return
+        self.state.calls.start(client.health, lambda health, error: self._show_folder(health, error))
+
+    def _show_folder(self, health, error) -> None:
+        if error is not None:
+            self.state.show_error(plain_error(error))
+            return
+        folder = (health or {}).get("models_dir")
+        if not folder:
+            self.state.show_error("This engine does not say where its models folder is; update it.")
+            return
+        if os.path.isdir(os.path.dirname(folder)):  # a local engine: make the folder on first use
+            os.makedirs(folder, exist_ok=True)
+        if not os.path.isdir(folder) or not QDesktopServices.openUrl(QUrl.fromLocalFile(folder)):
+            self.state.show_status(f"Your models folder (on the engine's machine): {folder}")
 
     def _show_model(self) -> None:
         """Scales up to the method's own, its variants with weights, its summary."""
         model, settings = self.state.current_model(), self.state.settings
         with SignalBlocker(self.scale_combo, self.config_combo):
             self.scale_combo.clear()
-            for factor in range(2, (int(model.get("scale", 4)) if model else 4) + 1):
+            native = int(model.get("scale", 4)) if model else 4
+            for factor in range(min(2, native), native + 1):  # a ×1 (restoration) model offers ×1
                 self.scale_combo.addItem(f"×{factor}", factor)
             index = self.scale_combo.findData(settings.scale)
             self.scale_combo.setCurrentIndex(index if index >= 0 else self.scale_combo.count() - 1)

@@ -36,11 +36,11 @@ class ConfigSpec:
 
     id: str
     params: int
-    weights: str  # "bundled" | "user" | "missing"
+    weights: str  # "bundled" | "user" | "missing" | "unusable" (a user model's file, see `problem`)
 
     @property
     def name(self) -> str:
-        return self.id.split(":", 1)[-1]
+        return self.id.rsplit(":", 1)[-1]
 
 
 @dataclass(frozen=True)
@@ -53,12 +53,16 @@ class ModelSpec:
     controls: tuple[Control, ...] = ()
     adaptation: tuple[str, ...] = ()  # "support_set" | "faces"
     configs: tuple[ConfigSpec, ...] = field(default_factory=tuple)
+    checkpoint: dict | None = None
+    """A user model's file and what spandrel found in it (core/user_models.py); None otherwise."""
+    problem: str = ""
+    """Why a user model's file cannot be used (its configuration's weights are "unusable")."""
 
     @property
     def default_config(self) -> ConfigSpec:
         """The first configuration whose weights are present, else the first one."""
         for config in self.configs:
-            if config.weights != "missing":
+            if config.weights in ("bundled", "user"):
                 return config
         return self.configs[0]
 
@@ -77,11 +81,16 @@ class ModelSpec:
         raise ModelError(f"model {self.id!r} has no configuration {name!r} (known: {known})")
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "family": self.family, "title": self.title, "summary": self.summary,
-                "scale": self.scale, "controls": [asdict(c) for c in self.controls],
-                "adaptation": list(self.adaptation),
-                "configs": [{"id": c.id, "params": c.params, "weights": c.weights} for c in self.configs],
-                "weights": self.weights}
+        entry = {"id": self.id, "family": self.family, "title": self.title, "summary": self.summary,
+                 "scale": self.scale, "controls": [asdict(c) for c in self.controls],
+                 "adaptation": list(self.adaptation),
+                 "configs": [{"id": c.id, "params": c.params, "weights": c.weights} for c in self.configs],
+                 "weights": self.weights}
+        if self.checkpoint is not None:
+            entry["checkpoint"] = self.checkpoint
+        if self.problem:
+            entry["reason"] = self.problem
+        return entry
 
 
 class Upscaler:
@@ -131,6 +140,10 @@ class Upscaler:
     def tile_scale(self, request) -> int:
         """The factor `run_tile` enlarges by for this request (the engine resizes the rest)."""
         return self.scale
+
+    def tile_for(self, tile: int) -> int:
+        """The tile side to run with when the request asks for `tile` (0 = whole image)."""
+        return tile
 
     def estimate_degradation(self, rgb: np.ndarray) -> dict | None:
         """{"blur", "noise"} in 0..1 of an H×W×3 float32 image from the model's own estimator,

@@ -24,9 +24,10 @@ class LocalEngine:
     def health(self) -> dict:
         from core.image_io import DEFAULT_MAX_PIXELS
         from core.runtimes import select_device
+        from core.weights import models_dir
 
         return {"version": VERSION, "device": _call(select_device, "auto"), "busy": self.jobs.busy(),
-                "max_pixels": DEFAULT_MAX_PIXELS}
+                "max_pixels": DEFAULT_MAX_PIXELS, "models_dir": str(models_dir())}
 
     def models(self) -> list[dict]:
         from core.registry import list_models
