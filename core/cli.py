@@ -61,7 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--config", default=None, help="model configuration (default: one with weights)")
     up.add_argument("--scale", type=int, default=4)
     up.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    up.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto")
+    up.add_argument("--backend", choices=("auto", "torch", "onnx", "openvino"), default="auto",
+                    help="auto: the runtime measured fastest for the model on this CPU (see README, 'Speed')")
+    up.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"), default="auto")
+    up.add_argument("--threads", type=int, default=None, help="CPU threads (default: all physical cores)")
     up.add_argument("--tile", type=int, default=256, help="tile side in input pixels, 0 = no tiling")
     up.add_argument("--overlap", type=int, default=16)
     up.add_argument("--region", default=None, metavar="X,Y,W,H", help="upscale only this area")
@@ -189,15 +192,16 @@ def _upscale(args) -> int:
         _refuse_input_as_output(Path(args.input), out_path)
     request = UpscaleRequest.from_dict({
         "model": args.model, "config": args.config, "scale": args.scale, "device": args.device,
-        "backend": args.backend, "tile": args.tile, "overlap": args.overlap,
+        "backend": args.backend, "precision": args.precision, "threads": args.threads, "tile": args.tile, "overlap": args.overlap,
         "region": parse_box(args.region, "region") if args.region else None,
         "support": parse_box(args.support, "support region") if args.support else None,
         "faces": parse_faces(args.faces), "blur": args.blur, "noise": args.noise,
         "ensemble": args.ensemble,
     })
-    image = _load(args.input, args.max_pixels)
-    _check_output(out_path, image.has_alpha)
     started = time.perf_counter()
+    image = _load(args.input, args.max_pixels)
+    timings = {"read": time.perf_counter() - started}
+    _check_output(out_path, image.has_alpha)
     show = sys.stderr.isatty() and not args.json
 
     def progress(fraction: float, stage: str) -> None:
@@ -205,15 +209,18 @@ def _upscale(args) -> int:
             sys.stderr.write(f"\r{fraction * 100:5.1f}%  {stage:<40}")
             sys.stderr.flush()
 
-    result = Engine().upscale(image, request, progress)
+    result = Engine().upscale(image, request, progress, as_integers=True, timings=timings)
     if show:
         sys.stderr.write("\n")
+    encoding = time.perf_counter()
     save_image(result, out_path)
+    timings["encode"] = time.perf_counter() - encoding
     seconds = time.perf_counter() - started
     if args.json:
         print(json.dumps({"output": str(out_path), "model": request.model, "width": result.width,
                           "height": result.height, "channels": result.channels,
-                          "bit_depth": result.bit_depth, "seconds": round(seconds, 3)}))
+                          "bit_depth": result.bit_depth, "seconds": round(seconds, 3),
+                          "timings": {stage: round(t, 3) for stage, t in timings.items()}}))
     else:
         print(f"{out_path} ({result.width}x{result.height}, {request.model}, {seconds:.1f} s)")
     return 0

@@ -56,8 +56,9 @@ class MetaF2NUpscaler(Upscaler):
                 f"backbone and MaskNet, which Real-ESRGAN weights alone are not; put "
                 f"{canonical_name('metaf2n', config)}{official} in {models_dir()}")
 
-    def __init__(self, config: str, device: str = "cpu", backend: str = "auto"):
-        super().__init__(config, device, backend)
+    def __init__(self, config: str, device: str = "cpu", backend: str = "auto", precision: str = "auto",
+                 threads: int | None = None):
+        super().__init__(config, device, backend, precision, threads)
         self.model = self._load(config).to(device).eval()
 
     def _load(self, config: str):
