@@ -146,8 +146,11 @@ as much again; larger jobs are refused before any work instead of exhausting mem
 class Engine:
     """Runs jobs; keeps loaded models so the next job with the same model starts at once."""
 
-    def __init__(self, max_cached_models: int = 2, max_output_pixels: int = MAX_OUTPUT_PIXELS):
+    def __init__(self, max_cached_models: int = 2, max_output_pixels: int = MAX_OUTPUT_PIXELS,
+                 threads: int | None = None):
+        """`threads`: the CPU threads of a job that names none (None: `runtimes.default_threads`)."""
         self._models: dict[tuple, object] = {}
+        self.threads = threads
         self.max_output_pixels = max_output_pixels
         self._max_cached = max_cached_models
         self._lock = threading.Lock()
@@ -189,7 +192,7 @@ class Engine:
         clock = _StageClock(timings)
         image = _with_finite_samples(image)
         pixels = self._source_pixels(image, request)
-        threads = use_threads(request.threads)
+        threads = use_threads(request.threads or self.threads)
 
         report(0.0, "loading model")
         upscaler = self.load(request.model, request.config, request.device, request.backend,

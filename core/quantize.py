@@ -24,7 +24,7 @@ from .errors import BlindUpscaleError, ModelError
 SAMPLES = Path(__file__).resolve().parent.parent / "resources" / "samples"
 PATCH = 64
 PATCHES_PER_IMAGE = 4
-MAX_PATCHES = 32
+MAX_PATCHES = 16
 
 
 def calibration_patches(folder: Path, patch: int = PATCH) -> list[np.ndarray]:
