@@ -142,6 +142,12 @@ def ncnn_upscale(package: str, stem: str, lr: Path, out: Path, threads: int) -> 
     return {"output": str(out), "seconds": time.perf_counter() - started}
 
 
+def openvino_has_bf16() -> bool:
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
 def bundled_models(requested: list[str] | None) -> list[str]:
     from core import weights
 
@@ -246,6 +252,10 @@ def main(argv=None) -> int:
             for backend, precision in paths:
                 if not runtime_installed(backend):
                     print(f"{model} {backend}: not installed, skipped", file=sys.stderr)
+                    continue
+                if (backend, precision) == ("openvino", "bf16") and not openvino_has_bf16():
+                    print(f"{model} openvino:bf16: this CPU has no bf16 (OpenVINO would run fp32), skipped",
+                          file=sys.stderr)
                     continue
                 rows.append(measure(f"{backend}:{precision}",
                                     engine_command(model, backend, precision, args.threads), pairs, args.threads))

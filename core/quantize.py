@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,7 @@ def graph_inputs(model_id: str, config: str, graph: str, patches: list[np.ndarra
     from .engine import UpscaleRequest
     from .registry import upscaler_class
 
-    upscaler = upscaler_class(model_id)(config, "cpu", "torch", "fp32")
+    upscaler: Any = upscaler_class(model_id)(config, "cpu", "torch", "fp32")  # an ArchUpscaler: has graphs
     seen: list[dict] = []
     run = upscaler.graphs[graph]
 

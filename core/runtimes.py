@@ -14,6 +14,7 @@ import threading
 import warnings
 from pathlib import Path
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -219,7 +220,7 @@ class OnnxGraph(Graph):
         return dict(zip(self.output_names, outs))
 
 
-_compiled: dict[tuple, object] = {}
+_compiled: dict[tuple, Any] = {}
 
 
 class OpenVinoGraph(Graph):
