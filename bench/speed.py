@@ -15,7 +15,8 @@ PSNR-Y is measured on the written PNGs against the HR crops; its change is again
 `--store` writes, for each bundled model, the fastest path whose PSNR-Y stays within
 0.05 dB of torch fp32 into resources/weights/manifest.json under this CPU's class: that is what
 `--backend auto --precision auto` runs (core/runtimes.py, `choose_runtime`). int8 graphs are
-calibrated on the real low-resolution photos of ../shared/data/val/real_lr first.
+calibrated on patches of the ../shared/data/val photos first (the full
+photos, not the blurred, reduced crops the benchmark runs on).
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 VAL = ROOT.parent / "shared" / "data" / "val"
-CALIBRATION = VAL / "real_lr" / "realsrset20"
+CALIBRATION = VAL / "kodak24"
 PATHS = (("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("onnx", "int8"),
          ("openvino", "fp32"), ("openvino", "bf16"))
 QUALITY_BOUND_DB = 0.05
@@ -155,7 +156,7 @@ def bundled_models(requested: list[str] | None) -> list[str]:
 
 
 def calibrate(model: str) -> None:
-    """(Re)make the model's int8 graph from the real LR photos, so every int8 run uses it."""
+    """(Re)make the model's int8 graph from the validation photos, so every int8 run uses it."""
     from core import weights
     from core.onnx_export import cached_graphs, graph_specs
     from core.quantize import int8_graph

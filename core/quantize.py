@@ -1,4 +1,5 @@
-"""int8 graphs for onnxruntime by static quantization: weights per channel, activations with
+"""int8 graphs for onnxruntime by static quantization: weights per channel (7-bit range: without
+VNNI the uint8×int8 kernels of AVX2 saturate on full-range weights), activations with
 ranges measured on real image patches (calibration), stored next to the fp32 export as QDQ ONNX.
 
 Only the per-tile graph is quantized; the calibration runs the model's own torch path (its
@@ -99,7 +100,7 @@ def int8_graph(model_id: str, config: str, fp32_path: Path, calibration: Path | 
     with atomic_write(target) as tmp:
         try:
             quantize_static(str(fp32_path), str(tmp), _Feeds(feeds), quant_format=QuantFormat.QDQ,
-                            per_channel=True, activation_type=QuantType.QUInt8,
+                            per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelError(f"cannot quantize {fp32_path.name} to int8: {exc}") from None
