@@ -223,6 +223,13 @@ class OnnxGraph(Graph):
 _compiled: dict[tuple, Any] = {}
 
 
+def _graph_name(names: set[str]) -> str:
+    """The ONNX graph's own name of a tensor: OpenVINO merges the names of tensors it fuses
+    (a graph input may also carry "/condition_net/Mul_output_0"); exporter-made names start
+    with "/" or "onnx::"."""
+    return min(names, key=lambda name: (name.startswith(("/", "onnx::")), name))
+
+
 class OpenVinoGraph(Graph):
     """An ONNX graph compiled by OpenVINO for the CPU at fp32 or bf16 (bf16 only pays where the
     CPU has bf16 instructions; elsewhere OpenVINO computes in fp32). Compiled models are cached
@@ -248,8 +255,8 @@ class OpenVinoGraph(Graph):
                 _compiled[key] = compiled
         self.compiled = compiled
         self.device = "cpu"
-        self.input_names = tuple(i.get_any_name() for i in compiled.inputs)
-        self.output_names = tuple(o.get_any_name() for o in compiled.outputs)
+        self.input_names = tuple(_graph_name(i.get_names()) for i in compiled.inputs)
+        self.output_names = tuple(_graph_name(o.get_names()) for o in compiled.outputs)
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = [n for n in self.input_names if n not in inputs]
