@@ -133,8 +133,9 @@ def ncnn_upscale(package: str, stem: str, lr: Path, out: Path, threads: int) -> 
     net.opt.num_threads = threads
     net.load_param(str(folder / f"{stem}.param"))
     net.load_model(str(folder / f"{stem}.bin"))
+    chw = np.ascontiguousarray(rgb.transpose(2, 0, 1))  # ncnn.Mat does not copy: keep it alive
     extractor = net.create_extractor()
-    extractor.input("data", ncnn.Mat(np.ascontiguousarray(rgb.transpose(2, 0, 1))))
+    extractor.input("data", ncnn.Mat(chw))
     status, result = extractor.extract("output")
     if status != 0:
         raise SystemExit(f"error: ncnn failed on {lr} (status {status})")
