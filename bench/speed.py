@@ -87,18 +87,19 @@ def measure(name: str, commands, pairs, threads: int) -> dict:
 
     run_command(commands(pairs[0][0], pairs[0][0].with_suffix(".warm.png")), threads)  # one-off costs
     seconds = megapixels = rss = 0.0
-    scores, tiles = [], 0.0
+    scores, stages = [], {}
     for lr_path, hr in pairs:
         out = lr_path.with_name(f"{lr_path.stem}.{name.replace(' ', '_').replace(':', '-')}.png")
         report, peak = run_command(commands(lr_path, out), threads)
         seconds += report["seconds"]
-        tiles += report.get("timings", {}).get("tiles", float("nan"))
+        for stage, spent in report.get("timings", {}).items():
+            stages[stage] = stages.get(stage, 0.0) + spent
         rss = max(rss, peak)
         lr = load_image(lr_path)
         megapixels += lr.width * lr.height / 1e6
         scores.append(psnr_y(load_image(out).pixels[..., :3], hr))
-    return {"path": name, "s_per_mp": seconds / megapixels, "tiles_s_per_mp": tiles / megapixels,
-            "rss_mb": rss, "psnr_y": float(np.mean(scores))}
+    return {"path": name, "s_per_mp": seconds / megapixels, "rss_mb": rss, "psnr_y": float(np.mean(scores)),
+            "stages_s_per_mp": {stage: spent / megapixels for stage, spent in stages.items()}}
 
 
 def engine_command(model: str, backend: str, precision: str, threads: int):
@@ -199,16 +200,18 @@ def store(model: str, chosen: dict, reference: dict, threads: int) -> None:
 
 
 def table(groups: dict[str, list[dict]], span: dict | None) -> str:
-    lines = ["| model | backend:precision | s per input MP | × SPAN time | network s/MP | peak RSS MB "
-             "| PSNR-Y change dB |", "|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| model | backend:precision | s per input MP | × SPAN time | of which model load | network "
+             "| peak RSS MB | PSNR-Y change dB |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for model, rows in groups.items():
         reference = next((r for r in rows if r["path"] in ("torch:fp32", "ncnn")), rows[0])
         chosen = choose(rows)
         for r in rows:
             ratio = f"{r['s_per_mp'] / span['s_per_mp']:.2f}" if span else "-"
             mark = " (auto)" if chosen is r else ""
-            lines.append(f"| {model} | {r['path']}{mark} | {r['s_per_mp']:.1f} | {ratio} | "
-                         f"{r['tiles_s_per_mp']:.1f} | {r['rss_mb']:.0f} | "
+            stages = r["stages_s_per_mp"]
+            load, network = (f"{stages[k]:.0f}" if k in stages else "-" for k in ("load", "tiles"))
+            lines.append(f"| {model} | {r['path']}{mark} | {r['s_per_mp']:.0f} | {ratio} | {load} | {network} | "
+                         f"{r['rss_mb']:.0f} | "
                          f"{r['psnr_y'] - reference['psnr_y']:+.3f} |")
     return "\n".join(lines)
 
