@@ -72,3 +72,7 @@ def test_the_benchmark_picks_the_fastest_path_within_the_quality_bound():
     assert choose(rows)["path"] == "onnx:fp32"
     assert choose(rows[:2])["path"] == "torch:fp32"
     assert choose(rows[1:]) is None  # no torch fp32 reference: nothing is chosen
+    # with stage times, the network time decides (model load is the same for every runtime)
+    timed = [dict(rows[0], stages_s_per_mp={"prepare": 1.0, "tiles": 20.0}),
+             dict(rows[2], s_per_mp=45.0, stages_s_per_mp={"prepare": 1.0, "tiles": 12.0})]
+    assert choose(timed)["path"] == "onnx:fp32"
