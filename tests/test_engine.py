@@ -301,7 +301,7 @@ def test_integer_result_is_the_float_result_quantised(engine, channels, bits):
 def test_timings_name_every_stage_and_a_warm_model_loads_at_once():
     engine = Engine()
     image = Image(_scene(24, 24), 8)
-    request = UpscaleRequest(model="kdsr", tile=16, overlap=4)
+    request = UpscaleRequest(model="kdsr", backend="torch", tile=16, overlap=4)
     first, second = {}, {}
     engine.upscale(image, request, timings=first)
     engine.upscale(image, request, timings=second)

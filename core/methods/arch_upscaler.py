@@ -35,8 +35,12 @@ class ArchUpscaler(Upscaler):
 
     @classmethod
     def stored_runtime(cls, config: str) -> tuple[str, str] | None:
+        """The manifest's measured choice, which holds for the bundled weights only (a user's
+        checkpoint of the same configuration was never measured)."""
         from core import weights
 
+        if cls.weights_status(config) != "bundled":
+            return None
         return weights.stored_runtime(cls.id, config)
 
     @classmethod
