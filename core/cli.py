@@ -53,7 +53,10 @@ def add_upscale_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="model configuration (default: one with weights)")
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto")
+    parser.add_argument("--backend", choices=("auto", "torch", "onnx", "openvino"), default="auto",
+                        help="auto: the runtime measured fastest for the model on this CPU (see README, 'Speed')")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"), default="auto")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all physical cores)")
     parser.add_argument("--tile", type=int, default=256, help="tile side in input pixels, 0 = no tiling")
     parser.add_argument("--overlap", type=int, default=16)
     parser.add_argument("--support", default=None, metavar="X,Y,W,H",
@@ -76,7 +79,8 @@ def request_from_args(args):
     region = getattr(args, "region", None)
     return UpscaleRequest.from_dict({
         "model": args.model, "config": args.config, "scale": args.scale, "device": args.device,
-        "backend": args.backend, "tile": args.tile, "overlap": args.overlap,
+        "backend": args.backend, "precision": args.precision, "threads": args.threads,
+        "tile": args.tile, "overlap": args.overlap,
         "region": parse_box(region, "region") if region else None,
         "support": parse_box(args.support, "support region") if args.support else None,
         "faces": parse_faces(args.faces), "blur": args.blur, "noise": args.noise,
@@ -231,15 +235,22 @@ def _refuse_input_as_output(source: Path, target: Path) -> None:
 
 
 def upscale_file(engine, source: Path, target: Path, request, max_pixels: int | None = None,
-                 progress=None, cancel=None):
+                 progress=None, cancel=None, timings: dict[str, float] | None = None):
     """One image file to one image file: the path every `upscale` and every image of a `batch`
-    takes. Returns the result `Image`; OUT is written atomically or not at all."""
+    takes. Returns the result `Image` (integer pixels where the output is 8/16-bit, so a large
+    output holds no float canvas); OUT is written atomically or not at all. `timings` gets where
+    the time went: read, the engine's stages, encode."""
     from core.image_io import save_image
 
+    timings = {} if timings is None else timings
+    started = time.perf_counter()
     image = _load(str(source), max_pixels)
+    timings["read"] = time.perf_counter() - started
     _check_output(target, image.has_alpha)
-    result = engine.upscale(image, request, progress, cancel)
+    result = engine.upscale(image, request, progress, cancel, as_integers=True, timings=timings)
+    encoding = time.perf_counter()
     save_image(result, target)
+    timings["encode"] = time.perf_counter() - encoding
     return result
 
 
@@ -261,14 +272,17 @@ def _upscale(args) -> int:
             sys.stderr.write(f"\r{fraction * 100:5.1f}%  {stage:<40}")
             sys.stderr.flush()
 
-    result = upscale_file(Engine(), Path(args.input), out_path, request, args.max_pixels, progress)
+    timings: dict[str, float] = {}
+    result = upscale_file(Engine(), Path(args.input), out_path, request, args.max_pixels, progress,
+                          timings=timings)
     if show:
         sys.stderr.write("\n")
     seconds = time.perf_counter() - started
     if args.json:
         print(json.dumps({"output": str(out_path), "model": request.model, "width": result.width,
                           "height": result.height, "channels": result.channels,
-                          "bit_depth": result.bit_depth, "seconds": round(seconds, 3), "status": status}))
+                          "bit_depth": result.bit_depth, "seconds": round(seconds, 3), "status": status,
+                          "timings": {stage: round(t, 3) for stage, t in timings.items()}}))
     else:
         print(f"{out_path} ({result.width}x{result.height}, {request.model}, {seconds:.1f} s)")
         notes = status.split("; ", 1)[1] if "; " in status else ""

@@ -23,7 +23,7 @@ from core.estimate import estimate_degradation
 from core.image_io import Image, to_rgb
 from core.methods.bicubic import bicubic_upscale
 from core.registry import get_model, upscaler_class
-from core.runtimes import cancel_checks, select_device
+from core.runtimes import BACKENDS, PRECISIONS, cancel_checks, select_device, use_threads
 from core.self_ensemble import self_ensemble
 from core.tiling import tiled_upscale
 
@@ -45,6 +45,9 @@ class UpscaleRequest:
     scale: int = 4
     device: str = "auto"
     backend: str = "auto"
+    precision: str = "auto"
+    threads: int | None = None
+    """CPU threads for the network (None: all physical cores)."""
     tile: int = 256
     overlap: int = 16
     support: Box | None = None
@@ -88,8 +91,13 @@ class UpscaleRequest:
             raise InputError(f"scale must be an integer from 1 to 8, got {self.scale!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise InputError(f"device must be auto, cpu or cuda, got {self.device!r}")
-        if self.backend not in ("auto", "torch", "onnx"):
-            raise InputError(f"backend must be auto, torch or onnx, got {self.backend!r}")
+        if self.backend not in BACKENDS:
+            raise InputError(f"backend must be {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"precision must be {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.threads is not None and (not isinstance(self.threads, int) or isinstance(self.threads, bool)
+                                         or self.threads < 1):
+            raise InputError(f"threads must be a positive integer, got {self.threads!r}")
         if not isinstance(self.tile, int) or self.tile < 0 or 0 < self.tile < MIN_TILE:
             raise InputError(f"tile must be 0 (no tiling) or at least {MIN_TILE}, got {self.tile!r}")
         if not isinstance(self.overlap, int) or self.overlap < 0:
@@ -142,8 +150,11 @@ as much again; larger jobs are refused before any work instead of exhausting mem
 class Engine:
     """Runs jobs; keeps loaded models so the next job with the same model starts at once."""
 
-    def __init__(self, max_cached_models: int = 2, max_output_pixels: int = MAX_OUTPUT_PIXELS):
+    def __init__(self, max_cached_models: int = 2, max_output_pixels: int = MAX_OUTPUT_PIXELS,
+                 threads: int | None = None):
+        """`threads`: the CPU threads of a job that names none (None: `runtimes.default_threads`)."""
         self._models: dict[tuple, object] = {}
+        self.threads = threads
         self.max_output_pixels = max_output_pixels
         self._max_cached = max_cached_models
         self._lock = threading.Lock()
@@ -151,18 +162,20 @@ class Engine:
 
     # ------------------------------------------------------------ models
     def load(self, model: str, config: str | None = None, device: str = "auto",
-             backend: str = "auto"):
-        """The Upscaler for (model, config, device, backend), loaded once and cached."""
+             backend: str = "auto", precision: str = "auto", threads: int | None = None):
+        """The Upscaler for (model, config, device, backend, precision, threads), loaded once and
+        cached: the engine process keeps warm models (and their sessions) across jobs."""
         cls = upscaler_class(model)  # a user model's class is new when its file changed
         chosen = cls.spec().config(config)
         if chosen.weights not in ("bundled", "user"):
             raise WeightsError(cls.missing_weights_message(chosen.name))
         device = select_device(device)
-        key = (cls, chosen.name, device, backend)
+        backend, precision = cls.runtime(chosen.name, device, backend, precision)
+        key = (cls, chosen.name, device, backend, precision, threads)
         with self._lock:
             upscaler = self._models.pop(key, None)
             if upscaler is None:
-                upscaler = cls(chosen.name, device, backend)
+                upscaler = cls(chosen.name, device, backend, precision, threads)
             self._models[key] = upscaler  # most recently used last
             while len(self._models) > self._max_cached:
                 self._models.pop(next(iter(self._models)))
@@ -170,27 +183,33 @@ class Engine:
 
     # ------------------------------------------------------------ upscale
     def upscale(self, image: Image, request: UpscaleRequest, progress: Progress | None = None,
-                cancel=None) -> Image:
+                cancel=None, as_integers: bool = False, timings: dict[str, float] | None = None) -> Image:
         """Upscale `image` (or `request.region` of it); `cancel` is a callable or an Event.
 
         `progress(fraction, stage)` names the steps in the user's words ("Upscaling: tile 3 of 12,
         about 20 s left"); a cancel is seen between the layers of a torch network, so even a slow
-        tile stops within a moment."""
+        tile stops within a moment. `as_integers`: an 8/16-bit image's result holds uint8/uint16
+        samples instead of float32 (a quarter or half of the memory: what a file is written from).
+        `timings`, when given, receives the seconds spent in each stage: "load" (the model),
+        "prepare" (the global step), "tiles" (the network), "blend" (assembling, alpha, clipping)."""
         request.validate()
         is_cancelled = _cancel_check(cancel)
         with cancel_checks(is_cancelled):
-            return self._upscale(image, request, progress or (lambda fraction, stage: None), is_cancelled)
+            return self._upscale(image, request, progress or (lambda fraction, stage: None), is_cancelled,
+                                 as_integers, _StageClock(timings))
 
     def _upscale(self, image: Image, request: UpscaleRequest, report: Progress,
-                 is_cancelled: Callable[[], bool]) -> Image:
-        started = time.perf_counter()
+                 is_cancelled: Callable[[], bool], as_integers: bool, clock: _StageClock) -> Image:
         report(0.0, "Reading the image")
         image = _with_finite_samples(image)
         pixels = self._source_pixels(image, request)
+        threads = use_threads(request.threads or self.threads)
 
         report(0.02, "Loading the model")
-        upscaler = self.load(request.model, request.config, request.device, request.backend)
+        upscaler = self.load(request.model, request.config, request.device, request.backend,
+                             request.precision, threads)
         restorer = self.face_restorer() if request.restore_faces else None
+        clock.lap("load")
         _stop_if(is_cancelled)
 
         # The global step (degradation estimate, support set, faces) sees the whole image, in image
@@ -199,21 +218,34 @@ class Engine:
         context, outcome = _prepare(upscaler, whole, request, report, is_cancelled)
         color = whole if request.region is None else _crop(whole, request.region)
         del whole
+        clock.lap("prepare")
         _stop_if(is_cancelled)
 
-        out = _run_tiles(upscaler, color, context, request, report, is_cancelled)
+        integers = as_integers and image.bit_depth in (8, 16)
+        dtype = {8: np.uint8, 16: np.uint16}[image.bit_depth] if integers else np.float32
+        channels = pixels.shape[2]
+        result = np.empty((color.shape[0] * request.scale, color.shape[1] * request.scale, channels), dtype)
+
+        def write(y: int, rows: np.ndarray) -> None:
+            colour = rows[0].mean(axis=0)[..., None] if channels <= 2 else rows[0].transpose(1, 2, 0)
+            _store(result[y:y + rows.shape[2], :, :colour.shape[2]], colour)
+
         notes = [outcome] if outcome else []
-        if restorer is not None:
+        if restorer is None:
+            _run_tiles(upscaler, color, context, request, report, is_cancelled, write, clock)
+        else:  # the restored faces are pasted into the whole canvas before it is stored
+            out = _run_tiles(upscaler, color, context, request, report, is_cancelled, None, clock)
+            assert out is not None  # without a writer the canvas comes back
             notes.append(_restore_faces(restorer, color, out, request.scale, report, is_cancelled))
+            write(0, out)
+            del out
         report(0.96, "Finishing")
-        result = _with_channels_of(pixels, out)
-        del out  # one output-sized buffer besides the canvas
-        if pixels.shape[2] in (2, 4):
-            result[..., -1] = bicubic_upscale(pixels[..., -1][None, None], request.scale)[0, 0]
-        np.clip(result, 0.0, 1.0, out=result)
+        if channels in (2, 4):
+            _store(result[..., -1], bicubic_upscale(pixels[..., -1][None, None], request.scale)[0, 0])
         if image.bit_depth == 32:
             _add_out_of_range(result, pixels, request.scale)
-        report(1.0, f"Done in {time.perf_counter() - started:.1f} s" + "".join(f"; {n}" for n in notes))
+        clock.lap("blend")
+        report(1.0, f"Done in {clock.total():.1f} s" + "".join(f"; {n}" for n in notes))
         return Image(result, image.bit_depth, image.icc, image.exif)
 
     def _source_pixels(self, image: Image, request: UpscaleRequest) -> np.ndarray:
@@ -331,16 +363,22 @@ def _restore_faces(restorer, color: np.ndarray, out: np.ndarray, scale: int, rep
 
 
 def _run_tiles(upscaler, color: np.ndarray, context, request: UpscaleRequest, report: Progress,
-               is_cancelled: Callable[[], bool]) -> np.ndarray:
-    """1×3×sH×sW at `request.scale`: the Upscaler's tiles (self-ensembled if asked), resized when
-    the model's own factor differs; running out of memory becomes an error that says what to do."""
+               is_cancelled: Callable[[], bool], write, clock: _StageClock) -> np.ndarray | None:
+    """The Upscaler's tiles (self-ensembled if asked) at `request.scale`, row by row into `write`
+    (core.tiling's RowWriter), or, with `write` None, the whole 1×3×sH×sW canvas returned; resized
+    when the model's own factor differs; running out of memory becomes an error that says what to
+    do. The network's time is the clock's "tiles"."""
     scale = upscaler.tile_scale(request)
     tile = upscaler.tile_for(request.tile)
     lo, hi = _TILES
     nchw = np.ascontiguousarray(color.transpose(2, 0, 1)[None])
 
     def run_tile(tile):
-        return upscaler.run_tile(tile, context)
+        started = time.perf_counter()
+        try:
+            return upscaler.run_tile(tile, context)
+        finally:
+            clock.add("tiles", time.perf_counter() - started)
 
     if request.ensemble:
         run_tile = self_ensemble(run_tile)
@@ -358,16 +396,52 @@ def _run_tiles(upscaler, color: np.ndarray, context, request: UpscaleRequest, re
         report(lo + (hi - lo) * done / total, stage)
 
     try:
-        out = tiled_upscale(run_tile, nchw, scale, tile, request.overlap,
-                            progress=tile_progress, cancel=is_cancelled)
+        out = tiled_upscale(run_tile, nchw, scale, tile, request.overlap, progress=tile_progress,
+                            cancel=is_cancelled, write=write if scale == request.scale else None)
     except (MemoryError, RuntimeError) as exc:
         if isinstance(exc, RuntimeError) and "out of memory" not in str(exc).lower():
             raise
         raise BlindUpscaleError(f"out of memory while upscaling with tiles of {tile} px; "
                                 "try a smaller tile size or a smaller region") from None
-    if scale != request.scale:
+    if out is None:
+        return None
+    if scale != request.scale:  # the model's own factor: the whole canvas, resized
         out = _resize(out, color.shape[0] * request.scale, color.shape[1] * request.scale)
-    return out
+    if write is None:
+        return out
+    write(0, out)
+    return None
+
+
+class _StageClock:
+    """Seconds per stage of a job, into the caller's dict (or nowhere): `lap(stage)` books the
+    time since the last lap minus what `add` booked to other stages inside it."""
+
+    def __init__(self, timings: dict[str, float] | None):
+        self.timings = timings if timings is not None else {}
+        self.started = self.last = time.perf_counter()
+        self.inside = 0.0
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.timings[stage] = self.timings.get(stage, 0.0) + seconds
+        self.inside += seconds
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.add(stage, now - self.last - self.inside)
+        self.last, self.inside = now, 0.0
+
+    def total(self) -> float:
+        return time.perf_counter() - self.started
+
+
+def _store(target: np.ndarray, values: np.ndarray) -> None:
+    """Clip float samples to 0..1 into `target`, rounding to its integer scale if it has one."""
+    if target.dtype == np.float32:
+        np.clip(values, 0.0, 1.0, out=target)
+    else:
+        top = np.iinfo(target.dtype).max
+        target[...] = np.clip(values, 0.0, 1.0) * top + 0.5
 
 
 def time_left(seconds: float) -> str:
@@ -400,18 +474,6 @@ def _add_out_of_range(result: np.ndarray, pixels: np.ndarray, scale: int) -> Non
         return
     nchw = np.ascontiguousarray(excess.transpose(2, 0, 1)[None])
     result[..., :colour] += bicubic_upscale(nchw, scale)[0].transpose(1, 2, 0)
-
-
-def _with_channels_of(pixels: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """The upscaled colour as H×W×C with the source's channel count (gray: the mean of RGB;
-    alpha left for the caller to fill)."""
-    channels = pixels.shape[2]
-    result = np.empty((out.shape[2], out.shape[3], channels), np.float32)
-    if channels <= 2:
-        np.mean(out[0], axis=0, out=result[..., 0])
-    else:
-        result[..., :3] = out[0].transpose(1, 2, 0)
-    return result
 
 
 def _resize(nchw: np.ndarray, height: int, width: int) -> np.ndarray:

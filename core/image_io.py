@@ -38,7 +38,9 @@ ORDER_CHANNELS = {"G": 1, "GA": 2, "RGB": 3, "RGBA": 4}
 
 @dataclass
 class Image:
-    """Pixels as float32 H×W×C in 0..1 (C: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA) plus what to keep."""
+    """Pixels as float32 H×W×C in 0..1 (C: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA) plus what to keep.
+    A result that is only written to a file may hold its samples as uint8/uint16 instead
+    (`Engine.upscale(as_integers=True)`): a quarter or half of the memory; saving takes both."""
 
     pixels: np.ndarray
     bit_depth: int = 8  # 8, 16, or 32 for float sources
@@ -436,6 +438,11 @@ def save_image(image: Image, path: str | os.PathLike, quality: int = 95) -> Path
 
 
 def _quantise(pixels: np.ndarray, bits: int) -> np.ndarray:
+    target = {8: np.uint8, 16: np.uint16}.get(bits)
+    if pixels.dtype == target:
+        return pixels
+    if pixels.dtype in (np.uint8, np.uint16):  # integer samples at another depth
+        pixels = pixels.astype(np.float32) / np.iinfo(pixels.dtype).max
     if bits == 32:
         return pixels.astype(np.float32)
     top = 255 if bits == 8 else 65535

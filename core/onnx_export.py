@@ -85,19 +85,28 @@ def cached_graphs(arch_id: str, config: str, model: torch.nn.Module, sha256: str
 
 
 def engine_graphs(model_id: str, arch_id: str, config: str, device: str, backend: str,
-                  how_to_get: str = "") -> dict:
+                  how_to_get: str = "", precision: str = "fp32", threads: int | None = None) -> dict:
     """graph name -> runtime Graph of a model (a checkpoint of `arch_id`) with its weights: the
-    same split (estimator / SR) on both backends; "onnx" exports the graphs on first use.
-    Missing weights raise a WeightsError that says what to put where (`how_to_get`)."""
-    from .runtimes import OnnxGraph, TorchGraph
+    same split (estimator / SR) on every backend; "onnx" and "openvino" export the graphs on first
+    use, and onnx int8 quantizes the per-tile graph (the last one; the global estimates are small
+    and stay fp32). Missing weights raise a WeightsError that says what to put where (`how_to_get`)."""
+    from .runtimes import OnnxGraph, OpenVinoGraph, TorchGraph
 
     loaded = weights.load_model(model_id, arch_id, config, how_to_get)
     graphs = graph_specs(arch_id)
-    if backend == "onnx":
-        paths = cached_graphs(arch_id, config, loaded.module, loaded.sha256)
-        return {graph.name: OnnxGraph(paths[graph.name], device) for graph in graphs}
-    return {graph.name: TorchGraph(graph.wrap(loaded.module), graph.inputs, graph.outputs, device)
-            for graph in graphs}
+    if backend == "torch":
+        return {graph.name: TorchGraph(graph.wrap(loaded.module), graph.inputs, graph.outputs, device,
+                                       precision)
+                for graph in graphs}
+    paths = cached_graphs(arch_id, config, loaded.module, loaded.sha256)
+    if backend == "openvino":
+        return {graph.name: OpenVinoGraph(paths[graph.name], precision, threads) for graph in graphs}
+    if precision == "int8":
+        from .quantize import int8_graph
+
+        last = graphs[-1].name
+        paths[last] = int8_graph(model_id, config, paths[last])
+    return {graph.name: OnnxGraph(paths[graph.name], device, threads) for graph in graphs}
 
 
 def main(argv=None) -> int:

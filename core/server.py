@@ -332,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--parent-pid", type=int, default=None,
                         help="stop when this process (the editor that started the engine) is no "
                              "longer its parent, so a crashed editor leaves no engine behind")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads per job (default: all physical cores)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help=f"largest image accepted, width*height (default {DEFAULT_MAX_PIXELS})")
     return parser
@@ -352,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     token = token or secrets.token_urlsafe(24)
     try:
-        server = EngineServer((args.host, args.port), Engine(), token, args.max_pixels)
+        server = EngineServer((args.host, args.port), Engine(threads=args.threads), token, args.max_pixels)
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port} ({exc.strerror or exc})", file=sys.stderr)
         return 1

@@ -5,8 +5,10 @@ tile's output is weighted by a separable feather that is 1 inside the tile, and 
 overlap ramps (smoothly, over the middle half of the overlap) from 0 at the edge to 1; the two
 ramps of neighbouring tiles sum to exactly 1. The weights therefore form a partition of unity,
 no image-sized weight map is needed, and the pixels nearest a tile border (the ones a
-zero-padded convolution gets wrong) carry no weight. The output canvas is the only buffer
-the size of the image; everything else is bounded by the tile size.
+zero-padded convolution gets wrong) carry no weight. Tiles run row by row: the output rows no
+later tile touches are handed to `write` as soon as their row of tiles is done, so with a writer
+the float buffers are bounded by one row of tiles and only the caller's result (e.g. uint8) is
+the size of the image; without one they go into a float32 canvas that is returned.
 """
 from __future__ import annotations
 
@@ -19,6 +21,9 @@ from core.archs.spec import MIN_TILE
 from core.errors import Cancelled, InputError
 
 TileFn = Callable[[np.ndarray], np.ndarray]
+RowWriter = Callable[[int, np.ndarray], None]
+"""write(first output row, 1×C×h×sW float32 finished rows), called top to bottom; the array is
+only valid during the call."""
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -69,13 +74,15 @@ def tiled_upscale(
     overlap: int = 16,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
-) -> np.ndarray:
+    write: RowWriter | None = None,
+) -> np.ndarray | None:
     """Apply `fn` (1×C×h×w -> 1×C'×(h·scale)×(w·scale)) to `rgb_nchw` tile by tile.
 
     `tile` is the tile side in input pixels (0 = the whole image in one call), `overlap` the
     minimum overlap between neighbours. `progress(done, total)` is called before the first tile
     (done = 0) and after every tile, so a caller can name the tile under way; `cancel()` is polled
-    before every tile and stops the job with `Cancelled`.
+    before every tile and stops the job with `Cancelled`. With `write`, finished rows go there and
+    None is returned; without it, the 1×C'×sH×sW canvas is returned.
     """
     if rgb_nchw.ndim != 4 or rgb_nchw.shape[0] != 1:
         raise InputError(f"tiling expects a 1×C×H×W array, got shape {rgb_nchw.shape}")
@@ -84,39 +91,56 @@ def tiled_upscale(
         raise InputError(f"tile size must be 0 (no tiling) or positive, got {tile}")
     if tile and tile < MIN_TILE:
         raise InputError(f"tile size {tile} is too small (at least {MIN_TILE} pixels)")
+    if write is None:
+        canvas: list[np.ndarray] = []
+
+        def into_canvas(y: int, rows: np.ndarray) -> None:
+            if not canvas:
+                canvas.append(np.empty((1, rows.shape[1], height * scale, width * scale), np.float32))
+            canvas[0][:, :, y:y + rows.shape[2]] = rows
+
+        tiled_upscale(fn, rgb_nchw, scale, tile, overlap, progress, cancel, into_canvas)
+        return canvas[0]
     if tile == 0 or (height <= tile and width <= tile):
         if cancel is not None and cancel():
             raise Cancelled()
         if progress is not None:
             progress(0, 1)
-        out = _checked(fn(rgb_nchw), rgb_nchw.shape, scale)
+        write(0, _checked(fn(rgb_nchw), rgb_nchw.shape, scale))
         if progress is not None:
             progress(1, 1)
-        return out
+        return None
     overlap = max(0, min(overlap, tile // 2 - 1))
     ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
     wy = _axis_weights(ys, tile, height, scale)
     wx = _axis_weights(xs, tile, width, scale)
-    canvas: np.ndarray | None = None
+    pending: np.ndarray | None = None  # rows of earlier tile rows that this row still adds to
     total, done = len(ys) * len(xs), 0
     if progress is not None:
         progress(0, total)
     for iy, y in enumerate(ys):
+        top, bottom = y * scale, min(y + tile, height) * scale
+        band: np.ndarray | None = None
         for ix, x in enumerate(xs):
             if cancel is not None and cancel():
                 raise Cancelled()
             piece = rgb_nchw[:, :, y:y + tile, x:x + tile]
             out = _checked(fn(np.ascontiguousarray(piece)), piece.shape, scale)
-            if canvas is None:
-                canvas = np.zeros((1, out.shape[1], height * scale, width * scale), np.float32)
+            if band is None:
+                band = np.zeros((1, out.shape[1], bottom - top, width * scale), np.float32)
+                if pending is not None:
+                    band[:, :, :pending.shape[2]] = pending
             weight = wy[iy][:, None] * wx[ix][None, :]
-            oy, ox = y * scale, x * scale
-            canvas[:, :, oy:oy + out.shape[2], ox:ox + out.shape[3]] += out * weight
+            oy, ox = y * scale - top, x * scale
+            band[:, :, oy:oy + out.shape[2], ox:ox + out.shape[3]] += out * weight
             done += 1
             if progress is not None:
                 progress(done, total)
-    assert canvas is not None
-    return canvas
+        assert band is not None
+        final = (ys[iy + 1] if iy + 1 < len(ys) else height) * scale
+        write(top, band[:, :, :final - top])
+        pending = band[:, :, final - top:]
+    return None
 
 
 def _checked(out: np.ndarray, in_shape: tuple, scale: int) -> np.ndarray:

@@ -223,6 +223,20 @@ def bundled_file(model: str, config: str):
     return None
 
 
+def stored_runtime(model: str, config: str) -> tuple[str, str] | None:
+    """The (backend, precision) bench/speed.py measured fastest for a bundled configuration on
+    this class of CPU within the quality bound: manifest entry "runtime" -> CPU class ->
+    {"backend", "precision", ...}; None when nothing was measured for it."""
+    from .runtimes import cpu_class
+
+    for entry in read_manifest().values():
+        if entry.get("model") == model and entry.get("config") == config:
+            choice = entry.get("runtime", {}).get(cpu_class())
+            if isinstance(choice, dict) and {"backend", "precision"} <= choice.keys():
+                return str(choice["backend"]), str(choice["precision"])
+    return None
+
+
 def read_shapes(path) -> dict:
     """key -> tensor with the right shape (meta tensors for safetensors), read without loading
     the data: enough to recognise a checkpoint."""

@@ -99,8 +99,9 @@ class EngineProcess:
     """
 
     def __init__(self, python: str, root: str | None = None, start_timeout: float = 120.0,
-                 log_path: str | None = None):
+                 log_path: str | None = None, threads: int | None = None):
         self.python = python
+        self.threads = threads  # the engine's --threads (None: all physical cores)
         self.root = root
         self.start_timeout = start_timeout
         self.log_path = log_path
@@ -138,7 +139,7 @@ class EngineProcess:
         if self.root:
             env["PYTHONPATH"] = self.root + os.pathsep + env.get("PYTHONPATH", "")
         cmd = [self.python, "-m", "core", "serve", "--port", "0", "--port-file", str(port_file),
-               "--parent-pid", str(os.getpid())]
+               "--parent-pid", str(os.getpid())] + (["--threads", str(self.threads)] if self.threads else [])
         try:
             self.proc = subprocess.Popen(cmd, cwd=self.root or None, env=env, stdin=subprocess.DEVNULL,
                                          stdout=self._log, stderr=subprocess.STDOUT)

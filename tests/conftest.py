@@ -14,6 +14,7 @@ except ImportError:  # the plug-in side's tests do not need it
     torch = None
 if torch is not None:
     torch.set_num_threads(1)
+os.environ.setdefault("BLIND_UPSCALE_THREADS", "1")  # what the engine sets for each job
 
 
 def gradient_pixels(h: int, w: int, c: int):

@@ -325,3 +325,31 @@ def test_a_slow_torch_tile_stops_within_a_moment_of_a_cancel():
     with cancel_checks(lambda: False):
         inside = small({"x": tile})["y"]
     np.testing.assert_array_equal(inside, small({"x": tile})["y"])
+
+
+@pytest.mark.parametrize("channels, bits", [(3, 8), (4, 16), (1, 8)])
+def test_integer_result_is_the_float_result_quantised(engine, channels, bits):
+    """as_integers writes the tiles straight into a uint8/uint16 result (no float canvas the size
+    of the output): the same samples the float result gives once saved."""
+    from core.image_io import _quantise
+
+    rgb = _scene(40, 52)
+    pixels = np.concatenate([rgb, rgb[..., :1]], axis=2)[..., :channels] if channels != 1 else rgb[..., :1]
+    image = Image(np.ascontiguousarray(pixels), bits)
+    request = UpscaleRequest(model="bicubic", tile=16, overlap=4)
+    as_float = engine.upscale(image, request).pixels
+    as_int = engine.upscale(image, request, as_integers=True).pixels
+    assert as_int.dtype == (np.uint8 if bits == 8 else np.uint16) and as_float.dtype == np.float32
+    assert np.array_equal(as_int, _quantise(as_float, bits))
+
+
+def test_timings_name_every_stage_and_a_warm_model_loads_at_once():
+    engine = Engine()
+    image = Image(_scene(24, 24), 8)
+    request = UpscaleRequest(model="kdsr", backend="torch", tile=16, overlap=4)
+    first, second = {}, {}
+    engine.upscale(image, request, timings=first)
+    engine.upscale(image, request, timings=second)
+    assert set(first) == set(second) == {"load", "prepare", "tiles", "blend"}
+    assert all(seconds >= 0 for seconds in (*first.values(), *second.values()))
+    assert second["load"] < 0.05 < first["load"] + first["tiles"]

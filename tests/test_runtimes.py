@@ -1,3 +1,4 @@
+import os
 import warnings
 
 import numpy as np
@@ -5,7 +6,7 @@ import pytest
 import torch
 
 from core import runtimes
-from core.errors import ModelError
+from core.errors import InputWarning, ModelError
 from core.runtimes import OnnxGraph, TorchGraph, onnx_providers, select_device
 
 
@@ -92,3 +93,66 @@ def test_missing_input_and_missing_file_are_model_errors(onnx_file, tmp_path):
 def test_unknown_device_is_refused():
     with pytest.raises(ModelError, match="unknown device"):
         select_device("tpu")
+
+
+# ---------------------------------------------------------------- backend and precision choice
+OFFERED = ("torch", "onnx", "openvino")
+
+
+@pytest.fixture
+def all_installed(monkeypatch):
+    monkeypatch.setattr(runtimes, "runtime_installed", lambda backend: True)
+
+
+def test_auto_takes_the_stored_choice_or_fp32_on_the_first_backend(all_installed):
+    assert runtimes.choose_runtime(OFFERED, ("onnx", "int8"), "cpu") == ("onnx", "int8")
+    assert runtimes.choose_runtime(OFFERED, None, "cpu") == ("torch", "fp32")
+    # what was asked for by name wins over the stored choice
+    assert runtimes.choose_runtime(OFFERED, ("onnx", "int8"), "cpu", "torch") == ("torch", "fp32")
+    assert runtimes.choose_runtime(OFFERED, ("onnx", "int8"), "cpu", "onnx", "fp32") == ("onnx", "fp32")
+    assert runtimes.choose_runtime(OFFERED, ("onnx", "int8"), "cpu", "onnx") == ("onnx", "int8")
+    assert runtimes.choose_runtime(OFFERED, None, "cpu", precision="int8") == ("onnx", "int8")
+    assert runtimes.choose_runtime(OFFERED, None, "cpu", precision="bf16") == ("torch", "bf16")
+    assert runtimes.choose_runtime(OFFERED, ("openvino", "fp32"), "cuda") == ("torch", "fp32")
+
+
+def test_impossible_runtime_requests_are_model_errors(all_installed):
+    with pytest.raises(ModelError, match="onnx backend runs fp32 or int8, not bf16"):
+        runtimes.choose_runtime(OFFERED, None, "cpu", "onnx", "bf16")
+    with pytest.raises(ModelError, match="cannot run on the 'openvino' backend"):
+        runtimes.choose_runtime(("torch",), None, "cpu", "openvino")
+    with pytest.raises(ModelError, match="run on the CPU"):
+        runtimes.choose_runtime(OFFERED, None, "cuda", "openvino")
+    with pytest.raises(ModelError, match="unknown precision"):
+        runtimes.choose_runtime(OFFERED, None, "cpu", precision="fp8")
+
+
+def test_a_missing_runtime_falls_back_to_torch(monkeypatch):
+    monkeypatch.setattr(runtimes, "runtime_installed", lambda backend: backend != "openvino")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the stored choice falls back silently
+        assert runtimes.choose_runtime(OFFERED, ("openvino", "bf16"), "cpu") == ("torch", "bf16")
+    with pytest.warns(InputWarning, match="needs the openvino package"):
+        assert runtimes.choose_runtime(OFFERED, None, "cpu", "openvino") == ("torch", "fp32")
+
+
+def test_threads_default_to_the_variable_else_physical_cores(monkeypatch):
+    monkeypatch.setenv(runtimes.THREADS_VARIABLE, "3")
+    assert runtimes.default_threads() == 3
+    monkeypatch.delenv(runtimes.THREADS_VARIABLE)
+    assert 1 <= runtimes.default_threads() == runtimes.physical_cores() <= (os.cpu_count() or 1)
+    assert runtimes.use_threads(1) == 1 and torch.get_num_threads() == 1
+
+
+@pytest.mark.skipif(not runtimes.runtime_installed("openvino"), reason="openvino extra not installed")
+def test_openvino_graph_matches_torch(onnx_file):
+    graph = runtimes.OpenVinoGraph(onnx_file, "fp32", threads=1)
+    assert (graph.input_names, graph.output_names) == (("image", "gain"), ("sr", "stats"))
+    feeds = {"image": np.random.default_rng(1).random((1, 3, 10, 14), dtype=np.float32),
+             "gain": np.full((1, 1, 1, 1), 0.5, np.float32)}
+    expected = TorchGraph(TwoHeads(), ("image", "gain"), ("sr", "stats"))(feeds)
+    got = graph(feeds)
+    for name in ("sr", "stats"):
+        assert got[name].shape == expected[name].shape
+        assert np.abs(got[name] - expected[name]).max() < 1e-4
+    assert runtimes.OpenVinoGraph(onnx_file, "fp32", threads=1).compiled is graph.compiled  # cached

@@ -90,3 +90,19 @@ def test_no_tiling_runs_once(image):
 def test_wrong_output_size_is_reported(image):
     with pytest.raises(InputError, match="expected spatial size"):
         tiled_upscale(lambda t: t, image, 2, 32, 8)
+
+
+def test_rows_are_written_once_top_to_bottom_and_match_the_canvas(image):
+    net = _conv_net()
+    canvas = tiled_upscale(net, image, 4, tile=20, overlap=6)
+    rows, starts = np.zeros_like(canvas), []
+
+    def write(y, band):
+        starts.append((y, band.shape[2]))
+        rows[:, :, y:y + band.shape[2]] += band
+
+    assert tiled_upscale(net, image, 4, tile=20, overlap=6, write=write) is None
+    assert len(starts) > 2 and starts[0][0] == 0
+    assert all(y + h == next_y for (y, h), (next_y, _) in zip(starts, starts[1:]))
+    assert starts[-1][0] + starts[-1][1] == canvas.shape[2]
+    np.testing.assert_array_equal(rows, canvas)

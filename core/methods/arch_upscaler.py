@@ -1,5 +1,5 @@
 """An Upscaler whose networks are one architecture of core/archs (`arch`) with weights from the
-weights store, run as the graphs its `ArchSpec` declares on torch or onnxruntime. Subclasses
+weights store, run as the graphs its `ArchSpec` declares on torch, onnxruntime or OpenVINO. Subclasses
 with one SR graph only set their description; those with a global estimate override
 `prepare`/`run_tile`."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ from core.methods.base import ConfigSpec, Upscaler
 
 
 class ArchUpscaler(Upscaler):
-    backends = ("torch", "onnx")
+    backends = ("torch", "onnx", "openvino")
     arch: str
     """Every subclass names its architecture (the base class allows None for networkless models)."""
     config_names: tuple[str, ...] = ()
@@ -34,17 +34,28 @@ class ArchUpscaler(Upscaler):
         return weights.weights_status(cls.id, cls.arch, config)
 
     @classmethod
+    def stored_runtime(cls, config: str) -> tuple[str, str] | None:
+        """The manifest's measured choice, which holds for the bundled weights only (a user's
+        checkpoint of the same configuration was never measured)."""
+        from core import weights
+
+        if cls.weights_status(config) != "bundled":
+            return None
+        return weights.stored_runtime(cls.id, config)
+
+    @classmethod
     def missing_weights_message(cls, config: str) -> str:
         from core import weights
 
         return weights.missing_weights_message(cls.id, config, cls.how_to_get.get(config, ""))
 
-    def __init__(self, config: str, device: str = "cpu", backend: str = "auto"):
+    def __init__(self, config: str, device: str = "cpu", backend: str = "auto", precision: str = "auto",
+                 threads: int | None = None):
         from core.onnx_export import engine_graphs
 
-        super().__init__(config, device, backend)
+        super().__init__(config, device, backend, precision, threads)
         self.graphs = engine_graphs(self.id, self.arch, config, device, self.backend,
-                                    self.how_to_get.get(config, ""))
+                                    self.how_to_get.get(config, ""), self.precision, threads)
 
     def run_tile(self, tile: np.ndarray, context) -> np.ndarray:
         return self.graphs["sr"]({"lr": tile})["sr"]

@@ -102,7 +102,8 @@ class Upscaler:
     controls: tuple[Control, ...] = ()
     adaptation: tuple[str, ...] = ()
     backends: tuple[str, ...] = ("torch",)
-    """Runtimes this model can use, preferred first; "auto" picks the first."""
+    """Runtimes this model can use, preferred first; "auto" picks the measured choice
+    (`stored_runtime`), else the first."""
     arch: str | None = None
     """Id of the architecture in core/archs whose networks it runs; None: it has no network."""
 
@@ -122,20 +123,28 @@ class Upscaler:
         return ModelSpec(cls.id, cls.family, cls.title, cls.summary, cls.scale,
                          tuple(cls.controls), tuple(cls.adaptation), tuple(cls.configs()))
 
-    def __init__(self, config: str, device: str = "cpu", backend: str = "auto"):
-        """`config` is the short name ("lite"); `device` is already resolved ("cpu"|"cuda")."""
+    def __init__(self, config: str, device: str = "cpu", backend: str = "auto", precision: str = "auto",
+                 threads: int | None = None):
+        """`config` is the short name ("lite"); `device` is already resolved ("cpu"|"cuda");
+        `threads` is what onnxruntime and OpenVINO get (None: their default)."""
         self.config = config
         self.device = device
-        self.backend = self.resolve_backend(backend)
+        self.threads = threads
+        self.backend, self.precision = self.runtime(config, device, backend, precision)
 
     @classmethod
-    def resolve_backend(cls, backend: str) -> str:
-        if backend == "auto":
-            return cls.backends[0]
-        if backend not in cls.backends:
-            raise ModelError(f"model {cls.id!r} cannot run on the {backend!r} backend "
-                             f"(available: {', '.join(cls.backends)})")
-        return backend
+    def runtime(cls, config: str, device: str, backend: str = "auto",
+                precision: str = "auto") -> tuple[str, str]:
+        """The (backend, precision) this model runs on for what was asked (see `choose_runtime`)."""
+        from core.runtimes import choose_runtime
+
+        return choose_runtime(cls.backends, cls.stored_runtime(config), device, backend, precision)
+
+    @classmethod
+    def stored_runtime(cls, config: str) -> tuple[str, str] | None:
+        """The fastest (backend, precision) measured for this configuration on this class of CPU
+        within the quality bound, or None (the model has no measured choice)."""
+        return None
 
     def tile_scale(self, request) -> int:
         """The factor `run_tile` enlarges by for this request (the engine resizes the rest)."""

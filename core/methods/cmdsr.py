@@ -21,10 +21,11 @@ class CMDSRUpscaler(ArchUpscaler):
     arch = "cmdsr"
     how_to_get = {"official": "CMDSR_model.pth from github.com/guanghaoyin/CMDSR"}
 
-    def __init__(self, config: str, device: str = "cpu", backend: str = "auto"):
+    def __init__(self, config: str, device: str = "cpu", backend: str = "auto", precision: str = "auto",
+                 threads: int | None = None):
         from core.archs import get_arch
 
-        super().__init__(config, device, backend)
+        super().__init__(config, device, backend, precision, threads)
         self.support_size = get_arch(self.arch).config(config)["support_size"]
 
     def prepare(self, rgb: np.ndarray, request, progress) -> np.ndarray:

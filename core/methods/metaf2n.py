@@ -56,10 +56,11 @@ class MetaF2NUpscaler(Upscaler):
                 f"backbone and MaskNet, which Real-ESRGAN weights alone are not; put "
                 f"{canonical_name('metaf2n', config)}{official} in {models_dir()}")
 
-    def __init__(self, config: str, device: str = "cpu", backend: str = "auto"):
+    def __init__(self, config: str, device: str = "cpu", backend: str = "auto", precision: str = "auto",
+                 threads: int | None = None):
         from core.runtimes import stoppable
 
-        super().__init__(config, device, backend)
+        super().__init__(config, device, backend, precision, threads)
         self.model = stoppable(self._load(config).to(device).eval())
         self._restorer: object | None = None  # the face restorer, loaded on first use when installed
 

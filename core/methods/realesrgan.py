@@ -24,10 +24,11 @@ class RealESRGANUpscaler(ArchUpscaler):
             return "user"  # converted from the installed wheel at first use
         return status
 
-    def __init__(self, config: str, device: str = "cpu", backend: str = "auto"):
+    def __init__(self, config: str, device: str = "cpu", backend: str = "auto", precision: str = "auto",
+                 threads: int | None = None):
         from core import weights
         from core.ncnn_convert import convert_realesrgan_x4plus
 
         if weights.weights_status(self.id, self.arch, config) == "missing":
             convert_realesrgan_x4plus()
-        super().__init__(config, device, backend)
+        super().__init__(config, device, backend, precision, threads)

@@ -57,7 +57,9 @@ class EngineConnection:
                                          root or "")
             return None
         log = Path(self.app.getAppDataLocation()) / "blind_upscale_engine.log"
-        self.client = SupervisedClient(EngineProcess(python, root, log_path=str(log)))
+        threads = self.app.readSetting("blind_upscale", "engine_threads", "")  # empty: all physical cores
+        self.client = SupervisedClient(EngineProcess(python, root, log_path=str(log),
+                                                     threads=int(threads) if threads.isdigit() else None))
         return self.client
 
     def failed(self, error: str) -> None:
