@@ -92,6 +92,11 @@ def _faces(state: RequestState, chosen: Rect | None):
     return boxes or "none"
 
 
+def result_layer_name(scale: int, model: dict) -> str:
+    """The new layer's name, the same in every host: "Blind Upscale ×4 (KDSR)"."""
+    return f"Blind Upscale ×{scale} ({model.get('family') or model['id']})"
+
+
 def result_area(state: RequestState) -> tuple[Rect, bytes | None]:
     """The layer rectangle the result covers and the selection coverage to apply to it."""
     selection = state.selection
