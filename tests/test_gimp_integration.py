@@ -24,7 +24,8 @@ import pytest
 from core.image_io import Image, load_image, save_image
 from plugin.engine_process import EngineProcess
 from plugin.packaging import build_gimp_folder
-from protocol.client import EngineClient
+from protocol.client import EngineClient, run_job
+from protocol.raw_image import RawImage
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROOT = Path(os.environ.get("BLIND_UPSCALE_GIMP_CHROOT", "/var/cache/blind-upscale/trixie-gimp"))
@@ -80,10 +81,54 @@ class ChrootSession:
             self.mounted.append(target)
         return self
 
+    def gimp(self, job: dict, config: Path, **env) -> list[str]:
+        """The command that runs gimp-console-3.0 in the chroot on `job` (tests/gimp/driver.py),
+        with the profile `config`, a bare environment and `env` added."""
+        job_file = self.work / f"job-{len(list(self.work.glob('job-*.json')))}.json"
+        job_file.write_text(json.dumps(job), encoding="utf-8")
+        shutil.copy(ROOT / "tests" / "gimp" / "driver.py", self.work / "driver.py")
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": self.inside(self.work),
+               "XDG_CONFIG_HOME": self.inside(config), "BLIND_UPSCALE_SETTINGS": job["settings_path"],
+               "BLIND_UPSCALE_GIMP_JOB": self.inside(job_file), **env}
+        return ["chroot", str(CHROOT), "env", "-i", *(f"{k}={v}" for k, v in env.items()),
+                "gimp-console-3.0", "-i", "--quit", "-c", "--batch-interpreter=python-fu-eval",
+                "-b", f"exec(open({self.inside(self.work / 'driver.py')!r}).read())"]
+
     def __exit__(self, *exc) -> None:
         for target in reversed(self.mounted):
             subprocess.run(["umount", "-l", str(target)], check=False)
         shutil.rmtree(self.work, ignore_errors=True)
+
+
+def dialog_screenshot(chroot: ChrootSession, config: Path, case: dict, host_dir: Path) -> dict:
+    """Run the procedure interactively on an Xvfb display in the chroot, grab the screen once the
+    dialog and its first preview are drawn, then end GIMP (nobody is there to press OK)."""
+    xvfb = subprocess.Popen(["chroot", str(CHROOT), "Xvfb", "-displayfd", "1", "-screen", "0", "900x700x24",
+                             "-nolisten", "tcp"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    gimp = None
+    try:
+        display = ":" + xvfb.stdout.readline().strip()
+        job = {"settings_path": case["settings_path"], "results": chroot.inside(chroot.work / "dialog.json"),
+               "cases": [case]}
+        gimp = subprocess.Popen(chroot.gimp(job, config, DISPLAY=display), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        shutil.copy(ROOT / "tests" / "gimp" / "grab_screen.py", chroot.work / "grab_screen.py")
+        shot = chroot.work / "dialog.png"
+        grab = subprocess.run(["chroot", str(CHROOT), "env", "-i", f"DISPLAY={display}", "python3",
+                               chroot.inside(chroot.work / "grab_screen.py"), chroot.inside(shot), "240", "8"],
+                              capture_output=True, text=True, timeout=300)
+        assert grab.returncode == 0, grab.stderr
+        saved = host_dir / "dialog.png"
+        shutil.copy(shot, saved)
+        return {"path": saved, "gimp_alive": gimp.poll() is None}
+    finally:
+        for process in (gimp, xvfb):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
 
 
 def kill_during_last_case(engine: EngineProcess, results: Path, cases: int, stop: threading.Event,
@@ -111,6 +156,7 @@ def gimp(tmp_path_factory):
             pytest.fail(reason)
         pytest.skip(reason)
     host_dir = tmp_path_factory.mktemp("gimp")
+    began = time.monotonic()
     engine = EngineProcess(sys.executable, str(ROOT))
     with ChrootSession() as chroot:
         work = chroot.work
@@ -133,14 +179,19 @@ def gimp(tmp_path_factory):
         build_gimp_folder(ROOT, plugins)
         try:
             client = engine.start()
-            # The first listing is slow on a cold engine and a busy CPU; after it, GIMP's cases start at once.
-            EngineClient(client.url, client.token, timeout=600).models()
+            # The first listing and the first KDSR load are slow on a cold engine and a busy CPU;
+            # done here, the dialog's preview and GIMP's cases do not wait for them.
+            patient = EngineClient(client.url, client.token, timeout=600)
+            patient.models()
+            run_job(patient, RawImage(16, 16, 3, "u8", bytes(16 * 16 * 3)), {"model": "kdsr"})
+            print(f"[gimp] engine ready after {time.monotonic() - began:.1f} s")
             expected = {name: finish_cli(started) for name, started in cli.items()}
             remote = {"engine_mode": "remote", "engine_url": client.url, "engine_token": client.token}
 
             def case(name, image, args, fmt, **extra):
                 return {"name": name, "image": chroot.inside(work / f"{image}.png"), "settings": remote,
-                        "args": args, "format": fmt, **extra}
+                        "args": args, "format": fmt, "settings_path": chroot.inside(work / "settings.json"),
+                        **extra}
 
             cases = [
                 case("rgba_bicubic", "rgba", {"model": "bicubic"}, "R'G'B'A u8"),
@@ -158,23 +209,17 @@ def gimp(tmp_path_factory):
             results_file = work / "results.json"
             job = {"settings_path": chroot.inside(work / "settings.json"),
                    "results": chroot.inside(results_file), "cases": cases}
-            (work / "job.json").write_text(json.dumps(job), encoding="utf-8")
-            shutil.copy(ROOT / "tests" / "gimp" / "driver.py", work / "driver.py")
+            dialog = dialog_screenshot(chroot, config, case("dialog", "rgb", {"model": "kdsr"}, "",
+                                                            run_mode="INTERACTIVE"), host_dir)
+            print(f"[gimp] dialog grabbed after {time.monotonic() - began:.1f} s")
             stop, seen = threading.Event(), {}
             killer = threading.Thread(target=kill_during_last_case,
                                       args=(engine, results_file, len(cases), stop, seen), daemon=True)
             killer.start()
-            env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": chroot.inside(work),
-                   "XDG_CONFIG_HOME": chroot.inside(config),
-                   "BLIND_UPSCALE_SETTINGS": job["settings_path"],
-                   "BLIND_UPSCALE_GIMP_JOB": chroot.inside(work / "job.json")}
             started = time.monotonic()
-            done = subprocess.run(
-                ["chroot", str(CHROOT), "env", "-i", *(f"{k}={v}" for k, v in env.items()),
-                 "gimp-console-3.0", "-i", "--quit", "-c", "--batch-interpreter=python-fu-eval",
-                 "-b", f"exec(open({chroot.inside(work / 'driver.py')!r}).read())"],
-                capture_output=True, text=True, timeout=600)
+            done = subprocess.run(chroot.gimp(job, config), capture_output=True, text=True, timeout=600)
             stop.set()
+            print(f"[gimp] {len(cases)} cases in one GIMP session: {time.monotonic() - started:.1f} s")
             log = f"GIMP exit {done.returncode} after {time.monotonic() - started:.1f} s\n{done.stdout}\n{done.stderr}"
             assert results_file.is_file(), log
             results = json.loads(results_file.read_text(encoding="utf-8"))
@@ -182,6 +227,7 @@ def gimp(tmp_path_factory):
                 if "pixels" in record:
                     record["data"] = (CHROOT / record["pixels"].lstrip("/")).read_bytes()
             results["_killed"] = seen
+            results["_dialog"] = dialog
             results["_log"] = log
             yield results, expected, inputs
         finally:
@@ -286,3 +332,20 @@ def test_engine_killed_mid_job_leaves_the_image_as_it_was(gimp):
     assert record["status"] == "execution-error", record
     assert "engine" in record["error"].lower()
     assert record["image_size"] == [96, 96] and len(record["layers"]) == 1 and not record["dirty"]
+
+
+def test_the_dialog_shows_the_choices_and_a_preview_under_xvfb(gimp):
+    """The interactive run's GimpUi dialog, drawn on Xvfb: the screen holds a window of a dialog's
+    size, and it waited for the user (GIMP was still running when the screen was grabbed).
+    BLIND_UPSCALE_GIMP_SCREENSHOT=FILE keeps the dialog's picture (the README's screenshot)."""
+    results, _, _ = gimp
+    dialog = results["_dialog"]
+    assert dialog["gimp_alive"], results["_log"]
+    screen = load_image(dialog["path"]).pixels[..., :3]
+    rows, cols = np.nonzero(screen.max(axis=2) > 0.02)
+    assert rows.size, "nothing was drawn on the screen"
+    top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    assert right - left >= 300 and bottom - top >= 300, (left, top, right, bottom)
+    target = os.environ.get("BLIND_UPSCALE_GIMP_SCREENSHOT")
+    if target:
+        save_image(Image(np.ascontiguousarray(screen[top:bottom, left:right]), 8), target)

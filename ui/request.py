@@ -105,6 +105,16 @@ def result_area(state: RequestState) -> tuple[Rect, bytes | None]:
     return Rect(0, 0, *state.layer_size), None
 
 
+def preview_crop(layer_size: tuple[int, int], centre: tuple[int, int], side: int) -> Rect:
+    """The preview's crop: `side` pixels square (less on a smaller layer) around `centre`, kept
+    inside the layer."""
+    width, height = layer_size
+    side_w, side_h = min(side, width), min(side, height)
+    x = min(max(0, centre[0] - side_w // 2), width - side_w)
+    y = min(max(0, centre[1] - side_h // 2), height - side_h)
+    return Rect(x, y, side_w, side_h)
+
+
 def preview_request(state: RequestState, crop: Rect) -> dict:
     """A run's request limited to the preview `crop`, untiled. Faces found by "auto" go as explicit
     boxes, so the preview adapts to the same faces a run would without detecting them again."""

@@ -6,7 +6,7 @@ tests/test_gimp_integration.py to check on the host side.
 The job file ($BLIND_UPSCALE_GIMP_JOB) is JSON: {"settings_path", "results", "cases": [{"name",
 "image", "precision" (optional, a Gimp.Precision name), "select": ["rectangle"|"ellipse", x, y, w, h]
 (optional), "settings" (the engine settings written before the run), "args", "format" (the babl
-format the new layer is dumped in)}]}.
+format the new layer is dumped in), "run_mode" (optional, a Gimp.RunMode name)}]}.
 """
 import json
 import os
@@ -40,7 +40,7 @@ def run_case(pdb, case, settings_path, out_dir):
             image.select_ellipse(Gimp.ChannelOps.REPLACE, x, y, w, h)
     procedure = pdb.lookup_procedure("plug-in-blind-upscale")
     config = procedure.create_config()
-    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    config.set_property("run-mode", getattr(Gimp.RunMode, case.get("run_mode", "NONINTERACTIVE")))
     config.set_property("image", image)
     config.set_core_object_array("drawables", [source])
     for name, value in case["args"].items():
