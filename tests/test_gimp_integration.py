@@ -115,7 +115,7 @@ def dialog_screenshot(chroot: ChrootSession, config: Path, case: dict, host_dir:
         shutil.copy(ROOT / "tests" / "gimp" / "grab_screen.py", chroot.work / "grab_screen.py")
         shot = chroot.work / "dialog.png"
         grab = subprocess.run(["chroot", str(CHROOT), "env", "-i", f"DISPLAY={display}", "python3",
-                               chroot.inside(chroot.work / "grab_screen.py"), chroot.inside(shot), "240", "8"],
+                               chroot.inside(chroot.work / "grab_screen.py"), chroot.inside(shot), "240", "10"],
                               capture_output=True, text=True, timeout=300)
         assert grab.returncode == 0, grab.stderr
         saved = host_dir / "dialog.png"
@@ -126,9 +126,10 @@ def dialog_screenshot(chroot: ChrootSession, config: Path, case: dict, host_dir:
             if process is not None and process.poll() is None:
                 process.terminate()
                 try:
-                    process.wait(timeout=10)
+                    process.communicate(timeout=10)
                 except subprocess.TimeoutExpired:
                     process.kill()
+                    process.communicate()
 
 
 def kill_during_last_case(engine: EngineProcess, results: Path, cases: int, stop: threading.Event,

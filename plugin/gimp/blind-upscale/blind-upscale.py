@@ -250,9 +250,14 @@ def upscale(image, drawable, options: Options, client, settings: dict, progress=
     return name
 
 
-def _pump_events() -> None:
-    while Gtk.events_pending():
-        Gtk.main_iteration()
+def _pump_events(limit: int = 200) -> None:
+    """Let GTK draw and handle clicks while the plug-in waits on the engine. Bounded and
+    non-blocking: some sources are always pending (a redrawing widget), so "until none is
+    pending" may never end."""
+    for _ in range(limit):
+        if not Gtk.events_pending():
+            return
+        Gtk.main_iteration_do(False)
 
 
 def _pixbuf(raw: RawImage):
