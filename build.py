@@ -4,7 +4,7 @@
     python3 build.py run [IMAGE] [--headless]   open the standalone editor, or (headless / no
                                                 display) upscale IMAGE or the sample into out/
     python3 build.py test [PYTEST ARGS...]      run the whole test suite (or what the arguments select)
-    python3 build.py package                    build dist/ (the Krita plug-in zip)
+    python3 build.py package                    build dist/ (the Krita plug-in zip, the GIMP plug-in folder)
     python3 build.py setup                      only create or update .venv (the engine the plug-in starts)
     python3 build.py cluster                    add Ray to .venv (the cluster extra) for
                                                 `python -m core batch --ray`
@@ -32,10 +32,6 @@ STAMP = VENV / ".blind-upscale-stamp"
 PYPROJECT = ROOT / "pyproject.toml"
 SAMPLE = ROOT / "resources" / "samples" / "grace_hopper_256.png"
 OUT = ROOT / "out"
-PREFERRED_MODELS = ("mmrealsr", "ccl", "kdsr", "cmdsr", "realesrgan", "bicubic")
-"""`run --headless` uses the first of these whose weights are present."""
-
-
 class StepFailed(Exception):
     def __init__(self, step: str, detail: str):
         super().__init__(f"step '{step}' failed: {detail}")
@@ -242,15 +238,14 @@ def command_run(args: list[str]) -> int:
 
 
 def best_model(python: Path, env: dict) -> str:
+    """The engine's default model (protocol.client.default_model): the best one with weights."""
     listed = subprocess.run([str(python), "-m", "core", "models", "--json"], cwd=ROOT, env=env,
                             capture_output=True, text=True)
     if listed.returncode != 0:
         raise StepFailed("list models", listed.stderr.strip() or f"exit status {listed.returncode}")
-    present = {m["id"] for m in json.loads(listed.stdout) if m["weights"] != "missing"}
-    for model in PREFERRED_MODELS:
-        if model in present:
-            return model
-    return "bicubic"
+    from protocol.client import default_model  # stdlib only, beside this script
+
+    return default_model(json.loads(listed.stdout))
 
 
 def command_package(args: list[str]) -> int:

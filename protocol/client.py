@@ -7,12 +7,16 @@ nor torch. The protocol is the one in docs/internals.md, "Engine protocol"; imag
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
-from protocol.errors import EngineError
+from protocol.errors import EngineError, JobCancelled, sentence
 from protocol.raw_image import RawImage
+
+PREFERRED_MODELS = ("mmrealsr", "ccl", "kdsr", "cmdsr", "realesrgan", "bicubic")
+"""The default model is the first of these whose weights are present."""
 
 
 class EngineClient:
@@ -91,6 +95,36 @@ class EngineClient:
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise EngineError(f"The engine at {self.url} is not reachable ({reason}).") from None
+
+
+def default_model(models: list[dict]) -> str:
+    """The model to use when the user names none: the first of PREFERRED_MODELS with weights."""
+    present = {m["id"] for m in models if m.get("weights") != "missing"}
+    return next((model for model in PREFERRED_MODELS if model in present), "bicubic")
+
+
+def run_job(client, image: RawImage, request: dict, progress=None, cancelled=None,
+            interval: float = 0.1) -> RawImage:
+    """Submit one job to any engine client and wait for its result, for hosts that have no event
+    loop to poll from (a GIMP plug-in blocks in its run function).
+
+    `progress(fraction, stage)` hears every status; `cancelled()` returning True cancels the job
+    and raises `JobCancelled`. A failed job raises EngineError with the engine's sentence.
+    """
+    job = client.submit(image, request)
+    while True:
+        status = client.status(job)
+        state = status.get("state")
+        if state == "done":
+            return client.result(job)
+        if state in ("failed", "cancelled"):
+            raise EngineError(sentence(status.get("error") or f"The engine {state} the job"))
+        if progress is not None:
+            progress(float(status.get("progress") or 0.0), str(status.get("stage") or ""))
+        if cancelled is not None and cancelled():
+            client.cancel(job)
+            raise JobCancelled("Cancelled; nothing was changed.")
+        time.sleep(interval)
 
 
 def _http_error_message(exc: urllib.error.HTTPError) -> str:

@@ -13,6 +13,10 @@ class EngineError(Exception):
         return self.message
 
 
+class JobCancelled(EngineError):
+    """The user stopped a job; nothing was changed."""
+
+
 def sentence(text: str) -> str:
     """`text` as a sentence: capital first letter, final full stop (empty stays empty)."""
     text = text.strip()

@@ -56,3 +56,11 @@ class RawImage:
                        str(head["dtype"]), payload[end + 1:])
         except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
             raise ValueError(f"malformed raw image header: {exc}") from None
+
+
+class LinearRawImage(RawImage):
+    """A RawImage whose samples are linear light; its header says so (`"transfer": "linear"`), and
+    the engine encodes them to sRGB for the model and linearises the result again."""
+
+    def header(self) -> dict:
+        return {**super().header(), "transfer": "linear"}

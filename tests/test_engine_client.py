@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from plugin.engine_process import EngineProcess, SupervisedClient, engine_python
-from protocol.client import EngineClient
-from protocol.errors import EngineError
+from protocol.client import EngineClient, default_model, run_job
+from protocol.errors import EngineError, JobCancelled
 from protocol.raw_image import RawImage
 from conftest import wait_for_job
 
@@ -173,3 +173,41 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return "\nState:\tZ" not in state
+
+
+def test_run_job_waits_for_the_result_and_reports_progress():
+    from plugin.standalone.local_engine import LocalEngine
+
+    engine = LocalEngine()
+    try:
+        heard = []
+        result = run_job(engine, gray(12, 8), {"model": "bicubic"}, progress=lambda f, s: heard.append(f),
+                         interval=0.01)
+        assert (result.width, result.height, result.channels, result.dtype) == (48, 32, 1, "u8")
+        assert all(0.0 <= f <= 1.0 for f in heard)
+        with pytest.raises(EngineError, match="nonesuch") as failed:
+            run_job(engine, gray(12, 8), {"model": "nonesuch"}, interval=0.01)
+        assert not isinstance(failed.value, JobCancelled)
+    finally:
+        engine.close()
+
+
+def test_run_job_cancelled_stops_the_engine_job():
+    from plugin.standalone.local_engine import LocalEngine
+
+    engine = LocalEngine()
+    try:
+        submitted = []
+        original_submit = engine.submit
+        engine.submit = lambda image, request: submitted.append(original_submit(image, request)) or submitted[-1]
+        with pytest.raises(JobCancelled, match="nothing was changed"):
+            run_job(engine, gray(96, 96), {"model": "kdsr", "tile": 16}, cancelled=lambda: True, interval=0.01)
+        assert wait_for_job(engine, submitted[0])["state"] == "cancelled"
+    finally:
+        engine.close()
+
+
+def test_default_model_is_the_best_one_with_weights():
+    assert default_model([{"id": "bicubic", "weights": "bundled"}, {"id": "kdsr", "weights": "bundled"},
+                          {"id": "mmrealsr", "weights": "missing"}]) == "kdsr"
+    assert default_model([]) == "bicubic"

@@ -12,15 +12,8 @@ from core.job_queue import JobQueue, NoResult, QueueFull, UnknownJob
 from core.transfer import map_colour, srgb_decode, srgb_encode
 from plugin.standalone.local_engine import LocalEngine
 from protocol.errors import EngineError
-from protocol.raw_image import RawImage
+from protocol.raw_image import LinearRawImage, RawImage
 from conftest import wait_for_job
-
-
-class LinearRawImage(RawImage):
-    """Linear-light samples, marked in the header as the Krita plug-in marks them."""
-
-    def header(self) -> dict:
-        return {**super().header(), "transfer": "linear"}
 
 
 def gradient(width=24, height=16, channels=4, dtype="u16") -> RawImage:

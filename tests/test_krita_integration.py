@@ -58,7 +58,7 @@ def profile(tmp_path_factory):
     ones after take seconds: both tests share it. Returns (resources folder, environment)."""
     require_krita()
     base = tmp_path_factory.mktemp("krita")
-    (zip_path,) = build_packages(ROOT, base / "dist")
+    zip_path, _ = build_packages(ROOT, base / "dist")
     home = base / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("QT_", "XDG_", "BLIND_UPSCALE_"))}
     env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"),

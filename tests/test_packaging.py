@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_zip_layout(tmp_path):
-    (path,) = build_packages(ROOT, tmp_path / "dist")
+    path, _ = build_packages(ROOT, tmp_path / "dist")
     assert path == tmp_path / "dist" / "blind_upscale-krita.zip"
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
@@ -46,7 +46,7 @@ def test_zip_layout(tmp_path):
 
 
 def test_plugin_runs_from_the_zip_alone_without_numpy_or_torch(tmp_path):
-    (path,) = build_packages(ROOT, tmp_path / "dist")
+    path, _ = build_packages(ROOT, tmp_path / "dist")
     pykrita = tmp_path / "pykrita"
     with zipfile.ZipFile(path) as archive:
         archive.extractall(pykrita)
@@ -71,4 +71,38 @@ def test_plugin_runs_from_the_zip_alone_without_numpy_or_torch(tmp_path):
     env["QT_QPA_PLATFORM"] = "offscreen"
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_gimp_folder_carries_the_shared_code_and_no_qt(tmp_path):
+    _, folder = build_packages(ROOT, tmp_path / "dist")
+    assert folder == tmp_path / "dist" / "blind-upscale"
+    script = folder / "blind-upscale.py"
+    assert os.access(script, os.X_OK) and script.read_text(encoding="utf-8").startswith("#!/usr/bin/env python3\n")
+    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert {"protocol/client.py", "protocol/raw_image.py", "protocol/settings_file.py", "plugin/__init__.py",
+            "plugin/engine_process.py", "ui/__init__.py", "ui/request.py", "engine.json"} <= files
+    # The panel's Qt modules stay out: GIMP's Python has GTK, not Qt.
+    assert not {"ui/qt.py", "ui/panel.py"} & files and not any("__pycache__" in f for f in files)
+    assert json.loads((folder / "engine.json").read_text()) == {"python": str(project_python(ROOT)), "root": str(ROOT)}
+    # Building again replaces the folder whole and leaves nothing half-written beside it.
+    (folder / "stale.py").write_text("")
+    build_packages(ROOT, tmp_path / "dist")
+    assert not (folder / "stale.py").exists()
+    assert sorted(p.name for p in (tmp_path / "dist").iterdir()) == ["blind-upscale", "blind_upscale-krita.zip"]
+
+
+def test_gimp_plugin_shared_code_imports_without_gimp_qt_or_numpy(tmp_path):
+    """The modules blind-upscale.py imports besides gi, from the folder alone, in a bare Python."""
+    _, folder = build_packages(ROOT, tmp_path / "dist")
+    script = ("import sys\n"
+              "import plugin.engine_process, protocol.client, protocol.settings_file, ui.request\n"
+              f"assert ui.request.__file__.startswith({str(folder)!r}), ui.request.__file__\n"
+              "heavy = sorted({'numpy', 'torch', 'core', 'PyQt5', 'PyQt6'} & set(sys.modules))\n"
+              "assert not heavy, heavy\n"
+              "print('ok')\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(folder)
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from protocol.settings_file import read_settings, settings_path
 from ui.settings import BY_NAME, SETTINGS, Settings, default_path
 
 
@@ -69,3 +70,17 @@ def test_the_file_with_the_engine_token_is_readable_by_the_owner_only(tmp_path):
     finally:
         os.umask(old_umask)
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_hosts_without_qt_find_and_read_the_same_file(monkeypatch, tmp_path):
+    """The GIMP plug-in reads the panel's file through protocol/settings_file.py, without Qt."""
+    monkeypatch.delenv("BLIND_UPSCALE_SETTINGS", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert settings_path() == tmp_path / "data" / "blind-upscale" / "settings.json"
+    assert default_path() == settings_path()  # Qt's GenericDataLocation follows XDG_DATA_HOME too
+    assert read_settings(settings_path()) == {}
+    Settings(settings_path()).set("engine_mode", "remote")
+    assert read_settings()["engine_mode"] == "remote"
+    settings_path().write_text("{not json")
+    with pytest.raises(ValueError, match="unreadable"):
+        read_settings()

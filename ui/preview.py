@@ -16,7 +16,7 @@ from ui.calls import plain_error
 from protocol.host import Rect
 from ui.job_follower import JobFollower
 from ui.qt import QCheckBox, QHBoxLayout, QImage, QLabel, QPixmap, Qt, QTimer, QVBoxLayout, QWidget, Signal
-from ui.request import preview_request, selection_use
+from ui.request import preview_crop, preview_request, selection_use
 from ui.settings import BY_NAME
 from ui.state import PanelState
 
@@ -100,10 +100,7 @@ class PreviewSection(QWidget):
             cx, cy = b.x + b.width // 2, b.y + b.height // 2
         else:
             cx, cy = host.view_center()
-        side_w, side_h = min(PREVIEW_SOURCE, width), min(PREVIEW_SOURCE, height)
-        x = min(max(0, cx - side_w // 2), width - side_w)
-        y = min(max(0, cy - side_h // 2), height - side_h)
-        return Rect(x, y, side_w, side_h)
+        return preview_crop((width, height), (cx, cy), PREVIEW_SOURCE)
 
     def start(self) -> None:
         """Ask the engine for the current settings' result on the crop."""

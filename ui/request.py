@@ -92,12 +92,27 @@ def _faces(state: RequestState, chosen: Rect | None):
     return boxes or "none"
 
 
+def result_layer_name(scale: int, model: dict) -> str:
+    """The new layer's name, the same in every host: "Blind Upscale ×4 (KDSR)"."""
+    return f"Blind Upscale ×{scale} ({model.get('family') or model['id']})"
+
+
 def result_area(state: RequestState) -> tuple[Rect, bytes | None]:
     """The layer rectangle the result covers and the selection coverage to apply to it."""
     selection = state.selection
     if selection is not None and selection_use(state.model, state.selection_use) == "area":
         return selection.bounds, selection.mask
     return Rect(0, 0, *state.layer_size), None
+
+
+def preview_crop(layer_size: tuple[int, int], centre: tuple[int, int], side: int) -> Rect:
+    """The preview's crop: `side` pixels square (less on a smaller layer) around `centre`, kept
+    inside the layer."""
+    width, height = layer_size
+    side_w, side_h = min(side, width), min(side, height)
+    x = min(max(0, centre[0] - side_w // 2), width - side_w)
+    y = min(max(0, centre[1] - side_h // 2), height - side_h)
+    return Rect(x, y, side_w, side_h)
 
 
 def preview_request(state: RequestState, crop: Rect) -> dict:

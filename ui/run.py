@@ -8,7 +8,7 @@ from ui.calls import plain_error
 from protocol.host import Rect
 from ui.job_follower import JobFollower
 from ui.qt import QHBoxLayout, QProgressBar, QPushButton, QVBoxLayout, QWidget, Signal
-from ui.request import build_request, result_area
+from ui.request import build_request, result_area, result_layer_name
 from ui.state import PanelState
 
 STATE_WORDS = {"queued": "Waiting for the engine", "running": "Working"}
@@ -128,7 +128,7 @@ class RunSection(QWidget):
     def _apply(self, result) -> tuple[str, str]:
         """The result as a new layer above the source; ("failed", why) when the host refuses it."""
         scale = int(self._request["scale"])
-        name = f"Blind Upscale ×{scale} ({self._model.get('family') or self._request['model']})"
+        name = result_layer_name(scale, self._model or {"id": self._request["model"]})
         self.progress.setFormat("Adding the layer")
         self.progress.setValue(980)
         self.progress.repaint()  # the host works on the GUI thread: show the step before it

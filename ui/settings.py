@@ -3,16 +3,17 @@
 Each `Setting` keeps its default, label, tooltip and choices together, so a widget bound to it
 (ui/bind.py) needs nothing else. The file lives outside any plug-in folder (which an update
 replaces): ``<generic data location>/blind-upscale/settings.json``, e.g. ``~/.local/share/blind-upscale/``
-on Linux, ``%APPDATA%/blind-upscale/`` on Windows; ``$BLIND_UPSCALE_SETTINGS`` names another file.
+on Linux, ``%LOCALAPPDATA%/blind-upscale/`` on Windows; ``$BLIND_UPSCALE_SETTINGS`` names another file.
+protocol/settings_file.py decides the location and reads the file for hosts without Qt (GIMP).
 """
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from protocol.files import atomic_write
+from protocol.settings_file import read_settings, settings_path
 from ui.qt import QObject, QStandardPaths, Signal
 
 
@@ -58,13 +59,7 @@ LEGACY_DIALS = ("blur", "noise")  # before `dials`, the file had one key per MM-
 
 
 def default_path() -> Path:
-    override = os.environ.get("BLIND_UPSCALE_SETTINGS")
-    if override:
-        return Path(override)
-    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.GenericDataLocation)
-    if not base:
-        base = os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "blind-upscale" / "settings.json"
+    return settings_path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.GenericDataLocation))
 
 
 class Settings(QObject):
@@ -110,14 +105,10 @@ class Settings(QObject):
             temp.write_text(json.dumps(self.as_dict(), indent=2), encoding="utf-8")
 
     def _load(self) -> None:
-        if not self.path.exists():
-            return
         try:
-            stored = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            self.load_error = f"Settings file {self.path} is unreadable ({exc}); using defaults."
-            return
-        if not isinstance(stored, dict):
+            stored = read_settings(self.path)
+        except ValueError as exc:
+            self.load_error = f"{exc}; using defaults."
             return
         if "dials" not in stored:  # an older file: its dial values move into `dials`
             stored["dials"] = {name: stored[name] for name in LEGACY_DIALS if name in stored}

@@ -13,7 +13,7 @@ import struct
 import sys
 from array import array
 
-from protocol.raw_image import RawImage
+from protocol.raw_image import LinearRawImage, RawImage
 
 SUPPORTED_MODELS = {"RGBA": 4, "GRAYA": 2}
 SUPPORTED_DEPTHS = ("U8", "U16", "F16", "F32")
@@ -24,13 +24,6 @@ _HALF_CHUNK = 1 << 16
 
 class UnsupportedLayer(Exception):
     """The layer's colour model or depth cannot be upscaled; the message says what to do."""
-
-
-class LinearRawImage(RawImage):
-    """A RawImage whose samples are linear light; its header says so (`"transfer": "linear"`)."""
-
-    def header(self) -> dict:
-        return {**super().header(), "transfer": "linear"}
 
 
 def is_linear_profile(profile: str) -> bool:
