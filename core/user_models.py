@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
 
-import torch
 
 from core import weights
+from core.archs import meta_device
 from core.errors import ModelError, WeightsError
 
 PREFIX = "user:"
@@ -108,7 +108,7 @@ def _describe(entry: weights.FolderFile, model_id: str) -> UserModel:
     try:
         state = weights.load_state_dict(entry.path, mmap=True)
         try:
-            with torch.device("meta"):
+            with meta_device():
                 descriptor = build(state, entry.path.name)
         except NotBuilt:  # an architecture whose construction computes with real values
             descriptor = build(state, entry.path.name)

@@ -21,7 +21,7 @@ from safetensors.torch import load_file as load_safetensors, save_file as save_s
 
 from protocol.files import atomic_write
 
-from .archs import ARCHS, get_arch
+from .archs import ARCHS, get_arch, meta_device
 from .errors import WeightsError
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "resources" / "weights"
@@ -169,7 +169,7 @@ def load_strict(module: torch.nn.Module, state: dict, key_map=None, name: str = 
 @cache
 def signature(arch_id: str, config: str) -> dict:
     """key -> shape of an arch configuration, built on the meta device (no memory, no init)."""
-    with torch.device("meta"):
+    with meta_device():
         module = get_arch(arch_id).build(config)
     return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 

@@ -99,3 +99,20 @@ def test_methods_do_not_import_the_registry():
     """The registry lists the methods; the methods never need it (no import circle)."""
     code = "import sys, core.methods; sys.exit('core.registry' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+def test_meta_device_counts_match_real_builds_without_loading_torchs_compiler():
+    """Listing models counts every configuration's parameters on the meta device; its initialisers
+    are skipped there (normal_'s fallback would import torch._dynamo, seconds per process)."""
+    code = ("import sys\nfrom core.archs import ARCHS, param_count\n"
+            "counts = {(a, c): param_count(a, c) for a, s in ARCHS.items() for c in s.configs}\n"
+            "print(len(counts), 'torch._dynamo' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[1] == "False"
+    from core.archs import ARCHS, build
+
+    for arch_id, spec in ARCHS.items():
+        if "lite" in spec.configs:
+            real = sum(p.numel() for p in build(arch_id, "lite").parameters())
+            assert param_count(arch_id, "lite") == real, arch_id

@@ -40,9 +40,10 @@ class MeanShift(nn.Conv2d):
 
     def __init__(self, sign: int):
         super().__init__(3, 3, kernel_size=1)
-        with torch.no_grad():
-            self.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
-            self.bias.copy_(sign * torch.tensor(DIV2K_RGB_MEAN))
+        with torch.no_grad():  # the constants made on the CPU even in a meta-device build (param_count),
+            # where torch.eye has no kernel and would import torch's compiler
+            self.weight.copy_(torch.eye(3, device="cpu").view(3, 3, 1, 1))
+            self.bias.copy_(sign * torch.tensor(DIV2K_RGB_MEAN, device="cpu"))
         self.weight.requires_grad_(False)
         self.bias.requires_grad_(False)
 
