@@ -93,8 +93,9 @@ def missing_packages_message(error: ImportError) -> str:
     """What went wrong (the Python tried, the import that failed) and the command that mends it."""
     venv = ROOT / ".venv"
     build = f"cd {shlex.quote(str(ROOT))} && python3 build.py run"
-    if Path(sys.prefix).resolve() == venv.resolve():  # the project's own .venv is broken
-        fix = f"make it again: rm -rf {shlex.quote(str(venv))} && {build}"
+    if Path(sys.prefix).resolve() == venv.resolve():  # the project's own .venv lacks a package
+        # without build.py's stamp (pyproject.toml's hash) the next run reinstalls the dependencies
+        fix = f"reinstall its packages: rm -f {shlex.quote(str(venv / '.blind-upscale-stamp'))} && {build}"
     elif (venv / "bin" / "python").exists():
         fix = f"open the editor with the project's Python: {shlex.quote(str(venv / 'bin' / 'python'))} -m plugin.standalone"
     else:
