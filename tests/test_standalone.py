@@ -317,13 +317,20 @@ def test_a_result_outside_the_view_is_brought_into_it(qtbot, editor):
     assert canvas.visible_rect().contains(result.doc_rect)
 
 
-def test_closing_during_a_run_cancels_the_job_and_closes_at_once(qtbot, tmp_path, engine):
-    window = open_editor(qtbot, tmp_path, engine, make_png(tmp_path / "big.png", 900, 900))
+@pytest.fixture
+def big_editor(qtbot, tmp_path, engine):
+    window = open_editor(qtbot, tmp_path, engine, make_png(tmp_path / "big.png", 700, 700))
+    yield window
+    window.undo_stack.setClean()  # whatever happened, closing at teardown must not ask
+
+
+def test_closing_during_a_run_cancels_the_job_and_closes_at_once(qtbot, big_editor, engine):
+    window = big_editor
     pick(window, "bicubic")
     window.document.set_selection(Rect(0, 0, 8, 8))
     run_and_wait(qtbot, window)  # an unsaved result: closing must still ask
     window.document.set_selection(None)
-    window.upscale_action.trigger()  # the whole 900x900 layer in one tile: seconds of work
+    window.upscale_action.trigger()  # the whole 700x700 layer in one tile: seconds of work
     qtbot.waitUntil(lambda: window.panel.run_section.follower.job_id is not None, timeout=10000)
     job = window.panel.run_section.follower.job_id
     qtbot.waitUntil(lambda: engine.status(job)["state"] == "running", timeout=10000)
