@@ -351,6 +351,7 @@ def test_closing_during_a_run_cancels_the_job_and_closes_at_once(qtbot, big_edit
     finally:  # pytest-qt closes the window before fixtures end: a failure must not leave it asking
         window.undo_stack.setClean()
 
+
 def test_a_python_without_the_engine_packages_opens_the_editor_with_the_fix(tmp_path):
     script = tmp_path / "first_run.py"
     script.write_text("""
