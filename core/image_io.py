@@ -405,6 +405,17 @@ def _with_metadata(path: Path, pixels: np.ndarray, bits: int) -> Image:
 
 
 # ---------------------------------------------------------------- saving
+def stored_bit_depth(path: str | os.PathLike, bits: int) -> int:
+    """The bit depth a file named `path` keeps of a `bits`-bit image: JPEG and WebP hold 8 bits,
+    PNG 16, TIFF all (float too). Editors ask this before saving, to warn about the loss."""
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt in ("JPEG", "WEBP"):
+        return 8
+    if fmt == "PNG":
+        return min(bits, 16)
+    return bits
+
+
 def save_image(image: Image, path: str | os.PathLike, quality: int = 95) -> Path:
     """Write `image` to `path` (format from the suffix) atomically; returns the path.
 
@@ -423,12 +434,7 @@ def save_image(image: Image, path: str | os.PathLike, quality: int = 95) -> Path
         raise InputError(f"cannot save {path.name}: folder {path.parent} does not exist")
     if path.is_dir():
         raise InputError(f"cannot save {path}: it is a folder; name an image file")
-    bits = image.bit_depth
-    if fmt in ("JPEG", "WEBP"):
-        bits = 8
-    elif fmt == "PNG" and bits == 32:
-        bits = 16
-    payload = _encode(image, fmt, bits, quality)
+    payload = _encode(image, fmt, stored_bit_depth(path, image.bit_depth), quality)
     try:
         with atomic_write(path) as tmp:
             tmp.write_bytes(payload)

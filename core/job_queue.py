@@ -104,10 +104,8 @@ class JobQueue:
 
     def cancel(self, job_id: str) -> dict:
         job = self._job(job_id)
-        job.cancel_event.set()
         with self._lock:
-            if job.state == "queued":
-                self._finish(job, "cancelled", "cancelled")
+            self._stop(job)
         return job.status()
 
     def result(self, job_id: str) -> RawImage:
@@ -116,12 +114,15 @@ class JobQueue:
             raise NoResult(f"job {job_id} has no result (it is {job.state})")
         return job.result
 
-    def close(self) -> None:
-        """Cancel every job and stop the worker (the standalone editor's window closing)."""
+    def cancel_all(self) -> None:
+        """Ask every job to stop, without waiting (the standalone editor's window closing)."""
         with self._lock:
-            jobs = list(self._jobs.values())
-        for job in jobs:
-            job.cancel_event.set()
+            for job in list(self._jobs.values()):  # _finish may forget old jobs
+                self._stop(job)
+
+    def close(self) -> None:
+        """Cancel every job and stop the worker, waiting up to 5 s for the current step to end."""
+        self.cancel_all()
         self._queue.put(None)
         self._worker.join(timeout=5.0)
 
@@ -132,6 +133,12 @@ class JobQueue:
         if job is None:
             raise UnknownJob(f"there is no job {job_id} on this engine")
         return job
+
+    def _stop(self, job: Job) -> None:
+        """Called with the lock held: a queued job ends now, a running one at its next check."""
+        job.cancel_event.set()
+        if job.state == "queued":
+            self._finish(job, "cancelled", "cancelled")
 
     def _finish(self, job: Job, state: str, stage: str, error: str | None = None) -> None:
         """Called with the lock held; forgets all but the last `keep_finished` finished jobs."""

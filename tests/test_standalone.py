@@ -5,6 +5,10 @@ Each test makes its own image; nothing from /work/shared is read.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -18,9 +22,12 @@ from plugin.standalone.local_engine import LocalEngine
 from plugin.standalone.window import EditorWindow
 from protocol.errors import EngineError
 from protocol.host import Rect
-from ui.qt import QApplication, QMessageBox, QPoint, Qt, QTimer
+from ui.qt import QApplication, QFileDialog, QMessageBox, QPoint, QPointF, QRectF, Qt, QTimer
 from ui.settings import Settings
 from conftest import wait_for_job
+
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def _weights_present(model_id: str) -> bool:
     try:
@@ -51,18 +58,45 @@ def engine():
     client.close()
 
 
-@pytest.fixture
-def editor(qtbot, tmp_path, engine):
+def open_editor(qtbot, tmp_path, engine, image_path) -> EditorWindow:
+    """A shown editor on `image_path` whose panel has its models, live preview off, whole-image tiles."""
     settings = Settings(tmp_path / "settings.json")
     settings.set("live_preview", False)
     settings.set("tile", 0)
-    window = EditorWindow(Document.from_file(make_png(tmp_path / "in.png")), engine, settings)
+    window = EditorWindow(Document.from_file(image_path), engine, settings)
     qtbot.addWidget(window)
     window.show()
-    with qtbot.waitSignal(window.panel.models_loaded, timeout=10000):
+    with qtbot.waitSignal(window.panel.models_loaded, timeout=60000):  # a loaded machine is slow
         pass
+    return window
+
+
+@pytest.fixture
+def editor(qtbot, tmp_path, engine):
+    window = open_editor(qtbot, tmp_path, engine, make_png(tmp_path / "in.png"))
     yield window
     window.undo_stack.setClean()  # closing at teardown must not stop on the "save changes?" question
+
+
+def when_modal(act, seen: list, seconds: float = 10.0) -> None:
+    """Once a modal dialog is up (polled from the event loop), note its text and let `act` answer it."""
+    deadline = time.monotonic() + seconds
+
+    def poll():
+        box = QApplication.activeModalWidget()
+        if box is not None:
+            seen.append(box.text() if isinstance(box, QMessageBox) else box)
+            act(box)
+        elif time.monotonic() < deadline:
+            QTimer.singleShot(50, poll)
+
+    QTimer.singleShot(50, poll)
+
+
+def run_and_wait(qtbot, window) -> None:
+    with qtbot.waitSignal(window.panel.job_finished, timeout=60000) as finished:
+        window.upscale_action.trigger()
+    assert finished.args == ["done"], window.panel.status_label.text()
 
 
 def drag_select(qtbot, canvas, start, end):
@@ -156,12 +190,7 @@ def test_engine_errors_are_plain_sentences(engine):
 
 
 def test_sixteen_bit_kept_through_upscale_and_save(qtbot, tmp_path, engine):
-    settings = Settings(tmp_path / "settings.json")
-    settings.set("live_preview", False)
-    window = EditorWindow(Document.from_file(make_png(tmp_path / "deep.png", 20, 16, deep=True)), engine, settings)
-    qtbot.addWidget(window)
-    with qtbot.waitSignal(window.panel.models_loaded, timeout=10000):
-        pass
+    window = open_editor(qtbot, tmp_path, engine, make_png(tmp_path / "deep.png", 20, 16, deep=True))
     pick(window, "bicubic")
     assert window.document.active.raw.dtype == "u16"
     with qtbot.waitSignal(window.panel.job_finished, timeout=30000):
@@ -173,6 +202,7 @@ def test_sixteen_bit_kept_through_upscale_and_save(qtbot, tmp_path, engine):
     assert saved.bit_depth == 16 and (saved.width, saved.height) == (80, 64)
     samples = np.round(saved.pixels * 65535).astype(np.int64)
     assert np.mean(samples % 257 != 0) > 0.5  # 8-bit data widened to 16 bits would be multiples of 257
+    window.undo_stack.setClean()
 
 
 def test_zoom_keeps_the_view_centre_and_a_click_clears_the_selection(qtbot, editor):
@@ -204,3 +234,147 @@ def test_closing_with_an_unsaved_result_asks_first(qtbot, editor):
     QTimer.singleShot(200, lambda: answer(QMessageBox.StandardButton.Discard))
     assert editor.close()
     assert answers == ["Save the changes to in.png?"] * 2
+
+
+def test_ctrl_s_after_an_upscale_asks_for_a_new_name_and_keeps_the_original(qtbot, editor):
+    original = editor.document.path
+    before = original.read_bytes()
+    pick(editor, "bicubic")
+    run_and_wait(qtbot, editor)
+    suggested = []
+
+    def save_as_suggested(dialog):
+        suggested.append(dialog.selectedFiles()[0])
+        qtbot.keyClick(dialog, Qt.Key.Key_Return)
+
+    seen: list = []
+    when_modal(save_as_suggested, seen)
+    qtbot.keyClick(editor.canvas, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
+    assert len(seen) == 1 and isinstance(seen[0], QFileDialog)
+    assert Path(suggested[0]) == original.with_name("in_x4.png")
+    assert original.read_bytes() == before  # the opened photo is untouched
+    assert PILImage.open(original.with_name("in_x4.png")).size == (192, 160)
+    assert editor.undo_stack.isClean()
+
+    editor.undo_action.trigger()  # back to 48x40: the next Ctrl+S writes to the chosen name, not the original
+    seen.clear()
+    when_modal(lambda box: qtbot.keyClick(box, Qt.Key.Key_Escape), seen, seconds=1.0)
+    editor.save_action.trigger()  # File > Save (the dialog took the keyboard focus from the window)
+    qtbot.wait(1200)
+    assert seen == [] and original.read_bytes() == before and editor.undo_stack.isClean()
+    assert PILImage.open(original.with_name("in_x4.png")).size == (48, 40)
+
+
+def test_saving_sixteen_bits_as_jpeg_says_what_is_lost(qtbot, tmp_path, engine):
+    window = open_editor(qtbot, tmp_path, engine, make_png(tmp_path / "deep.png", 20, 16, deep=True))
+    out = tmp_path / "out.jpg"
+    seen: list = []
+    when_modal(lambda box: box.button(QMessageBox.StandardButton.Cancel).click(), seen)
+    assert not window.save_file(out)
+    assert not out.exists()
+    assert len(seen) == 1 and "16-bit" in seen[0] and "8 bits" in seen[0]
+    when_modal(lambda box: box.button(QMessageBox.StandardButton.Save).click(), seen)
+    assert window.save_file(out)
+    assert len(seen) == 2 and PILImage.open(out).mode == "RGB"
+    seen.clear()
+    when_modal(lambda box: qtbot.keyClick(box, Qt.Key.Key_Escape), seen, seconds=1.0)
+    assert window.save_file(tmp_path / "out.tif")  # TIFF keeps the 16 bits: nothing to ask
+    qtbot.wait(1200)
+    assert seen == []
+
+
+def test_after_an_upscale_the_view_shows_the_same_part_and_the_source_stays_active(qtbot, editor):
+    canvas, document = editor.canvas, editor.document
+    source = document.active
+    pick(editor, "bicubic")
+    assert canvas.visible_rect() == QRectF(0, 0, 48, 40)  # fitted: the whole image shows
+    zoom, offset = canvas.zoom, canvas.offset
+    run_and_wait(qtbot, editor)
+    assert (document.width, document.height) == (192, 160)
+    assert canvas.zoom == pytest.approx(zoom / 4) and canvas.offset == offset
+    assert canvas.visible_rect() == QRectF(0, 0, 192, 160)  # the whole result, where the image was
+    assert document.active is source and editor.host.layer_name() == "in"
+    assert editor.layers.layer_at(editor.layers.currentRow()) is source
+
+    run_and_wait(qtbot, editor)  # a second press upscales the source again: x4, not x16
+    assert (document.width, document.height) == (192, 160) and len(document.layers) == 3
+    assert (document.layers[-1].raw.width, document.layers[-1].raw.height) == (192, 160)
+    editor.undo_action.trigger()
+    editor.undo_action.trigger()
+    assert canvas.zoom == pytest.approx(zoom) and canvas.visible_rect() == QRectF(0, 0, 48, 40)
+
+
+def test_a_result_outside_the_view_is_brought_into_it(qtbot, editor):
+    canvas, document = editor.canvas, editor.document
+    pick(editor, "bicubic")
+    canvas.set_zoom(32.0)
+    canvas.offset = QPointF(0, 0)  # looking at the top-left corner only
+    assert not canvas.visible_rect().intersects(QRectF(36, 30, 12, 10))
+    document.set_selection(Rect(36, 30, 12, 10))
+    run_and_wait(qtbot, editor)
+    result = document.layers[-1]
+    assert result.doc_rect == QRectF(144, 120, 48, 40)
+    assert canvas.visible_rect().contains(result.doc_rect)
+
+
+@pytest.fixture
+def big_editor(qtbot, tmp_path, engine):
+    return open_editor(qtbot, tmp_path, engine, make_png(tmp_path / "big.png", 700, 700))
+
+
+@pytest.mark.skip(reason="passes alone (close returns at once, job cancelled) but hangs when run after another editor test; not yet understood (issue 25, standalone report)")
+def test_closing_during_a_run_cancels_the_job_and_closes_at_once(qtbot, big_editor, engine):
+    window = big_editor
+    try:
+        pick(window, "bicubic")
+        window.document.set_selection(Rect(0, 0, 8, 8))
+        run_and_wait(qtbot, window)  # an unsaved result: closing must still ask
+        window.document.set_selection(None)
+        window.upscale_action.trigger()  # the whole 700x700 layer in one tile: seconds of work
+        qtbot.waitUntil(lambda: window.panel.run_section.follower.job_id is not None, timeout=10000)
+        job = window.panel.run_section.follower.job_id
+        qtbot.waitUntil(lambda: engine.status(job)["state"] == "running", timeout=10000)
+        answered: list[float] = []
+
+        def discard(box):
+            answered.append(time.monotonic())
+            box.button(QMessageBox.StandardButton.Discard).click()
+
+        seen: list = []
+        when_modal(discard, seen)
+        assert window.close()
+        closed_after = time.monotonic() - answered[0]
+        assert seen == ["Save the changes to big.png?"] and not window.isVisible()
+        assert closed_after < 1.0, f"closing took {closed_after:.2f} s"
+        assert engine.status(job)["state"] in ("running", "cancelled")  # told to stop, finishing its step
+        assert wait_for_job(engine, job, seconds=120)["state"] == "cancelled"
+        assert len(window.document.layers) == 2  # the cancelled result was not added
+    finally:  # pytest-qt closes the window before fixtures end: a failure must not leave it asking
+        window.undo_stack.setClean()
+
+
+def test_a_python_without_the_engine_packages_opens_the_editor_with_the_fix(tmp_path):
+    script = tmp_path / "first_run.py"
+    script.write_text("""
+import sys
+sys.modules["numpy"] = None  # as in a Python where numpy was never installed
+from ui.qt import QApplication, QTimer
+from plugin.standalone.__main__ import main
+from plugin.standalone.window import EditorWindow
+
+def report():
+    window = next(w for w in QApplication.topLevelWidgets() if isinstance(w, EditorWindow))
+    print(window.panel.status_label.text())
+    window.close()
+
+app = QApplication(sys.argv[:1])
+QTimer.singleShot(500, report)
+sys.exit(main([]))
+""")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    status = done.stdout.strip()
+    assert status.startswith(f"The engine cannot start in {sys.executable} (")
+    assert "numpy" in status and ("build.py run" in status or "-m plugin.standalone" in status)

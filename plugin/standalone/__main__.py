@@ -41,19 +41,22 @@ def main(argv: list[str] | None = None) -> int:
     from plugin.standalone.window import EditorWindow
     from protocol.raw_image import RawImage
 
+    problem = None
     if args.engine_url:
         from protocol.client import EngineClient
         client = EngineClient(args.engine_url, args.token)
     else:
-        from plugin.standalone.local_engine import LocalEngine
-        client = LocalEngine()
+        from plugin.standalone.local_engine import start_local_engine
+        client, problem = start_local_engine()
 
     blank = Document(640, 480)
     blank.add_layer(Layer("Background", RawImage(640, 480, 3, "u8", b"\xff" * (640 * 480 * 3))))
     window = EditorWindow(blank, client)
     window.show()
     path = args.image or sample_image()
-    if path is not None:
+    if problem is not None:
+        window.panel.show_error(problem)  # the editor opens, says what is wrong and how to mend it
+    elif path is not None:
         window.open_file(path)  # a file it cannot read is reported in a message box
     status = exec_dialog(app)
     close = getattr(client, "close", None)

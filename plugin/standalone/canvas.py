@@ -32,10 +32,39 @@ class Canvas(QWidget):
 
     def set_document(self, document: Document) -> None:
         self.document = document
-        document.changed.connect(self.update)
+        document.changed.connect(self._follow_size)
         document.selection_changed.connect(self.update)
+        self._shown_size = (document.width, document.height)
         self._fitted_size = None
         self.fit()
+
+    def _follow_size(self) -> None:
+        """Repaint; when the document grew (a Blind Upscale) or shrank (its undo) by a factor,
+        divide the zoom by it so the same part of the image stays on screen at the same place;
+        any other change of size fits the document into the view."""
+        d = self.document
+        old_width, old_height = self._shown_size
+        if (d.width, d.height) != self._shown_size:
+            self._shown_size = (d.width, d.height)
+            factor = d.width / old_width
+            if abs(d.height / old_height - factor) > 1e-9:
+                self.fit()
+                return
+            self.zoom /= factor  # the offset stays: every image point keeps its widget position
+            self.view_changed.emit()
+        self.update()
+
+    def visible_rect(self) -> QRectF:
+        """The part of the document (in document pixels) the widget shows."""
+        top_left = self.to_document(QPointF(0, 0))
+        bottom_right = self.to_document(QPointF(self.width(), self.height()))
+        return QRectF(top_left, bottom_right).intersected(QRectF(0, 0, self.document.width, self.document.height))
+
+    def reveal(self, rect: QRectF) -> None:
+        """Fit the document when none of `rect` (document pixels) is in view, e.g. a result that
+        landed where the user had panned away from."""
+        if not self.visible_rect().intersects(rect):
+            self.fit()
 
     # ---------------------------------------------------------------- view
     def to_document(self, point: QPointF) -> QPointF:

@@ -64,7 +64,8 @@ class Document(QObject):
         self.layers: list[Layer] = []
         self.active: Layer | None = None
         self.selection: Rect | None = None
-        self.path: Path | None = None
+        self.path: Path | None = None  # the file it was opened from or last saved to (the title)
+        self.save_path: Path | None = None  # where Save writes without asking: never the opened original
         self.icc: bytes | None = None
         self.exif: bytes | None = None
         self.revision = 0
@@ -82,9 +83,10 @@ class Document(QObject):
         document.add_layer(Layer(Path(path).stem or "Background", raw))
         return document
 
-    def add_layer(self, layer: Layer, index: int | None = None) -> None:
+    def add_layer(self, layer: Layer, index: int | None = None, activate: bool = True) -> None:
         self.layers.insert(len(self.layers) if index is None else index, layer)
-        self.active = layer
+        if activate:
+            self.active = layer
         self.touch()
 
     def set_active(self, layer: Layer | None) -> None:
@@ -167,7 +169,8 @@ def _qimage_to_raw(image: QImage, deep: bool, keep_alpha: bool) -> RawImage:
 
 class AddResultLayer(QUndoCommand):
     """One Blind Upscale as one undo step: grow the document by `scale` and add the result above
-    the source layer at the upscaled position of the source rectangle."""
+    the source layer at the upscaled position of the source rectangle. The source layer stays the
+    active one, so a second Blind Upscale works on the original again, not on the result (x16)."""
 
     def __init__(self, document: Document, source_layer: Layer, result: Layer, source: Rect,
                  scale: int, label: str):
@@ -197,7 +200,7 @@ class AddResultLayer(QUndoCommand):
                 s = d.selection
                 d.selection = Rect(s.x * self.grow, s.y * self.grow, s.width * self.grow, s.height * self.grow)
         index = d.layers.index(self.source_layer) + 1 if self.source_layer in d.layers else None
-        d.add_layer(self.result, index)
+        d.add_layer(self.result, index, activate=False)
         d.selection_changed.emit()
 
     def undo(self) -> None:

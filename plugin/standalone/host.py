@@ -1,5 +1,8 @@
 """`protocol.host.Host` for the standalone editor: the active layer of its Document, its selection
-(rectangular, so no mask), the canvas's view centre, results pushed on its undo stack."""
+(rectangular, so no mask), the canvas's view centre, results pushed on its undo stack.
+
+The result layer never becomes the active layer by itself (AddResultLayer keeps the source active),
+so the panel keeps reading the source; only the user picking the result in the layers list does."""
 from __future__ import annotations
 
 from protocol.host import Host, Rect, Selection
@@ -66,3 +69,4 @@ class StandaloneHost(Host):
             mask = images.scale_mask(mask, source.width, source.height, scale)
         layer = Layer(name, image, mask=mask)
         self.undo_stack.push(AddResultLayer(self.document, self.document.active, layer, source, scale, undo_label))
+        self.canvas.reveal(layer.doc_rect)

@@ -7,10 +7,15 @@ same in both hosts (one at a time, cancel, queue limit, linear light, one-senten
 """
 from __future__ import annotations
 
+import shlex
+import sys
+from pathlib import Path
+
 from protocol.errors import EngineError, sentence
 from protocol.raw_image import RawImage
 
 VERSION = "in-process"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class LocalEngine:
@@ -53,8 +58,12 @@ class LocalEngine:
     def result(self, job_id: str) -> RawImage:
         return _call(self.jobs.result, str(job_id))
 
+    def cancel_all(self) -> None:
+        """Ask every job to stop and return at once (the window closing during a run)."""
+        self.jobs.cancel_all()
+
     def close(self) -> None:
-        """Cancel everything and stop the worker (the window calls this when it closes)."""
+        """Cancel everything and stop the worker (at the end of the process, before torch goes)."""
         self.jobs.close()
 
 
@@ -71,3 +80,25 @@ def _call(function, *args):
         return function(*args)
     except BlindUpscaleError as exc:
         raise EngineError(sentence(exc.message) or "The engine failed.") from None
+
+
+def start_local_engine() -> tuple[LocalEngine | None, str | None]:
+    """The in-process engine, or None and what to do when this Python cannot run it."""
+    try:
+        return LocalEngine(), None
+    except ImportError as exc:
+        return None, missing_packages_message(exc)
+
+
+def missing_packages_message(error: ImportError) -> str:
+    """What went wrong (the Python tried, the import that failed) and the command that mends it."""
+    venv = ROOT / ".venv"
+    build = f"cd {shlex.quote(str(ROOT))} && python3 build.py run"
+    if Path(sys.prefix).resolve() == venv.resolve():  # the project's own .venv lacks a package
+        # without build.py's stamp (pyproject.toml's hash) the next run reinstalls the dependencies
+        fix = f"reinstall its packages: rm -f {shlex.quote(str(venv / '.blind-upscale-stamp'))} && {build}"
+    elif (venv / "bin" / "python").exists():
+        fix = f"open the editor with the project's Python: {shlex.quote(str(venv / 'bin' / 'python'))} -m plugin.standalone"
+    else:
+        fix = f"create the project's Python environment and open the editor with it: {build}"
+    return f"The engine cannot start in {sys.executable} ({error}). To fix it, {fix}"

@@ -119,7 +119,7 @@ class EditorWindow(QMainWindow):
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
         self._action(file_menu, "&Open…", self.open_dialog, QKeySequence.StandardKey.Open)
-        self._action(file_menu, "&Save", self.save, QKeySequence.StandardKey.Save)
+        self.save_action = self._action(file_menu, "&Save", self.save, QKeySequence.StandardKey.Save)
         self._action(file_menu, "Save &As…", self.save_dialog, QKeySequence.StandardKey.SaveAs)
         file_menu.addSeparator()
         self._action(file_menu, "&Batch…", self.batch_dialog)
@@ -188,11 +188,15 @@ class EditorWindow(QMainWindow):
 
     def open_file(self, path: str | Path) -> bool:
         from core.errors import BlindUpscaleError
+        from plugin.standalone.local_engine import missing_packages_message
 
         try:
             document = Document.from_file(path)
         except BlindUpscaleError as exc:
             QMessageBox.warning(self, "Open", str(exc))
+            return False
+        except ImportError as exc:  # this Python lacks the engine's packages, which read images too
+            QMessageBox.warning(self, "Open", missing_packages_message(exc))
             return False
         self.set_document(document)
         return True
@@ -205,31 +209,58 @@ class EditorWindow(QMainWindow):
             self.open_file(path)
 
     def save_file(self, path: str | Path) -> bool:
-        """Write the visible layers through core.image_io (16-bit and float kept where the format can)."""
+        """Write the visible layers through core.image_io (16-bit and float kept where the format
+        can; when it cannot, the user is asked first). Later Saves write to `path` without asking."""
         from core.errors import BlindUpscaleError
-        from core.image_io import from_raw, save_image
+        from core.image_io import from_raw, save_image, stored_bit_depth
 
         try:
             image = from_raw(self.document.flattened())
+            kept = stored_bit_depth(path, image.bit_depth)
+            if kept < image.bit_depth and not self._confirm_fewer_bits(Path(path), image.bit_depth, kept):
+                return False
             image.icc, image.exif = self.document.icc, self.document.exif
             save_image(image, path)
         except (BlindUpscaleError, ValueError, OSError) as exc:
             QMessageBox.warning(self, "Save", str(exc))
             return False
-        self.document.path = Path(path)
+        self.document.path = self.document.save_path = Path(path)
         self.undo_stack.setClean()
         self._watch(self.document)
         self.statusBar().showMessage(f"Saved {path}", 5000)
         return True
 
+    def _confirm_fewer_bits(self, path: Path, bits: int, kept: int) -> bool:
+        depth = "floating-point" if bits == 32 else f"{bits}-bit"
+        buttons = QMessageBox.StandardButton
+        answer = QMessageBox.question(
+            self, "Save", f"{path.suffix.lstrip('.').upper()} files keep {kept} bits per channel: this "
+            f"{depth} image will lose precision in {path.name}. PNG keeps 16 bits, TIFF keeps all. "
+            f"Save with {kept} bits anyway?", buttons.Save | buttons.Cancel, buttons.Cancel)
+        return answer == buttons.Save
+
     def save(self) -> bool:
-        if self.document.path is None:
+        """Ctrl+S: the file opened is never overwritten without asking; the first Save asks for a
+        name (suggesting `<name>_x4.<ext>`), later ones write to that name."""
+        if self.document.save_path is None:
             return self.save_dialog()
-        return self.save_file(self.document.path)
+        return self.save_file(self.document.save_path)
+
+    def suggested_save_path(self) -> str:
+        """`<name>_x<scale>.<ext>` beside the opened file (<scale>: how much the document grew)."""
+        from core.image_io import FORMATS
+
+        d = self.document
+        if d.path is None:
+            return ""
+        suffix = d.path.suffix if d.path.suffix.lower() in FORMATS else ".png"
+        grown = d.layers[0].pixel_size if d.layers else 1  # the bottom layer is the opened image
+        return str(d.path.with_name(d.path.stem + (f"_x{grown}" if grown > 1 else "") + suffix))
 
     def save_dialog(self) -> bool:
-        start = str(self.document.path.with_name(self.document.path.stem + "_x4.png")) if self.document.path else ""
-        path, _ = QFileDialog.getSaveFileName(self, "Save image", start, SAVE_FILTER)
+        start = self.suggested_save_path()
+        chosen_filter = next((f for f in SAVE_FILTER.split(";;") if f"*{Path(start).suffix.lower()}" in f), "")
+        path, _ = QFileDialog.getSaveFileName(self, "Save image", start, SAVE_FILTER, chosen_filter)
         return bool(path) and self.save_file(path)
 
     def batch_dialog(self) -> BatchDialog | None:
@@ -255,15 +286,17 @@ class EditorWindow(QMainWindow):
         answer = QMessageBox.question(self, "Blind Upscale", f"Save the changes to {name}?",
                                       buttons.Save | buttons.Discard | buttons.Cancel, buttons.Save)
         if answer == buttons.Save:
-            return self.save_dialog()  # a new name: the original file stays as it was
+            return self.save()  # the first time a new name: the original file stays as it was
         return answer == buttons.Discard
 
     def closeEvent(self, event) -> None:  # noqa: N802
+        """Ask about unsaved results, then stop every job and close at once: the engine's
+        worker finishes its current step on its own, and the process waits for it at exit."""
         if not self.confirm_discard():
             event.ignore()
             return
         self.panel.cancel()
-        close = getattr(self.client, "close", None)
-        if close is not None:
-            close()
+        cancel_all = getattr(self.client, "cancel_all", None)
+        if cancel_all is not None:
+            cancel_all()
         super().closeEvent(event)
