@@ -165,8 +165,9 @@ def test_refusals_are_one_line_and_write_nothing(tmp_path, capsys, args, fragmen
 def test_ctrl_c_stops_the_batch_and_leaves_no_partial_file(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
-    for k in range(40):
-        save_image(Image(gradient_pixels(160, 160, 3), 8), folder / f"{k:02}.png")
+    count = 200  # enough work (~10 s on a quiet machine) that a starved test process still interrupts it
+    for k in range(count):
+        save_image(Image(gradient_pixels(160, 160, 3), 8), folder / f"{k:03}.png")
     out = tmp_path / "out"
     process = subprocess.Popen([sys.executable, "-m", "core", "batch", folder, out, *BICUBIC, "--tile", "32",
                                 "--json"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -179,7 +180,7 @@ def test_ctrl_c_stops_the_batch_and_leaves_no_partial_file(tmp_path):
         process.kill()
     assert process.returncode == 1
     summary = json.loads(stdout.splitlines()[-1])["summary"]
-    assert summary["stopped"] and 1 <= summary["done"] < 40
+    assert summary["stopped"] and 1 <= summary["done"] < count
     assert "error: interrupted" in stderr
     written = sorted(p.name for p in out.iterdir())
     assert len(written) == summary["done"]  # no temporary or half-written file

@@ -65,7 +65,7 @@ class DegradationEstimator(nn.Module):
         # input-independent to 1e-6 (sigmoid(0) for every image) and its gradients as small: the
         # scores stayed collapsed at 0.4985 through the first 240 steps of a training run.
         default_init_weights([self.conv_first, self.fc_degree]
-                             + [layer for branch in self.body for layer in branch
+                             + [layer for branch in self.body for layer in branch.children()
                                 if not isinstance(layer, ResidualBlockNoBN)])
 
     def forward(self, x):

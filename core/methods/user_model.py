@@ -41,18 +41,19 @@ class UserModelUpscaler(Upscaler):
         return replace(super().spec(), checkpoint=cls.user_model.checkpoint(),
                        problem=cls.user_model.problem)
 
-    def __init__(self, config: str, device: str = "cpu", backend: str = "auto"):
+    def __init__(self, config: str, device: str = "cpu", backend: str = "auto", precision: str = "auto",
+                 threads: int | None = None):
         from core import user_models
         from core.runtimes import Graph, OnnxGraph, TorchGraph
 
-        super().__init__(config, device, backend)
+        super().__init__(config, device, backend, precision, threads)
         descriptor = user_models.load(self.user_model)
         self.size = descriptor.size_requirements
         self.graph: Graph
         if self.backend == "onnx":
-            self.graph = OnnxGraph(_checked_onnx(self.user_model, descriptor), device)
+            self.graph = OnnxGraph(_checked_onnx(self.user_model, descriptor), device, self.threads)
         else:
-            self.graph = TorchGraph(_descriptor_module(descriptor), ("lr",), ("sr",), device)
+            self.graph = TorchGraph(_descriptor_module(descriptor), ("lr",), ("sr",), device, self.precision)
 
     def tile_for(self, tile: int) -> int:
         return fitting_tile(self.user_model, tile)
