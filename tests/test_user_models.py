@@ -206,12 +206,12 @@ def test_progress_and_cancel_reach_user_models(models_dir):
 
     def progress(fraction, stage):
         stages.append(stage)
-        if stage.startswith("upscaling tile 1/"):
+        if stage.startswith("Upscaling: tile 2 of"):  # tile 1 is done, tile 2 is next
             stop.set()
 
     with pytest.raises(Cancelled):
         Engine().upscale(image, UpscaleRequest(model="user:compact4", tile=32, overlap=4), progress, stop)
-    assert "upscaling tile 1/9" in stages and not any(s.startswith("upscaling tile 2/") for s in stages)
+    assert "Upscaling: tile 2 of 9" in stages and not any(s.startswith("Upscaling: tile 3 of") for s in stages)
 
 
 def test_a_replaced_file_is_a_new_model(models_dir, tmp_path, monkeypatch):
