@@ -170,7 +170,10 @@ def test_ctrl_c_stops_the_batch_and_leaves_no_partial_file(tmp_path):
         save_image(Image(gradient_pixels(160, 160, 3), 8), folder / f"{k:03}.png")
     out = tmp_path / "out"
     process = subprocess.Popen([sys.executable, "-m", "core", "batch", folder, out, *BICUBIC, "--tile", "32",
-                                "--json"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                "--json"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               # as from a terminal: a child inherits an ignored SIGINT (an earlier test's
+                               # library may have set it in this process), and then Ctrl-C would not reach it
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         first = json.loads(process.stdout.readline())
         assert first["status"] == "done"
