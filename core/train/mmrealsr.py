@@ -4,14 +4,18 @@ Each HR patch yields five LR versions through the coupled synthesis of
 `core.degradations.coupled_degrade`: origin, more blur (same noise/JPEG), more noise and harsher
 JPEG (same blur), the strongest chain and the clean image. DE-Net scores every version; in the SR
 path the two anchors' scores are overwritten by 1 (strongest) and 0 (clean), so the modulated net
-learns the calibrated ends of each dial. Loss, as in the official Net stage:
-L1 of all five SR outputs + 0.01 x margin ranking (blur: more-blur above origin; noise:
-more-noise above origin; margin 0.05) + 1e-4 x MSE of the anchors' estimated scores to 0 and 1.
-The log carries the score gaps (`gap_blur`, `gap_noise`): the known failure is both falling to
-zero, the scores collapsed to a constant (official issue #17).
+learns the calibrated ends of each dial. Loss terms as in the official Net stage: L1 of all five
+SR outputs + 0.01 x margin ranking (blur: more-blur above origin; noise: more-noise above origin;
+margin 0.05) + MSE of the anchors' estimated scores to 0 and 1. The log carries the score gaps
+(`gap_blur`, `gap_noise`): the known failure is a gap stuck at zero, a score collapsed to a
+constant (official issue #17).
 
 Deviations: plain GT instead of USM-sharpened GT (this is a PSNR-oriented model), no EMA and no
-pair queue; DE-Net reads each 32x32 LR patch, not a whole image.
+pair queue; DE-Net reads each 32x32 LR patch, not a whole image. The estimated scores enter the SR
+path detached, so DE-Net learns only from the ranking and anchor terms, and the anchor weight is
+0.01 (official 1e-4): with the official coupling, the L1 gradient drove our lite DE-Net's noise
+sigmoid into saturation within 900 steps (noise gap 1e-18 from then on) and kept the anchors
+uncalibrated (strongest at 0.2-0.36), so the scores stopped meaning what the dials say.
 
 `--init RUN_DIR` starts from the shared real-world trunk (`rrdbnet_<config>.safetensors`, see
 `core.train.realworld`), the modulations near identity and a fresh DE-Net, or continues a finished
@@ -30,7 +34,7 @@ from core.train.validation import REAL_WORLD, SCALE, ValidationSet, log_validati
 
 RANKING_WEIGHT = 0.01
 MARGIN = 0.05
-ANCHOR_WEIGHT = 1e-4
+ANCHOR_WEIGHT = 0.01
 ORIGIN, MORE_BLUR, MORE_NOISE, STRONGEST, CLEAN = range(len(deg.COUPLED_NAMES))
 BLUR, NOISE = arch.SCORES.index("blur"), arch.SCORES.index("noise")
 
@@ -41,7 +45,7 @@ def coupled_losses(model: arch.MMRealSRNet, lr: torch.Tensor, hr: torch.Tensor, 
     flat = lr.flatten(0, 1)
     with mixed_precision(precision):
         scores = model.estimate(flat).float().view(versions, batch, 2)
-        anchored = torch.cat([scores[:STRONGEST], torch.ones_like(scores[STRONGEST:STRONGEST + 1]),
+        anchored = torch.cat([scores[:STRONGEST].detach(), torch.ones_like(scores[STRONGEST:STRONGEST + 1]),
                               torch.zeros_like(scores[CLEAN:CLEAN + 1])])
         sr = model.upscale(flat, anchored.flatten(0, 1))
     losses = {"l1": F.l1_loss(sr.float(), hr.repeat(versions, 1, 1, 1))}
