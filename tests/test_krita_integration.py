@@ -4,6 +4,7 @@ The zip that `build.py package` writes is installed with Krita's own importer in
 profile; tests/krita_driver then triggers `blind_upscale` on an image made here and compares the
 new layer with the CLI's output for the same file, checks that the view follows the result and
 that the docker's Run button is on screen (a screenshot of the docker goes to docs/ for the README),
+drops a community (spandrel) model into the models folder while Krita runs and upscales with it,
 and kills the engine in the middle of a second job to check that the document is left as it was
 and the panel says what happened.
 With $CI set, a missing Krita fails the test instead of skipping it.
@@ -38,6 +39,19 @@ def require_krita() -> None:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
+
+
+def stage_user_model(folder: Path) -> Path:
+    """A community checkpoint (spandrel's Compact x4, random weights) outside the models folder."""
+    import torch
+    from safetensors.torch import save_file
+    from spandrel.architectures.Compact import Compact
+
+    torch.manual_seed(0)
+    net = Compact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=4)
+    folder.mkdir()
+    save_file(net.state_dict(), folder / "compact4.safetensors")
+    return folder / "compact4.safetensors"
 
 
 def make_image(path: Path, width: int, height: int, seed: int) -> np.ndarray:
@@ -88,7 +102,12 @@ def test_packaged_plugin_in_real_krita(profile, tmp_path):
     work.mkdir()
     small = make_image(work / "small.png", 24, 16, seed=1)
     make_image(work / "large.png", 640, 640, seed=2)
-    env = {**env, "BLIND_UPSCALE_TEST_DIR": str(work), "BLIND_UPSCALE_SETTINGS": str(tmp_path / "settings.json")}
+    make_image(work / "user.png", 20, 12, seed=3)
+    models = tmp_path / "models"
+    models.mkdir()
+    staged = stage_user_model(tmp_path / "staged")
+    env = {**env, "BLIND_UPSCALE_TEST_DIR": str(work), "BLIND_UPSCALE_SETTINGS": str(tmp_path / "settings.json"),
+           "BLIND_UPSCALE_MODELS": str(models), "BLIND_UPSCALE_TEST_USER_MODEL": str(staged)}
 
     log = tmp_path / "krita.log"
     with open(log, "w") as out:  # the screen of issue 25's walk-through
@@ -140,7 +159,21 @@ def test_packaged_plugin_in_real_krita(profile, tmp_path):
     assert report["screenshot"]
     shutil.copyfile(work / "docker.png", ROOT / "docs" / "krita-docker.png")
 
-    # 2. engine killed mid-job: the document is as it was, the panel says what happened
+    # 2. a community model dropped in while Krita runs: listed after Refresh under its own heading,
+    # it upscales, and the layer equals the CLI's output with that model
+    assert "Your own models" in report["user_model_listed"] and report["user_model_enabled"], report
+    assert report["user_state"] == "done", report["user_status"]
+    assert report["user_after"]["size"] == [80, 48] and report["user_layer"].startswith("Blind Upscale ×4 ("), report
+    cli_user = work / "cli_user.png"
+    cli = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "core", "upscale", str(work / "user.png"),
+                          str(cli_user), "--model", "user:compact4"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "BLIND_UPSCALE_MODELS": str(models)})
+    assert cli.returncode == 0, cli.stderr
+    got = np.frombuffer((work / "user_layer.bgra").read_bytes(), np.uint8).reshape(48, 80, 4)[..., [2, 1, 0, 3]]
+    diff = np.abs(got.astype(int) - np.asarray(PILImage.open(cli_user).convert("RGBA")).astype(int))
+    assert diff.max() <= 1, f"max difference {diff.max()}, {np.count_nonzero(diff)} samples differ"
+
+    # 3. engine killed mid-job: the document is as it was, the panel says what happened
     assert report["killed_at"]["state"] == "running"
     assert report["large_state"] == "failed"
     assert "stopped unexpectedly" in report["large_status"], report["large_status"]

@@ -3,13 +3,15 @@
 Once Krita's window exists it: (1) opens `small.png`, triggers the `blind_upscale` action with the
 plug-in's default settings and records the document, the new layer's pixels, the canvas zoom
 before and after, where the docker's Run button lies on the screen, and a screenshot of the docker
-(`docker.png`); (2) opens `large.png`, triggers the action (bicubic, 16-pixel tiles), kills the
+(`docker.png`); (2) moves a community model file into the models folder, presses Refresh, picks
+it and upscales `user.png` with it; (3) opens `large.png`, triggers the action (bicubic, 16-pixel tiles), kills the
 engine process while the job runs, and records the document again and the panel's error. It writes `report.json` into
 $BLIND_UPSCALE_TEST_DIR and leaves with os._exit (Krita would otherwise ask to save changes).
 """
 import hashlib
 import json
 import os
+import shutil
 import signal
 import time
 import traceback
@@ -22,6 +24,7 @@ except ImportError:
     from PyQt5.QtCore import QTimer
 
 OUT = os.environ.get("BLIND_UPSCALE_TEST_DIR", "")
+USER_MODEL = "user:compact4"  # the file tests/test_krita_integration.py stages: compact4.safetensors
 WATCHDOG_S = 360  # a fresh profile on a busy machine: the engine alone may take a minute to start
 report = {"steps": []}
 
@@ -142,6 +145,51 @@ def take_screenshot(*_):
         return
     report["screenshot"] = docker().grab().save(os.path.join(OUT, "docker.png"))
     panel().settings.set("live_preview", False)
+    QTimer.singleShot(100, start_user_model)
+
+
+@guarded
+def start_user_model():
+    """A user drops a community model into the models folder while Krita runs and presses Refresh."""
+    staged = os.environ["BLIND_UPSCALE_TEST_USER_MODEL"]
+    shutil.move(staged, os.path.join(os.environ["BLIND_UPSCALE_MODELS"], os.path.basename(staged)))
+    p = panel()
+    p.state.models_changed.connect(on_models_refreshed)
+    log("refresh models")
+    p.method_section.refresh_button.click()
+
+
+@guarded
+def on_models_refreshed():
+    p = panel()
+    p.state.models_changed.disconnect(on_models_refreshed)
+    combo = p.method_section.model_combo
+    index = combo.findData(USER_MODEL)
+    report["user_model_listed"] = [combo.itemText(i) for i in range(combo.count())]
+    report["user_model_enabled"] = index >= 0 and combo.model().item(index).isEnabled()
+    if index < 0:
+        fail(f"{USER_MODEL} is not listed after Refresh: {report['user_model_listed']}")
+    combo.setCurrentIndex(index)  # as the user picks it
+    doc = open_document("user.png")
+    report["user_before"] = describe(doc)
+    p.job_finished.connect(on_user_model_finished)
+    log("trigger user model")
+    Krita.instance().action("blind_upscale").trigger()
+
+
+@guarded
+def on_user_model_finished(state):
+    p = panel()
+    p.job_finished.disconnect(on_user_model_finished)
+    log(f"user model job {state}")
+    doc = Krita.instance().activeDocument()
+    report["user_state"] = state
+    report["user_status"] = p.status_label.text()
+    report["user_after"] = describe(doc)
+    new = [n for n in doc.topLevelNodes() if n.name() not in report["user_before"]["layers"]][0]
+    report["user_layer"] = new.name()
+    with open(os.path.join(OUT, "user_layer.bgra"), "wb") as f:
+        f.write(bytes(new.pixelData(0, 0, doc.width(), doc.height())))
     QTimer.singleShot(100, start_large)
 
 
