@@ -49,7 +49,8 @@ def parse_faces(text: str):
 
 def add_upscale_options(parser: argparse.ArgumentParser) -> None:
     """The request options `upscale` and `batch` share (see `request_from_args`)."""
-    parser.add_argument("--model", required=True, metavar="ID")
+    parser.add_argument("--model", default=None, metavar="ID",
+                        help="default: the method that does best on real photos among those with weights")
     parser.add_argument("--config", default=None, help="model configuration (default: one with weights)")
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -75,10 +76,13 @@ def add_upscale_options(parser: argparse.ArgumentParser) -> None:
 def request_from_args(args):
     """The UpscaleRequest the options of `add_upscale_options` (and `--region`, if any) describe."""
     from core.engine import UpscaleRequest
+    from core.registry import list_models
+    from protocol.client import default_model
 
     region = getattr(args, "region", None)
+    model = args.model or default_model([spec.to_dict() for spec in list_models()])
     return UpscaleRequest.from_dict({
-        "model": args.model, "config": args.config, "scale": args.scale, "device": args.device,
+        "model": model, "config": args.config, "scale": args.scale, "device": args.device,
         "backend": args.backend, "precision": args.precision, "threads": args.threads,
         "tile": args.tile, "overlap": args.overlap,
         "region": parse_box(region, "region") if region else None,

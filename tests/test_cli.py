@@ -121,6 +121,25 @@ def test_models_table(monkeypatch, capsys):
     assert capsys.readouterr().out.splitlines()[1].split()[:2] == ["bicubic", "Bicubic"]
 
 
+def test_without_model_the_cli_takes_the_default_every_front_end_takes(monkeypatch):
+    """The best method on real photos that has weights (protocol.client.default_model), as the
+    panel, the GIMP plug-in and `build.py run --headless` do."""
+    import argparse
+
+    from core import methods
+    from core.cli import add_upscale_options, request_from_args
+    from core.methods.bicubic import Bicubic
+    from protocol.client import default_model
+
+    parser = argparse.ArgumentParser()
+    add_upscale_options(parser)
+    listed = [cls.spec().to_dict() for cls in methods.METHODS.values()]
+    assert request_from_args(parser.parse_args([])).model == default_model(listed) != "bicubic"
+    assert request_from_args(parser.parse_args(["--model", "bicubic"])).model == "bicubic"
+    monkeypatch.setattr(methods, "METHODS", {"bicubic": Bicubic})
+    assert request_from_args(parser.parse_args([])).model == "bicubic"
+
+
 def test_analyse_json(inputs):
     result = run("analyse", inputs["rgb8"], "--region", "0,0,10,10", "--json")
     assert result.returncode == 0, result.stderr

@@ -520,19 +520,22 @@ def test_a_stale_preview_is_marked_out_of_date(qtbot, panel):
     assert widget.preview_section.status_label.text().startswith("Preview: out of date")
 
 
-def test_a_fresh_profile_starts_on_kdsr_when_its_weights_are_there(qtbot, tmp_path):
-    client = RecordingClient()
-    client.models = lambda: [{**m, "weights": "bundled"} if m["id"] == "kdsr" else m for m in MODELS]
-    widget = Panel(GridHost(), client, Settings(tmp_path / "fresh.json"))
-    qtbot.addWidget(widget)
-    with qtbot.waitSignal(widget.models_loaded, timeout=5000):
-        pass
-    assert widget.method_section.model_combo.currentData() == "kdsr"
-    without = Panel(GridHost(), RecordingClient(), Settings(tmp_path / "other.json"))  # no KDSR weights
-    qtbot.addWidget(without)
-    with qtbot.waitSignal(without.models_loaded, timeout=5000):
-        pass
-    assert without.method_section.model_combo.currentData() == "bicubic"  # the first with weights
+def test_a_fresh_profile_starts_on_the_best_method_with_weights(qtbot, tmp_path):
+    """The order of PREFERRED_MODELS (best on real photos first), skipping those without weights."""
+    def fresh_panel(models, name):
+        client = RecordingClient()
+        client.models = lambda: models
+        widget = Panel(GridHost(), client, Settings(tmp_path / name))
+        qtbot.addWidget(widget)
+        with qtbot.waitSignal(widget.models_loaded, timeout=5000):
+            pass
+        return widget.method_section.model_combo.currentData()
+
+    assert fresh_panel(MODELS, "a.json") == "mmrealsr"
+    no_mmrealsr = [{**m, "weights": "missing"} if m["id"] == "mmrealsr" else m for m in MODELS]
+    assert fresh_panel([{**m, "weights": "bundled"} if m["id"] == "kdsr" else m for m in no_mmrealsr],
+                       "b.json") == "kdsr"
+    assert fresh_panel(no_mmrealsr, "c.json") == "cmdsr"
 
 
 def test_a_failed_model_listing_can_be_asked_again_and_is_never_doubled(qtbot, tmp_path):

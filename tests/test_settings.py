@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from protocol.client import PREFERRED_MODELS
 from protocol.settings_file import read_settings, settings_path
 from ui.settings import BY_NAME, SETTINGS, Settings, default_path
 
@@ -31,7 +32,7 @@ def test_a_damaged_file_keeps_what_it_can(tmp_path):
     assert (settings.model, settings.device, settings.tile, settings.auto_faces) == ("cmdsr", "auto", 256, True)
     path.write_text("{not json")
     broken = Settings(path)
-    assert broken.model == "kdsr" and "unreadable" in broken.load_error
+    assert broken.model == PREFERRED_MODELS[0] and "unreadable" in broken.load_error
 
 
 def test_location_is_the_app_data_folder_or_the_override(monkeypatch, tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+from protocol.client import default_model
 from ui.bind import SignalBlocker, bind
 from ui.calls import plain_error
 from ui.qt import (QCheckBox, QComboBox, QDesktopServices, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
@@ -183,6 +184,8 @@ class MethodSection(QWidget):
                 items.item(combo.count() - 1).setToolTip(model_tooltip(model))
                 items.item(combo.count() - 1).setEnabled(weights in RUNNABLE)
             wanted = combo.findData(self.state.settings.model)
+            if wanted < 0 or not items.item(wanted).isEnabled():
+                wanted = combo.findData(default_model(models))
             if wanted < 0 or not items.item(wanted).isEnabled():
                 wanted = next((i for i in range(combo.count())
                                if combo.itemData(i) and items.item(i).isEnabled()), -1)

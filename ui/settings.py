@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from protocol.client import PREFERRED_MODELS
 from protocol.files import atomic_write
 from protocol.settings_file import read_settings, settings_path
 from ui.qt import QObject, QStandardPaths, Signal
@@ -29,7 +30,9 @@ class Setting:
 
 
 SETTINGS = (
-    Setting("model", "kdsr", "Method"),  # a fresh profile starts on the best method with bundled weights
+    # a fresh profile starts on the method that does best on real photos (the panel falls back to
+    # the next of PREFERRED_MODELS with weights while this one has none)
+    Setting("model", PREFERRED_MODELS[0], "Method"),
     Setting("configs", {}, "Variant", "The chosen configuration of each method (\"lite\", ...)"),
     Setting("scale", 4, "Scale", minimum=1),
     Setting("device", "auto", "Device", choices={"auto": "Auto", "cpu": "CPU", "cuda": "CUDA (GPU)"}),
