@@ -12,10 +12,12 @@ constant (official issue #17).
 
 Deviations: plain GT instead of USM-sharpened GT (this is a PSNR-oriented model), no EMA and no
 pair queue; DE-Net reads each 32x32 LR patch, not a whole image. The estimated scores enter the SR
-path detached, so DE-Net learns only from the ranking and anchor terms, and the anchor weight is
-0.01 (official 1e-4): with the official coupling, the L1 gradient drove our lite DE-Net's noise
-sigmoid into saturation within 900 steps (noise gap 1e-18 from then on) and kept the anchors
-uncalibrated (strongest at 0.2-0.36), so the scores stopped meaning what the dials say.
+path detached, so DE-Net learns only from the ranking and anchor terms: with the official
+coupling, the L1 gradient drove our lite DE-Net's noise sigmoid into saturation within 900 steps
+(noise gap 1e-18 from then on) and kept the anchors uncalibrated (strongest at 0.2-0.36). The
+anchor weight is 1e-3 (official 1e-4), a tenth of the ranking weight: at 0.01 the anchors (whose
+strongest image is both the blurriest and the noisiest) taught the noise score to read blur, and
+it ranked the noisier version *below* the origin in 3 of 4 patches.
 
 `--init RUN_DIR` starts from the shared real-world trunk (`rrdbnet_<config>.safetensors`, see
 `core.train.realworld`), the modulations near identity and a fresh DE-Net, or continues a finished
@@ -34,7 +36,7 @@ from core.train.validation import REAL_WORLD, SCALE, ValidationSet, log_validati
 
 RANKING_WEIGHT = 0.01
 MARGIN = 0.05
-ANCHOR_WEIGHT = 0.01
+ANCHOR_WEIGHT = 1e-3
 ORIGIN, MORE_BLUR, MORE_NOISE, STRONGEST, CLEAN = range(len(deg.COUPLED_NAMES))
 BLUR, NOISE = arch.SCORES.index("blur"), arch.SCORES.index("noise")
 
