@@ -25,10 +25,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from core.archs import ccl as arch
-from core.train.data import PhotoPool, default_training_files, real_world_batches
-from core.train.run import (TrainingRun, clip_gradients, cosine_lr, mixed_precision, seed_everything,
-                            set_lr, warm_start)
-from core.train.validation import REAL_WORLD, SCALE, ValidationSet, log_validation
+from core.train.data import PhotoPool
+from core.train.realworld import trunk_data
+from core.train.run import (TrainingRun, gradient_step, log_start, mixed_precision, resume, train_loop,
+                            warm_start)
+from core.train.validation import ValidationSet, log_validation
 
 PIXEL_WEIGHT = 0.01       # L1 criterion on branch 2's view (and the anchor's scale)
 PERCEPTUAL_WEIGHT = 1.0
@@ -102,58 +103,29 @@ def initialise(model: arch.CCLNet, run_dir, config: str) -> str:
 
 
 def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None = None):
-    torch.set_num_threads(args.threads)
-    run = TrainingRun(args.out, args.minutes, args.steps, args.checkpoint_minutes,
-                      args.val_minutes, args.val_steps)
-    rng, generator = seed_everything(args.seed)
+    run = TrainingRun.start(args)
     model, critic = arch.ARCH.build(args.config), Discriminator()
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999))
     critic_optimizer = torch.optim.Adam(critic.parameters(), lr=args.lr, betas=(0.9, 0.999))
-    state = run.load_checkpoint(rng, generator) if args.resume else None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        critic.load_state_dict(state["critic"])
-        optimizer.load_state_dict(state["optimizer"])
-        critic_optimizer.load_state_dict(state["critic_optimizer"])
-    elif args.init is not None:
+    parts = {"model": model, "critic": critic, "optimizer": optimizer, "critic_optimizer": critic_optimizer}
+    if not resume(run, args, parts) and args.init is not None:
         run.log(f"initialised from {initialise(model, args.init, args.config)} in {args.init}")
-    pool = pool or PhotoPool.from_files(default_training_files(), min_size=args.patch * SCALE)
-    validation = validation or ValidationSet([REAL_WORLD, "iso2.0"], size=256)
-    batches = real_world_batches(pool, args.batch, args.patch, SCALE, args.seed, run.step, args.loader_workers)
-    run.log("start", config=args.config, precision=args.precision, params=sum(p.numel() for p in model.parameters()),
-            images=len(pool.images), **{f"bicubic_{k}": v for k, v in validation.bicubic.items()})
+    pool, validation, batches = trunk_data(run, args, pool, validation)
+    log_start(run, args, model, validation.bicubic, images=len(pool.images))
 
-    while not run.finished() and not run.stop_requested:
-        lr_now = cosine_lr(args.lr, run.progress(), run.step, args.warmup_steps)
-        set_lr(optimizer, lr_now)
-        set_lr(critic_optimizer, lr_now)
+    def step() -> dict[str, torch.Tensor]:
+        """The generator's step, judged by a fixed critic, then the critic's step."""
         lr, hr = next(batches)
         model.train()
-        critic.requires_grad_(False)  # the generator's step judges with a fixed critic
+        critic.requires_grad_(False)
         losses = criteria_losses(model, critic, lr, hr, args.precision)
-        optimizer.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        losses["grad_norm"] = clip_gradients(model.parameters(), args.clip_grad)
-        optimizer.step()
+        losses["grad_norm"] = gradient_step(losses["total"], [optimizer], model.parameters(), args.clip_grad)
         critic.requires_grad_(True)
         critic_optimizer.zero_grad(set_to_none=True)
         losses["critic"] = relativistic(critic(hr), critic(losses.pop("fake")), fake_is_real=False)
         losses["critic"].backward()
         critic_optimizer.step()
-        run.tick()
+        return losses
 
-        if run.step % args.log_every == 0:
-            run.log("train", lr=lr_now, **{k: float(v.detach()) for k, v in losses.items()})
-        if run.validation_due():
-            log_validation(run, validation, model)
-        if run.checkpoint_due():
-            save(run, rng, generator, model, critic, optimizer, critic_optimizer)
-
-    save(run, rng, generator, model, critic, optimizer, critic_optimizer)
-    return run.finish(lambda: log_validation(run, validation, model), "ccl", args.config, model)
-
-
-def save(run, rng, generator, model, critic, optimizer, critic_optimizer):
-    run.save_checkpoint({"model": model.state_dict(), "critic": critic.state_dict(),
-                         "optimizer": optimizer.state_dict(), "critic_optimizer": critic_optimizer.state_dict()},
-                        rng, generator)
+    return train_loop(run, args, step, [optimizer, critic_optimizer], lambda: log_validation(run, validation, model),
+                      parts, "ccl", model)

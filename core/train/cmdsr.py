@@ -38,8 +38,8 @@ from core import degradations as deg
 from core.archs import cmdsr as arch
 from core.support_set import PATCH_SIZE, sample_support_patches, stack_support
 from core.train.data import PhotoPool, default_training_files
-from core.train.run import (TrainingRun, clip_gradients, cosine_lr, load_deepened, mixed_precision,
-                            seed_everything, set_lr)
+from core.train.run import (TrainingRun, gradient_step, load_deepened, log_start, mixed_precision, resume,
+                            train_loop)
 from core.train.validation import SCALE, ValidationSet
 
 
@@ -111,42 +111,31 @@ def replace_condition_net(model: arch.CMDSR, support: torch.Tensor):
 
 
 def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None = None):
-    torch.set_num_threads(args.threads)
-    run = TrainingRun(args.out, args.minutes, args.steps, args.checkpoint_minutes,
-                      args.val_minutes, args.val_steps)
-    rng, generator = seed_everything(args.seed)
+    run = TrainingRun.start(args)
     model = arch.ARCH.build(args.config)
     sr_params = list(model.sr_net.parameters())
     # A training-only linear read-out of the task vector: (blur width, noise level)
     degradation_head = torch.nn.Linear(model.sr_net.modulations.modulations[0].in_features, 2)
     condition_params = list(model.condition_net.parameters()) + list(degradation_head.parameters())
-    sr_optimizer = torch.optim.Adam(sr_params, lr=args.lr)
-    condition_optimizer = torch.optim.Adam(condition_params, lr=args.lr)
+    optimizers = [torch.optim.Adam(sr_params, lr=args.lr), torch.optim.Adam(condition_params, lr=args.lr)]
     pool = pool or PhotoPool.from_files(default_training_files(), min_size=args.region)
-    state = run.load_checkpoint(rng, generator) if args.resume else None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        if "degradation_head" in state:
-            degradation_head.load_state_dict(state["degradation_head"])
-        sr_optimizer.load_state_dict(state["sr_optimizer"])
-        condition_optimizer.load_state_dict(state["condition_optimizer"])
-    elif args.init is not None and args.new_encoders:
-        model.load_state_dict(load_file(str(args.init / f"cmdsr_{args.config}.safetensors")))
-        replace_condition_net(model, make_tasks(pool, args, rng, generator)[0])
-        run.log(f"BaseNet initialised from {args.init}; new ConditionNet, modulations folded into their biases")
-    elif args.init is not None:
-        added = load_deepened(model, load_file(str(args.init / f"cmdsr_{args.config}.safetensors")),
-                              model.sr_net.backbone, "sr_net.backbone.", "conv2", modulations_of_block)
-        run.log(f"initialised from {args.init}", added_blocks=len(added))
+    parts = {"model": model, "degradation_head": degradation_head, "sr_optimizer": optimizers[0],
+             "condition_optimizer": optimizers[1]}
+    if not resume(run, args, parts, optional=("degradation_head",)) and args.init is not None:
+        trained = load_file(str(args.init / f"cmdsr_{args.config}.safetensors"))
+        if args.new_encoders:
+            model.load_state_dict(trained)
+            replace_condition_net(model, make_tasks(pool, args, run.rng, run.generator)[0])
+            run.log(f"BaseNet initialised from {args.init}; new ConditionNet, modulations folded into their biases")
+        else:
+            added = load_deepened(model, trained, model.sr_net.backbone, "sr_net.backbone.", "conv2",
+                                  modulations_of_block)
+            run.log(f"initialised from {args.init}", added_blocks=len(added))
     validation = validation or ValidationSet(["iso2.0", "iso2.6+n15"], size=384)
-    run.log("start", config=args.config, precision=args.precision, params=sum(p.numel() for p in model.parameters()),
-            images=len(pool.images), **{f"bicubic_{k}": v for k, v in validation.bicubic.items()})
+    log_start(run, args, model, validation.bicubic, images=len(pool.images))
 
-    while not run.finished() and not run.stop_requested:
-        lr_now = cosine_lr(args.lr, run.progress(), run.step, args.warmup_steps)
-        set_lr(sr_optimizer, lr_now)
-        set_lr(condition_optimizer, lr_now)
-        support_a, support_b, query_lr, query_hr, targets = make_tasks(pool, args, rng, generator)
+    def step() -> dict[str, torch.Tensor]:
+        support_a, support_b, query_lr, query_hr, targets = make_tasks(pool, args, run.rng, run.generator)
         condition_step = (run.step + 1) % args.condition_every == 0
         model.train()
         losses = {}
@@ -161,32 +150,13 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
             losses["degradation"] = F.mse_loss(degradation_head(task_a), targets)
             loss = loss + args.degradation_weight * losses["degradation"]
         if condition_step:
-            contrast = losses["contrast"] = task_contrastive_loss(task_a, task_b.float(), generator)
+            contrast = losses["contrast"] = task_contrastive_loss(task_a, task_b.float(), run.generator)
             loss = loss + args.contrast_weight * contrast
             losses["task_spread"] = task_a.std(dim=0).mean()
-        sr_optimizer.zero_grad(set_to_none=True)
-        condition_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        losses["grad_norm"] = clip_gradients(sr_params + condition_params, args.clip_grad)
-        sr_optimizer.step()
-        condition_optimizer.step()
-        run.tick()
+        losses["grad_norm"] = gradient_step(loss, optimizers, sr_params + condition_params, args.clip_grad)
+        return losses
 
-        if run.step % args.log_every == 0:
-            run.log("train", lr=lr_now, **{k: float(v.detach()) for k, v in losses.items()})
-        if run.validation_due():
-            validate(run, validation, model)
-        if run.checkpoint_due():
-            save(run, rng, generator, model, degradation_head, sr_optimizer, condition_optimizer)
-
-    save(run, rng, generator, model, degradation_head, sr_optimizer, condition_optimizer)
-    return run.finish(lambda: validate(run, validation, model), "cmdsr", args.config, model)
-
-
-def save(run, rng, generator, model, degradation_head, sr_optimizer, condition_optimizer):
-    run.save_checkpoint({"model": model.state_dict(), "degradation_head": degradation_head.state_dict(),
-                         "sr_optimizer": sr_optimizer.state_dict(),
-                         "condition_optimizer": condition_optimizer.state_dict()}, rng, generator)
+    return train_loop(run, args, step, optimizers, lambda: validate(run, validation, model), parts, "cmdsr", model)
 
 
 def validate(run, validation, model):

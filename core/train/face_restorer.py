@@ -18,14 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.nn import functional as F
 
 from core.archs import face_restorer as arch
 from core.face_restore import TEMPLATE, LowResRestorer
 from core.faces import align_face, detect
 from core.train.data import SHARED_DATA, _image_files, real_world_batches
-from core.train.run import (TrainingRun, clip_gradients, cosine_lr, mixed_precision, seed_everything,
-                            set_lr, warm_start)
+from core.train.realworld import l1_step
+from core.train.run import TrainingRun, log_start, start_one_net, train_loop, warm_start
 from core.train.validation import REAL_WORLD, SCALE, ValidationSet
 
 UTKFACE = SHARED_DATA / "faces_train" / "utkface" / "train"
@@ -70,25 +69,14 @@ def validation_faces(folder: Path = VALIDATION_FACES, size: int = arch.TRAINED_S
 
 
 def train(args, pool: FacePool | None = None, validation: ValidationSet | None = None):
-    torch.set_num_threads(args.threads)
-    run = TrainingRun(args.out, args.minutes, args.steps, args.checkpoint_minutes,
-                      args.val_minutes, args.val_steps)
-    rng, generator = seed_everything(args.seed)
-    model = arch.ARCH.build(args.config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
-    state = run.load_checkpoint(rng, generator) if args.resume else None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-    elif args.init is not None:
+    run, model, optimizer, resumed = start_one_net(args, arch.ARCH.build)
+    if not resumed and args.init is not None:
         run.log(f"initialised from {warm_start(model, args.init, arch.ARCH.id, args.config, ())} in {args.init}")
     pool = pool or FacePool(_image_files(UTKFACE, recursive=False))
     validation = validation or ValidationSet(SETTINGS, hr=validation_faces())
     from_lr = LowResRestorer(model, SCALE)
     batches = real_world_batches(pool, args.batch, args.patch, SCALE, args.seed, run.step, args.loader_workers)
-    run.log("start", config=args.config, precision=args.precision, params=sum(p.numel() for p in model.parameters()),
-            faces=len(pool.images), val_faces=validation.hr.shape[0],
-            **{f"bicubic_{k}": v for k, v in validation.bicubic.items()})
+    log_start(run, args, model, validation.bicubic, faces=len(pool.images), val_faces=validation.hr.shape[0])
 
     def validate() -> dict[str, float]:
         from_lr.eval()
@@ -97,33 +85,9 @@ def train(args, pool: FacePool | None = None, validation: ValidationSet | None =
         run.log("val", **{f"psnr_{k}": v for k, v in scores.items()}, **{f"gain_{k}": v for k, v in gains.items()})
         return scores
 
-    while not run.finished() and not run.stop_requested:
-        lr_now = cosine_lr(args.lr, run.progress(), run.step, args.warmup_steps)
-        set_lr(optimizer, lr_now)
-        lr, hr = next(batches)
-        from_lr.train()
-        with mixed_precision(args.precision):
-            restored = from_lr(lr)
-        loss = F.l1_loss(restored.float(), hr)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = clip_gradients(model.parameters(), args.clip_grad)
-        optimizer.step()
-        run.tick()
-
-        if run.step % args.log_every == 0:
-            run.log("train", lr=lr_now, l1=float(loss.detach()), grad_norm=float(grad_norm))
-        if run.validation_due():
-            validate()
-        if run.checkpoint_due():
-            save(run, rng, generator, model, optimizer)
-
-    save(run, rng, generator, model, optimizer)
-    return run.finish(lambda: write_card(run, args, validation, validate()), arch.ARCH.id, args.config, model)
-
-
-def save(run, rng, generator, model, optimizer):
-    run.save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, rng, generator)
+    return train_loop(run, args, lambda: l1_step(from_lr, next(batches), optimizer, args), [optimizer], validate,
+                      {"model": model, "optimizer": optimizer}, arch.ARCH.id, model,
+                      last_validation=lambda: write_card(run, args, validation, validate()))
 
 
 def write_card(run: TrainingRun, args, validation: ValidationSet, scores: dict[str, float]) -> Path:

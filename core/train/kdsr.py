@@ -28,8 +28,8 @@ from torch.nn import functional as F
 from core import degradations as deg
 from core.archs import kdsr as arch
 from core.train.data import PhotoPool, default_training_files
-from core.train.run import (TrainingRun, clip_gradients, cosine_lr, load_deepened, mixed_precision,
-                            seed_everything, set_lr)
+from core.train.run import (TrainingRun, gradient_step, load_deepened, log_start, mixed_precision,
+                            train_loop)
 from core.train.validation import SCALE, ValidationSet
 
 Phases = tuple[tuple[str, float, float], ...]
@@ -64,17 +64,14 @@ def sample_degradations(batch: int, generator: torch.Generator) -> deg.ClassicBa
 
 
 def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None = None):
-    torch.set_num_threads(args.threads)
-    run = TrainingRun(args.out, args.minutes, args.steps, args.checkpoint_minutes,
-                      args.val_minutes, args.val_steps)
-    rng, generator = seed_everything(args.seed)
+    run = TrainingRun.start(args)
     teacher, student = arch.build_teacher(args.config), arch.ARCH.build(args.config)
     # A training-only linear read-out of the teacher's IDR: (blur width, noise level)
     head = torch.nn.Linear(teacher.E.compress[0].out_features, 2) if args.degradation_weight else None
-    optimizer = None
+    optimizers: list[torch.optim.Optimizer] = []  # the current phase's one; the loop sets its learning rate
     phase = None
     phases: Phases = PHASES
-    state = run.load_checkpoint(rng, generator) if args.resume else None
+    state = run.load_checkpoint() if args.resume else None
     if state is not None:
         teacher.load_state_dict(state["teacher"])
         student.load_state_dict(state["student"])
@@ -82,8 +79,8 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
             head.load_state_dict(state["degradation_head"])
         phase = state["phase"]
         phases = tuple((name, start, end) for name, start, end in state.get("phases", PHASES))
-        optimizer = make_optimizer(phase, teacher, student, args.lr, head)
-        optimizer.load_state_dict(state["optimizer"])
+        optimizers.append(make_optimizer(phase, teacher, student, args.lr, head))
+        optimizers[0].load_state_dict(state["optimizer"])
     elif args.init is not None and args.new_encoders:
         trained = {k[2:]: v for k, v in load_file(str(args.init / f"kdsr_{args.config}.safetensors")).items()
                    if k.startswith("G.")}
@@ -104,23 +101,26 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
             run.save_weights("teacher.safetensors", teacher)
     pool = pool or PhotoPool.from_files(default_training_files(), min_size=args.patch * SCALE)
     validation = validation or ValidationSet(["iso2.0", "aniso+n10"])
-    run.log("start", config=args.config, precision=args.precision, params=sum(p.numel() for p in student.parameters()),
-            images=len(pool.images), **{f"bicubic_{k}": v for k, v in validation.bicubic.items()})
+    log_start(run, args, student, validation.bicubic, images=len(pool.images))
 
-    while not run.finished() and not run.stop_requested:
+    def enter_phase() -> tuple[str, float]:
+        """The phase at this point of the budget and the fraction through it. A new phase gets a
+        fresh optimizer; leaving the teacher phase keeps the teacher and starts the student's G from it."""
+        nonlocal phase
         name, fraction = phase_at(run.progress(), phases)
         if name != phase:
-            if phase == "teacher":  # leaving it: keep the teacher, start the student's G from it
+            if phase == "teacher":
                 run.save_weights("teacher.safetensors", teacher)
                 student.G.load_state_dict(teacher.G.state_dict())
             phase = name
-            optimizer = make_optimizer(phase, teacher, student, args.lr, head)
+            optimizers[:] = [make_optimizer(phase, teacher, student, args.lr, head)]
             run.log(f"phase {phase}")
-        set_lr(optimizer, cosine_lr(args.lr, fraction, run.step, args.warmup_steps))
+        return name, fraction
 
-        hr = pool.batch(args.batch, args.patch * SCALE, rng)
-        params = sample_degradations(args.batch, generator)
-        lr = deg.classic_degrade(hr, params, SCALE, generator)
+    def step() -> dict[str, torch.Tensor]:
+        hr = pool.batch(args.batch, args.patch * SCALE, run.rng)
+        params = sample_degradations(args.batch, run.generator)
+        lr = deg.classic_degrade(hr, params, SCALE, run.generator)
         losses = {}
         if phase == "teacher":
             teacher.train()
@@ -152,22 +152,20 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
             else:  # student_l1: no teacher, so an SR loss
                 assert sr is not None
                 loss = losses["l1"] = F.l1_loss(sr.float(), hr)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        losses["grad_norm"] = clip_gradients((p for group in optimizer.param_groups for p in group["params"]),
-                                             args.clip_grad)
-        optimizer.step()
-        run.tick()
+        losses["grad_norm"] = gradient_step(loss, optimizers, [p for group in optimizers[0].param_groups
+                                                               for p in group["params"]], args.clip_grad)
+        return losses
 
-        if run.step % args.log_every == 0:
-            run.log(phase, lr=optimizer.param_groups[0]["lr"], **{k: float(v.detach()) for k, v in losses.items()})
-        if run.validation_due():
-            validate(run, validation, phase, teacher, student)
-        if run.checkpoint_due():
-            save(run, rng, generator, phases, phase, teacher, student, optimizer, head)
+    def checkpoint() -> dict:
+        state = {"phases": [list(p) for p in phases], "phase": phase,
+                 "teacher": teacher.state_dict(), "student": student.state_dict(),
+                 "optimizer": optimizers[0].state_dict()}
+        if head is not None:
+            state["degradation_head"] = head.state_dict()
+        return state
 
-    save(run, rng, generator, phases, phase, teacher, student, optimizer, head)
-    return run.finish(lambda: validate(run, validation, phase, teacher, student), "kdsr", args.config, student)
+    return train_loop(run, args, step, optimizers, lambda: validate(run, validation, phase, teacher, student),
+                      checkpoint, "kdsr", student, schedule=enter_phase)
 
 
 def make_optimizer(phase, teacher, student, lr, head=None):
@@ -177,15 +175,6 @@ def make_optimizer(phase, teacher, student, lr, head=None):
     if phase == "teacher" and head is not None:
         params += list(head.parameters())
     return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999))
-
-
-def save(run, rng, generator, phases, phase, teacher, student, optimizer, head=None):
-    state = {"phases": [list(p) for p in phases], "phase": phase,
-             "teacher": teacher.state_dict(), "student": student.state_dict(),
-             "optimizer": optimizer.state_dict()}
-    if head is not None:
-        state["degradation_head"] = head.state_dict()
-    run.save_checkpoint(state, rng, generator)
 
 
 def validate(run, validation, phase, teacher, student):

@@ -47,7 +47,7 @@ from core.face_restore import LowResRestorer
 from core.metrics import psnr_y
 from core.train.data import PhotoPool, _image_files, default_training_files, kodak_validation_crops
 from core.train.face_restorer import UTKFACE, FacePool, validation_faces
-from core.train.run import TrainingRun, clip_gradients, cosine_lr, seed_everything, set_lr, warm_start
+from core.train.run import clip_gradients, start_one_net, train_loop, warm_start
 from core.train.validation import SCALE, to_numpy
 
 MASK_WEIGHT = 0.002  # official config: keeps MaskNet's weights near 1
@@ -152,20 +152,12 @@ def load_restorer(path: Path | None):
 
 def train(args, faces: FacePool | None = None, photos: PhotoPool | None = None,
           validation: MetaValidation | None = None):
-    torch.set_num_threads(args.threads)
-    run = TrainingRun(args.out, args.minutes, args.steps, args.checkpoint_minutes,
-                      args.val_minutes, args.val_steps)
-    rng, generator = seed_everything(args.seed)
-    model = arch.ARCH.build(args.config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
-    state = run.load_checkpoint(rng, generator) if args.resume else None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-    elif args.init is not None:
-        run.log(f"initialised from {initialise(model, args.init, args.config)} in {args.init}")
-    else:
-        run.log("no --init: the backbone starts untrained (meta-training expects the real-world trunk)")
+    run, model, optimizer, resumed = start_one_net(args, arch.ARCH.build)
+    if not resumed:
+        if args.init is not None:
+            run.log(f"initialised from {initialise(model, args.init, args.config)} in {args.init}")
+        else:
+            run.log("no --init: the backbone starts untrained (meta-training expects the real-world trunk)")
     restorer = load_restorer(args.restorer)
     faces = faces or FacePool(_image_files(UTKFACE, recursive=False))
     photos = photos or PhotoPool.from_files(default_training_files(), min_size=args.patch * SCALE)
@@ -174,20 +166,16 @@ def train(args, faces: FacePool | None = None, photos: PhotoPool | None = None,
             targets="face restorer" if restorer is not None else "HR faces", faces=len(faces.images),
             photos=len(photos.images), inner_steps=args.inner_steps, bicubic=validation.bicubic)
 
-    def validate():
-        run.log("val", **validation.evaluate(model))
-
-    while not run.finished() and not run.stop_requested:
-        lr_now = cosine_lr(args.lr, run.progress(), run.step, args.warmup_steps)
-        set_lr(optimizer, lr_now)
+    def step() -> dict[str, float]:
+        """`--tasks` tasks, their outer gradients averaged into one step."""
         model.train()
         optimizer.zero_grad(set_to_none=True)
         logged: dict[str, float] = {}
         for _ in range(args.tasks):
-            face_hr = faces.batch(1, args.patch * SCALE, rng)
-            query_hr = photos.batch(args.queries, args.patch * SCALE, rng)
-            face_lr, *query_lr = degrade_task([*face_hr, *query_hr], generator)
-            pairs = inner_pairs(face_lr, face_target(restorer, face_lr, face_hr), rng)
+            face_hr = faces.batch(1, args.patch * SCALE, run.rng)
+            query_hr = photos.batch(args.queries, args.patch * SCALE, run.rng)
+            face_lr, *query_lr = degrade_task([*face_hr, *query_hr], run.generator)
+            pairs = inner_pairs(face_lr, face_target(restorer, face_lr, face_hr), run.rng)
             losses = meta_loss(model, pairs, torch.cat(query_lr), query_hr, args.inner_steps)
             (losses["total"] / args.tasks).backward()
             for key, value in losses.items():
@@ -195,18 +183,7 @@ def train(args, faces: FacePool | None = None, photos: PhotoPool | None = None,
         logged["mask_grad"] = float(clip_gradients(model.mask_net.parameters(), None))
         logged["grad_norm"] = float(clip_gradients(model.parameters(), args.clip_grad))
         optimizer.step()
-        run.tick()
+        return logged
 
-        if run.step % args.log_every == 0:
-            run.log("train", lr=lr_now, **logged)
-        if run.validation_due():
-            validate()
-        if run.checkpoint_due():
-            save(run, rng, generator, model, optimizer)
-
-    save(run, rng, generator, model, optimizer)
-    return run.finish(validate, "metaf2n", args.config, model)
-
-
-def save(run, rng, generator, model, optimizer):
-    run.save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, rng, generator)
+    return train_loop(run, args, step, [optimizer], lambda: run.log("val", **validation.evaluate(model)),
+                      {"model": model, "optimizer": optimizer}, "metaf2n", model)

@@ -29,10 +29,10 @@ from torch.nn import functional as F
 
 from core import degradations as deg
 from core.archs import mmrealsr as arch
-from core.train.data import PhotoPool, default_training_files, real_world_batches
-from core.train.run import (TrainingRun, clip_gradients, cosine_lr, mixed_precision, seed_everything,
-                            set_lr, warm_start)
-from core.train.validation import REAL_WORLD, SCALE, ValidationSet, log_validation
+from core.train.data import PhotoPool
+from core.train.realworld import trunk_data
+from core.train.run import gradient_step, log_start, mixed_precision, start_one_net, train_loop, warm_start
+from core.train.validation import ValidationSet, log_validation
 
 RANKING_WEIGHT = 0.01
 MARGIN = 0.05
@@ -68,48 +68,19 @@ def coupled_losses(model: arch.MMRealSRNet, lr: torch.Tensor, hr: torch.Tensor, 
 
 
 def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None = None):
-    torch.set_num_threads(args.threads)
-    run = TrainingRun(args.out, args.minutes, args.steps, args.checkpoint_minutes,
-                      args.val_minutes, args.val_steps)
-    rng, generator = seed_everything(args.seed)
-    model = arch.ARCH.build(args.config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
-    state = run.load_checkpoint(rng, generator) if args.resume else None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-    elif args.init is not None:
+    run, model, optimizer, resumed = start_one_net(args, arch.ARCH.build)
+    if not resumed and args.init is not None:
         source = warm_start(model, args.init, "mmrealsr", args.config, ("am_list.", "de_net.", "dd_embed."))
         run.log(f"initialised from {source} in {args.init}")
-    pool = pool or PhotoPool.from_files(default_training_files(), min_size=args.patch * SCALE)
-    validation = validation or ValidationSet([REAL_WORLD, "iso2.0"], size=256)
-    batches = real_world_batches(pool, args.batch, args.patch, SCALE, args.seed, run.step, args.loader_workers,
-                                 degrade=deg.coupled_degrade)
-    run.log("start", config=args.config, precision=args.precision, params=sum(p.numel() for p in model.parameters()),
-            images=len(pool.images), **{f"bicubic_{k}": v for k, v in validation.bicubic.items()})
+    pool, validation, batches = trunk_data(run, args, pool, validation, deg.coupled_degrade)
+    log_start(run, args, model, validation.bicubic, images=len(pool.images))
 
-    while not run.finished() and not run.stop_requested:
-        lr_now = cosine_lr(args.lr, run.progress(), run.step, args.warmup_steps)
-        set_lr(optimizer, lr_now)
+    def step() -> dict[str, torch.Tensor]:
         lr, hr = next(batches)
         model.train()
         losses = coupled_losses(model, lr, hr, args.precision)
-        optimizer.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        losses["grad_norm"] = clip_gradients(model.parameters(), args.clip_grad)
-        optimizer.step()
-        run.tick()
+        losses["grad_norm"] = gradient_step(losses["total"], [optimizer], model.parameters(), args.clip_grad)
+        return losses
 
-        if run.step % args.log_every == 0:
-            run.log("train", lr=lr_now, **{k: float(v.detach()) for k, v in losses.items()})
-        if run.validation_due():
-            log_validation(run, validation, model)
-        if run.checkpoint_due():
-            save(run, rng, generator, model, optimizer)
-
-    save(run, rng, generator, model, optimizer)
-    return run.finish(lambda: log_validation(run, validation, model), "mmrealsr", args.config, model)
-
-
-def save(run, rng, generator, model, optimizer):
-    run.save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, rng, generator)
+    return train_loop(run, args, step, [optimizer], lambda: log_validation(run, validation, model),
+                      {"model": model, "optimizer": optimizer}, "mmrealsr", model)

@@ -1,11 +1,15 @@
 """What every recipe shares: the budget (minutes or steps), cosine learning rates per phase,
-checkpoints with optimizer and RNG state, the log file, and a clean stop on SIGTERM/SIGINT."""
+checkpoints with optimizer and RNG state, the log file, a clean stop on SIGTERM/SIGINT, and the
+training loop itself (`train_loop`): a recipe builds its nets, optimizers and data, says what one
+step is, and leaves the schedule, logging, validation and checkpoints to the loop."""
 
 import json
 import random
 import signal
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +25,8 @@ class TrainingRun:
     step budget is given); recipes split it into phases, e.g. teacher 0..0.3, student 0.3..1."""
 
     def __init__(self, out_dir: Path, minutes: float | None, steps: int | None,
-                 checkpoint_minutes: float = 5.0, val_minutes: float = 5.0, val_steps: int | None = None):
+                 checkpoint_minutes: float = 5.0, val_minutes: float = 5.0, val_steps: int | None = None,
+                 seed: int = 0):
         if minutes is None and steps is None:
             raise ValueError("give a budget: --minutes or --steps")
         self.out_dir = Path(out_dir)
@@ -41,6 +46,16 @@ class TrainingRun:
         self._log = open(self.out_dir / "log.txt", "a", buffering=1)  # noqa: SIM115 - kept open, close() closes it
         self._previous_handlers = {sig: signal.signal(sig, self._request_stop)
                                    for sig in (signal.SIGTERM, signal.SIGINT)}
+        # the recipe's random draws: numpy for crops, the torch generator for degradations;
+        # seeded here, before the recipe builds (and so initialises) its nets
+        self.rng, self.generator = seed_everything(seed)
+
+    @classmethod
+    def start(cls, args) -> "TrainingRun":
+        """The run the command line (`core.train.__main__`) describes, on `args.threads` threads."""
+        torch.set_num_threads(args.threads)
+        return cls(args.out, args.minutes, args.steps, args.checkpoint_minutes, args.val_minutes,
+                   args.val_steps, args.seed)
 
     def _request_stop(self, signum, frame):
         self.stop_requested = True
@@ -87,14 +102,14 @@ class TrainingRun:
     def checkpoint_path(self) -> Path:
         return self.out_dir / "checkpoint.pt"
 
-    def save_checkpoint(self, state: dict, rng: np.random.Generator, generator: torch.Generator):
+    def save_checkpoint(self, state: dict):
         payload = {
             "state": state,
             "step": self.step,
             "elapsed": self.elapsed,
             "last_val": self._last_val,
-            "numpy_rng": json.dumps(rng.bit_generator.state),
-            "torch_generator": generator.get_state(),
+            "numpy_rng": json.dumps(self.rng.bit_generator.state),
+            "torch_generator": self.generator.get_state(),
             "torch_global": torch.get_rng_state(),
             "python_random": json.dumps(random.getstate()),
         }
@@ -103,7 +118,7 @@ class TrainingRun:
         self._last_checkpoint = self.elapsed
         self.log("checkpoint saved")
 
-    def load_checkpoint(self, rng: np.random.Generator, generator: torch.Generator) -> dict | None:
+    def load_checkpoint(self) -> dict | None:
         """Restores counters and RNG states; returns the recipe's state (or None if no checkpoint)."""
         if not self.checkpoint_path.exists():
             return None
@@ -113,8 +128,8 @@ class TrainingRun:
         self._session_start = time.monotonic()
         self._last_checkpoint = self.elapsed
         self._last_val = payload["last_val"]
-        rng.bit_generator.state = json.loads(payload["numpy_rng"])
-        generator.set_state(payload["torch_generator"])
+        self.rng.bit_generator.state = json.loads(payload["numpy_rng"])
+        self.generator.set_state(payload["torch_generator"])
         torch.set_rng_state(payload["torch_global"])
         state = json.loads(payload["python_random"])
         random.setstate((state[0], tuple(state[1]), state[2]))
@@ -136,6 +151,88 @@ class TrainingRun:
     def save_weights(self, name: str, module: torch.nn.Module):
         weights.save_state_dict(module.state_dict(), self.out_dir / name)
         self.log(f"weights written to {self.out_dir / name}")
+
+
+Parts = Mapping[str, torch.nn.Module | torch.optim.Optimizer]
+"""Nets and optimizers by their key in a checkpoint's state."""
+
+
+def resume(run: TrainingRun, args, parts: Parts, optional: tuple[str, ...] = ()) -> bool:
+    """With `--resume` and a checkpoint in the run folder, loads `parts` from it (`optional` ones
+    may be missing, in a checkpoint written before they existed). Whether it resumed."""
+    state = run.load_checkpoint() if args.resume else None
+    if state is None:
+        return False
+    for key, part in parts.items():
+        if key in state or key not in optional:
+            part.load_state_dict(state[key])
+    return True
+
+
+def start_one_net(args, build: Callable[[str], Any]) -> tuple[TrainingRun, Any, torch.optim.Adam, bool]:
+    """The start of a recipe that trains one net (checkpoint keys `model` and `optimizer`): the
+    run, the net `build(args.config)`, its Adam (betas 0.9, 0.99) and whether both were resumed."""
+    run = TrainingRun.start(args)
+    model = build(args.config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
+    return run, model, optimizer, resume(run, args, {"model": model, "optimizer": optimizer})
+
+
+def log_start(run: TrainingRun, args, model: torch.nn.Module, bicubic: dict[str, float], **counts):
+    """The run's first line: configuration, precision, the size of `model`, the data (`counts`)
+    and the validation's bicubic PSNR per setting, the floor its scores are read against."""
+    run.log("start", config=args.config, precision=args.precision, params=sum(p.numel() for p in model.parameters()),
+            **counts, **{f"bicubic_{k}": v for k, v in bicubic.items()})
+
+
+def gradient_step(loss: torch.Tensor, optimizers: Sequence[torch.optim.Optimizer], params,
+                  max_norm: float | None) -> torch.Tensor:
+    """Backpropagates `loss` and steps `optimizers`, the gradients of `params` clipped to
+    `max_norm`; returns their norm before clipping."""
+    for optimizer in optimizers:
+        optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = clip_gradients(params, max_norm)
+    for optimizer in optimizers:
+        optimizer.step()
+    return grad_norm
+
+
+def train_loop(run: TrainingRun, args, step: Callable[[], dict[str, Any]], optimizers: Sequence[torch.optim.Optimizer],
+               validate: Callable[[], object], checkpoint: Parts | Callable[[], dict], weights_id: str,
+               model: torch.nn.Module, schedule: Callable[[], tuple[str, float]] | None = None,
+               last_validation: Callable[[], object] | None = None) -> TrainingRun:
+    """Steps until the budget is spent or a stop is requested, then saves and finishes the run.
+
+    Before each `step()` (one optimizer step; returns the values to log, tensors or floats) the
+    learning rate of `optimizers` is set on the cosine at `schedule()`'s fraction, which also
+    names the step in the log (default: one cosine over the whole budget, named `train`). Every
+    `--log-every` steps a line of those values, `validate()` when due, a checkpoint of
+    `checkpoint` (nets and optimizers, or a function returning the recipe's state) when due and
+    at the end. At the end of the budget, `last_validation()` (default `validate`) and the
+    weights `<weights_id>_<config>.safetensors` of `model`."""
+    def save():
+        state = checkpoint() if callable(checkpoint) else {key: part.state_dict() for key, part in checkpoint.items()}
+        run.save_checkpoint(state)
+
+    while not run.finished() and not run.stop_requested:
+        name, fraction = schedule() if schedule is not None else ("train", run.progress())
+        lr = cosine_lr(args.lr, fraction, run.step, args.warmup_steps)
+        for optimizer in optimizers:
+            set_lr(optimizer, lr)
+        values = step()
+        run.tick()
+
+        if run.step % args.log_every == 0:
+            run.log(name, lr=lr, **{key: float(value.detach() if isinstance(value, torch.Tensor) else value)
+                                    for key, value in values.items()})
+        if run.validation_due():
+            validate()
+        if run.checkpoint_due():
+            save()
+
+    save()
+    return run.finish(last_validation or validate, weights_id, args.config, model)
 
 
 def load_deepened(module: torch.nn.Module, state: dict[str, torch.Tensor], blocks: torch.nn.Module,
