@@ -138,7 +138,7 @@ def test_packaged_plugin_in_real_krita(profile, tmp_path):
     assert len(layers) == 2 and layers[0] == report["small_before"]["layers"][0]
     assert report["new_layer"]["name"] == layers[1] == "Blind Upscale ×4 (KDSR)"
     assert report["new_layer"]["type"] == "paintlayer"
-    bgra = np.frombuffer((work / "new_layer.bgra").read_bytes(), np.uint8).reshape(64, 96, 4)
+    bgra = np.frombuffer((work / "small_layer.bgra").read_bytes(), np.uint8).reshape(64, 96, 4)
     got = bgra[..., [2, 1, 0, 3]]
     expected = np.asarray(PILImage.open(cli_out).convert("RGBA"))
     assert got.shape == expected.shape == (64, 96, 4)

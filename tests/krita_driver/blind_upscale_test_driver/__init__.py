@@ -113,24 +113,31 @@ def start():
     Krita.instance().action("blind_upscale").trigger()
 
 
+def job_ended(name, handler, state):
+    """Records `<name>_state/_status/_after` and writes the new layer's pixels to `<name>_layer.bgra`;
+    returns the document and the new layer."""
+    p = panel()
+    p.job_finished.disconnect(handler)
+    log(f"job {name} {state}")
+    doc = Krita.instance().activeDocument()
+    report[f"{name}_state"] = state
+    report[f"{name}_status"] = p.status_label.text()
+    report[f"{name}_after"] = describe(doc)
+    new = [n for n in doc.topLevelNodes() if n.name() not in report[f"{name}_before"]["layers"]][0]
+    with open(os.path.join(OUT, f"{name}_layer.bgra"), "wb") as f:
+        f.write(bytes(new.pixelData(0, 0, doc.width(), doc.height())))
+    return doc, new
+
+
 @guarded
 def on_small_finished(state):
     p = panel()
-    p.job_finished.disconnect(on_small_finished)
-    log(f"job 1 {state}")
-    doc = Krita.instance().activeDocument()
-    report["small_state"] = state
-    report["small_status"] = p.status_label.text()
+    doc, new = job_ended("small", on_small_finished, state)
     report["zoom_after"] = zoom()
     report["active_layer_after"] = doc.activeNode().name()
     report["horizontal_scroll_bar"] = p.scroll.horizontalScrollBar().isVisible()
-    report["small_after"] = describe(doc)
-    before = report["small_before"]["layers"]
-    new = [n for n in doc.topLevelNodes() if n.name() not in before][0]
     report["new_layer"] = {"name": new.name(), "type": new.type(),
                            "bounds": [new.bounds().x(), new.bounds().y(), new.bounds().width(), new.bounds().height()]}
-    with open(os.path.join(OUT, "new_layer.bgra"), "wb") as f:
-        f.write(bytes(new.pixelData(0, 0, doc.width(), doc.height())))
     # for the README: the docker floated to a usual size, once the preview of the source is back
     docker().setFloating(True)
     docker().resize(300, 720)
@@ -179,17 +186,7 @@ def on_models_refreshed():
 
 @guarded
 def on_user_model_finished(state):
-    p = panel()
-    p.job_finished.disconnect(on_user_model_finished)
-    log(f"user model job {state}")
-    doc = Krita.instance().activeDocument()
-    report["user_state"] = state
-    report["user_status"] = p.status_label.text()
-    report["user_after"] = describe(doc)
-    new = [n for n in doc.topLevelNodes() if n.name() not in report["user_before"]["layers"]][0]
-    report["user_layer"] = new.name()
-    with open(os.path.join(OUT, "user_layer.bgra"), "wb") as f:
-        f.write(bytes(new.pixelData(0, 0, doc.width(), doc.height())))
+    report["user_layer"] = job_ended("user", on_user_model_finished, state)[1].name()
     QTimer.singleShot(100, start_large)
 
 
