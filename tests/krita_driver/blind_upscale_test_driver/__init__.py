@@ -104,7 +104,6 @@ def start():
     docker().show()
     report["zoom_before"] = zoom()
     p = panel()
-    report["model"] = p.settings.model
     report["run_button"] = placement(p.run_section.run_button)
     report["progress_bar"] = placement(p.run_section.progress)
     report["panel_minimum_height"] = p.minimumSizeHint().height()
@@ -133,6 +132,7 @@ def job_ended(name, handler, state):
 def on_small_finished(state):
     p = panel()
     doc, new = job_ended("small", on_small_finished, state)
+    report["model"] = p.settings.model  # a fresh profile's default, once the engine listed its models
     report["zoom_after"] = zoom()
     report["active_layer_after"] = doc.activeNode().name()
     report["horizontal_scroll_bar"] = p.scroll.horizontalScrollBar().isVisible()
