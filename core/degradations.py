@@ -486,19 +486,51 @@ def strongest(plan: ChainPlan, first: StageSettings = FIRST_STAGE,
                    second=stage_at_max(plan.second, second, second.resize_range[0]))
 
 
+def _kernel_level(kernel: KernelPlan | None, stage: StageSettings) -> float:
+    """0 (no blur) .. 1 (the stage's widest kernel of its kind): the mean sigma within the stage's
+    range, or for a sinc how far its cutoff lies from pi toward the size's floor."""
+    if kernel is None:
+        return 0.0
+    if kernel.kind == "sinc":
+        return (math.pi - kernel.cutoff) / (math.pi - _sinc_floor(kernel.size))
+    low, high = stage.kernel_sigma
+    return min(max(((kernel.sigma_x + kernel.sigma_y) / 2 - low) / (high - low), 0.0), 1.0)
+
+
+def _noise_levels(stage: StagePlan, settings: StageSettings) -> tuple[float, float]:
+    """The stage's noise and JPEG levels, 0 (weakest of the stage's range) .. 1 (strongest)."""
+    low, high = settings.gaussian_sigma if stage.noise.gaussian else settings.poisson_scale
+    worst, best = settings.jpeg_range
+    return (min(max((stage.noise.level - low) / (high - low), 0.0), 1.0),
+            min(max((best - stage.jpeg_quality) / (best - worst), 0.0), 1.0))
+
+
+def chain_strengths(plan: ChainPlan, first: StageSettings = FIRST_STAGE,
+                    second: StageSettings = SECOND_STAGE) -> tuple[float, float]:
+    """(blur, noise) of a chain in 0..1: blur is the mean kernel level of the two stages, noise
+    the mean of both stages' noise and JPEG levels. `strongest(plan)` has (1, 1); the clean image
+    (0, 0); `more_blur` raises the first, `more_noise` the second."""
+    blur = (_kernel_level(plan.first.kernel, first) + _kernel_level(plan.second.kernel, second)) / 2
+    noise = (sum(_noise_levels(plan.first, first)) + sum(_noise_levels(plan.second, second))) / 4
+    return blur, noise
+
+
 COUPLED_NAMES = ("origin", "more_blur", "more_noise", "strongest", "clean")
 """The order of `coupled_degrade`'s five LR versions; the last two are the anchors (scores 1, 0)."""
 
 
-def coupled_degrade(hr: torch.Tensor, scale: int, generator: torch.Generator) -> torch.Tensor:
-    """B x 3 x H x W HR -> 5 x B x 3 x H/scale x W/scale LR, in the order of `COUPLED_NAMES`; the
-    clean anchor is the HR downscaled bilinearly, 8-bit."""
+def coupled_degrade(hr: torch.Tensor, scale: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """B x 3 x H x W HR -> (5 x B x 3 x H/scale x W/scale LR, 5 x B x 2 (blur, noise) strengths
+    of `chain_strengths`), in the order of `COUPLED_NAMES`; the clean anchor is the HR downscaled
+    bilinearly, 8-bit, strengths (0, 0)."""
     versions: list[list[torch.Tensor]] = [[] for _ in COUPLED_NAMES]
-    for image in hr:
+    strengths = torch.zeros(len(COUPLED_NAMES), hr.shape[0], 2)
+    for index, image in enumerate(hr):
         x = image[None]
         plan = sample_chain(generator)
         plans = (plan, more_blur(plan, generator), more_noise(plan, generator), strongest(plan))
-        for out, variant in zip(versions, plans):
+        for version, (out, variant) in enumerate(zip(versions, plans)):
             out.append(apply_chain(x, variant, scale, generator))
+            strengths[version, index] = torch.tensor(chain_strengths(variant))
         versions[-1].append(quantize(_resize(x, (x.shape[-2] // scale, x.shape[-1] // scale), "bilinear")))
-    return torch.stack([torch.cat(v) for v in versions])
+    return torch.stack([torch.cat(v) for v in versions]), strengths

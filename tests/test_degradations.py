@@ -90,15 +90,27 @@ def test_coupled_degrade_orders_blur_and_noise_on_average():
     'more noise' puts more noise in flat areas, the strongest anchor is worst on both, and the
     clean anchor is the least degraded. Averaged over 24 draws (a single draw may tie)."""
     hr = _edges_and_flat().expand(24, 3, 128, 128).contiguous()
-    lr = deg.coupled_degrade(hr, 4, torch.Generator().manual_seed(3))
-    assert lr.shape == (len(deg.COUPLED_NAMES), 24, 3, 32, 32)
+    lr, strengths = deg.coupled_degrade(hr, 4, torch.Generator().manual_seed(3))
+    assert lr.shape == (len(deg.COUPLED_NAMES), 24, 3, 32, 32) and strengths.shape == (len(deg.COUPLED_NAMES), 24, 2)
     origin, blurred, noisy, strongest, clean = lr
     assert _detail(blurred) < _detail(origin) < _detail(clean)
     assert _noise(clean) < _noise(origin) < _noise(noisy)
     assert _detail(strongest) < _detail(blurred)
     assert _noise(strongest) > _noise(origin)
-    again = deg.coupled_degrade(hr[:2], 4, torch.Generator().manual_seed(3))
-    assert torch.equal(again, lr[:, :2])
+    again, again_strengths = deg.coupled_degrade(hr[:2], 4, torch.Generator().manual_seed(3))
+    assert torch.equal(again, lr[:, :2]) and torch.equal(again_strengths, strengths[:, :2])
+
+
+def test_coupled_strengths_name_what_each_version_changed():
+    """The (blur, noise) the SR net is conditioned on in training: the anchors are exactly (1, 1)
+    and (0, 0); 'more blur' raises only blur, 'more noise' only noise."""
+    hr = _edges_and_flat().expand(16, 3, 128, 128).contiguous()
+    _, strengths = deg.coupled_degrade(hr, 4, torch.Generator().manual_seed(5))
+    origin, blurred, noisy, strongest, clean = strengths
+    assert torch.allclose(strongest, torch.ones_like(strongest)) and torch.equal(clean, torch.zeros_like(clean))
+    assert (blurred[:, 0] > origin[:, 0]).all() and torch.equal(blurred[:, 1], origin[:, 1])
+    assert (noisy[:, 1] > origin[:, 1]).all() and torch.equal(noisy[:, 0], origin[:, 0])
+    assert ((strengths >= 0) & (strengths <= 1)).all()
 
 
 def test_coupled_variants_change_only_their_own_axis():

@@ -464,12 +464,20 @@ def test_mmrealsr_recipe_starts_from_the_shared_trunk_and_logs_score_gaps(tmp_pa
     assert any("shared real-world trunk" in line for line in log_lines(out))
 
     model = mmrealsr.ARCH.build("lite")
-    losses = mmrealsr_recipe.coupled_losses(model, torch.rand(5, 2, 3, 8, 8), torch.rand(2, 3, 32, 32), "fp32")
+    strengths = torch.rand(5, 2, 2)
+    losses = mmrealsr_recipe.coupled_losses(model, torch.rand(5, 2, 3, 8, 8), strengths, torch.rand(2, 3, 32, 32),
+                                            "fp32")
     losses["l1"].backward(retain_graph=True)
     assert model.de_net.conv_first[0].weight.grad is None, "the SR loss must not reach DE-Net"
     assert model.am_list[0].fc[0].weight.grad.abs().sum() > 0
-    (losses["rank_blur"] + losses["rank_noise"] + losses["anchor"]).backward()
-    assert all(model.de_net.conv_first[i].weight.grad.abs().sum() > 0 for i in (0, 1))
+    for term in ("anchor", "strength"):  # the ranking hinges may be 0 on a random pair
+        model.zero_grad()
+        losses[term].backward(retain_graph=True)
+        assert all(model.de_net.conv_first[i].weight.grad.abs().sum() > 0 for i in (0, 1)), term
+    # the SR path is modulated by the versions' strengths: other strengths, another output
+    x = torch.rand(2, 3, 8, 8)
+    with torch.no_grad():
+        assert not torch.equal(model.upscale(x, strengths[0]), model.upscale(x, strengths[1]))
     with pytest.raises(ValueError, match="does not fit"):
         bad = tmp_path / "bad"
         bad.mkdir()

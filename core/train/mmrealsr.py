@@ -2,22 +2,24 @@
 
 Each HR patch yields five LR versions through the coupled synthesis of
 `core.degradations.coupled_degrade`: origin, more blur (same noise/JPEG), more noise and harsher
-JPEG (same blur), the strongest chain and the clean image. DE-Net scores every version; in the SR
-path the two anchors' scores are overwritten by 1 (strongest) and 0 (clean), so the modulated net
-learns the calibrated ends of each dial. Loss terms as in the official Net stage: L1 of all five
-SR outputs + 0.01 x margin ranking (blur: more-blur above origin; noise: more-noise above origin;
-margin 0.05) + MSE of the anchors' estimated scores to 0 and 1. The log carries the score gaps
-(`gap_blur`, `gap_noise`): the known failure is a gap stuck at zero, a score collapsed to a
-constant (official issue #17).
+JPEG (same blur), the strongest chain (score 1) and the clean image (score 0). DE-Net scores every
+version, with the official Net stage's terms: 0.01 x margin ranking (blur: more-blur above origin;
+noise: more-noise above origin; margin 0.05) + an anchor term (MSE of the anchors' scores to 1 and
+0). The SR net learns L1 on all five outputs. The log carries the score gaps (`gap_blur`,
+`gap_noise`): the known failure is a gap stuck at zero, a score collapsed to a constant (official
+issue #17).
 
 Deviations: plain GT instead of USM-sharpened GT (this is a PSNR-oriented model), no EMA and no
-pair queue; DE-Net reads each 32x32 LR patch, not a whole image. The estimated scores enter the SR
-path detached, so DE-Net learns only from the ranking and anchor terms: with the official
-coupling, the L1 gradient drove our lite DE-Net's noise sigmoid into saturation within 900 steps
-(noise gap 1e-18 from then on) and kept the anchors uncalibrated (strongest at 0.2-0.36). The
-anchor weight is 1e-3 (official 1e-4), a tenth of the ranking weight: at 0.01 the anchors (whose
-strongest image is both the blurriest and the noisiest) taught the noise score to read blur, and
-it ranked the noisier version *below* the origin in 3 of 4 patches.
+pair queue; DE-Net reads each 32x32 LR patch, not a whole image. And the dials are taught by what
+each version really is: in training the SR net is modulated by the chain's own (blur, noise)
+strengths (`core.degradations.chain_strengths`: kernel, noise and JPEG levels within the chain's
+ranges; the anchors are exactly 1 and 0 as in the paper), and DE-Net also regresses them (MSE,
+weight 0.01), detached from the SR loss. Measured on the paper's coupling (SR modulated by DE-Net's
+own scores) at our budget, the dials did not act: after 1,700 steps the blur dial moved the
+output's high-frequency energy by 3 % between 0 and 1, and the noise score *fell* as Gaussian noise
+rose (0.63 clean, 0.47 at noise 30); scores computed from the same 32x32 patch the SR net sees
+carry nothing it cannot find itself, so it learns to ignore them. With the L1 gradient through
+DE-Net, as in the paper, its noise sigmoid also saturated within 900 steps (noise gap 1e-18).
 
 `--init RUN_DIR` starts from the shared real-world trunk (`rrdbnet_<config>.safetensors`, see
 `core.train.realworld`), the modulations near identity and a fresh DE-Net, or continues a finished
@@ -37,19 +39,19 @@ from core.train.validation import ValidationSet, log_validation
 RANKING_WEIGHT = 0.01
 MARGIN = 0.05
 ANCHOR_WEIGHT = 1e-3
+STRENGTH_WEIGHT = 0.01
 ORIGIN, MORE_BLUR, MORE_NOISE, STRONGEST, CLEAN = range(len(deg.COUPLED_NAMES))
 BLUR, NOISE = arch.SCORES.index("blur"), arch.SCORES.index("noise")
 
 
-def coupled_losses(model: arch.MMRealSRNet, lr: torch.Tensor, hr: torch.Tensor, precision: str) -> dict:
-    """lr: 5 x B x 3 x h x w (the order of COUPLED_NAMES), hr: B x 3 x H x W."""
+def coupled_losses(model: arch.MMRealSRNet, lr: torch.Tensor, strengths: torch.Tensor, hr: torch.Tensor,
+                   precision: str) -> dict:
+    """lr: 5 x B x 3 x h x w and strengths: 5 x B x 2 (the order of COUPLED_NAMES), hr: B x 3 x H x W."""
     versions, batch = lr.shape[:2]
     flat = lr.flatten(0, 1)
     with mixed_precision(precision):
         scores = model.estimate(flat).float().view(versions, batch, 2)
-        anchored = torch.cat([scores[:STRONGEST].detach(), torch.ones_like(scores[STRONGEST:STRONGEST + 1]),
-                              torch.zeros_like(scores[CLEAN:CLEAN + 1])])
-        sr = model.upscale(flat, anchored.flatten(0, 1))
+        sr = model.upscale(flat, strengths.flatten(0, 1))
     losses = {"l1": F.l1_loss(sr.float(), hr.repeat(versions, 1, 1, 1))}
     below = -torch.ones(batch)
     losses["rank_blur"] = F.margin_ranking_loss(scores[ORIGIN, :, BLUR], scores[MORE_BLUR, :, BLUR], below, margin=MARGIN)
@@ -57,13 +59,15 @@ def coupled_losses(model: arch.MMRealSRNet, lr: torch.Tensor, hr: torch.Tensor, 
                                                  margin=MARGIN)
     losses["anchor"] = F.mse_loss(scores[CLEAN], torch.zeros_like(scores[CLEAN])) + \
         F.mse_loss(scores[STRONGEST], torch.ones_like(scores[STRONGEST]))
+    losses["strength"] = F.mse_loss(scores, strengths)
     losses["total"] = (losses["l1"] + RANKING_WEIGHT * (losses["rank_blur"] + losses["rank_noise"])
-                       + ANCHOR_WEIGHT * losses["anchor"])
+                       + ANCHOR_WEIGHT * losses["anchor"] + STRENGTH_WEIGHT * losses["strength"])
     scores = scores.detach()
     losses["gap_blur"] = (scores[MORE_BLUR, :, BLUR] - scores[ORIGIN, :, BLUR]).mean()
     losses["gap_noise"] = (scores[MORE_NOISE, :, NOISE] - scores[ORIGIN, :, NOISE]).mean()
     losses["clean"] = scores[CLEAN].mean()
     losses["strongest"] = scores[STRONGEST].mean()
+    losses["score_error"] = (scores - strengths).abs().mean()
     return losses
 
 
@@ -76,9 +80,9 @@ def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None 
     log_start(run, args, model, validation.bicubic, images=len(pool.images))
 
     def step() -> dict[str, torch.Tensor]:
-        lr, hr = next(batches)
+        (lr, strengths), hr = next(batches)
         model.train()
-        losses = coupled_losses(model, lr, hr, args.precision)
+        losses = coupled_losses(model, lr, strengths, hr, args.precision)
         losses["grad_norm"] = gradient_step(losses["total"], [optimizer], model.parameters(), args.clip_grad)
         return losses
 
