@@ -264,7 +264,7 @@ def test_engine_failure_leaves_the_document_untouched(app, qtbot):
     plugin, (action, _), panel = start_plugin(app, "http://127.0.0.1:9", "t")
     with qtbot.waitSignal(panel.job_finished, timeout=30000) as finished:
         panel.state.set_models([{"id": "bicubic", "title": "Bicubic", "scale": 4, "controls": [],
-                                 "adaptation": [], "weights": "bundled"}], "")
+                                 "adaptation": [], "weights": "bundled"}], {})
         action.trigger()
     assert finished.args == ["failed"]
     assert "not reachable" in panel.status_label.text()

@@ -192,7 +192,7 @@ def test_dials_come_from_the_model_controls(qtbot, tmp_path, panel):
                "scale": 4, "controls": [{"name": "amount", "label": "Amount", "min": 0, "max": 2,
                                          "default": 1.0}],
                "adaptation": [], "configs": [], "weights": "bundled"}
-    widget.state.set_models(MODELS + [sharpen], "cpu")
+    widget.state.set_models(MODELS + [sharpen], {"device": "cpu"})
     pick(widget, "bicubic")
     assert widget.dials_section.isHidden() and widget.dials_section.sliders == {}
     pick(widget, "sharpen")
@@ -423,7 +423,7 @@ def test_method_names_are_short_and_the_full_text_is_a_tooltip(panel):
     labels = [label.text() for label in widget.findChildren(QLabel)]
     assert not any("adapts to a sample" in text for text in labels)  # no repeated summary
     long = {**MODELS[0], "id": "user:a-community-checkpoint", "title": "a-community-checkpoint-x4-v2-final"}
-    widget.state.set_models(MODELS + [long], "cpu")
+    widget.state.set_models(MODELS + [long], {"device": "cpu"})
     pick(widget, "user:a-community-checkpoint")
     widget.resize(200, 400)
     widget.show()
