@@ -373,3 +373,88 @@ sys.exit(main([]))
     status = done.stdout.strip()
     assert status.startswith(f"The engine cannot start in {sys.executable} (")
     assert "numpy" in status and ("build.py run" in status or "-m plugin.standalone" in status)
+
+
+# ---------------------------------------------------------------- faces, with weights the tests make
+@pytest.fixture
+def face_models(tmp_path, monkeypatch):
+    """A models folder holding random-init MetaF2N lite weights (no trained ones exist yet)."""
+    from tests.test_face_paths import metaf2n_weights
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    monkeypatch.setenv("BLIND_UPSCALE_MODELS", str(folder))
+    metaf2n_weights(folder)
+    return folder
+
+
+def save_rgb(pixels: np.ndarray, path: Path) -> Path:
+    PILImage.fromarray((pixels * 255 + 0.5).astype(np.uint8)).save(path)
+    return path
+
+
+def recording_submits(engine, monkeypatch) -> list[dict]:
+    """The requests the panel hands the in-process engine, as it hands them."""
+    sent: list[dict] = []
+    submit = engine.submit
+
+    def record(image, request):
+        sent.append(dict(request))
+        return submit(image, request)
+
+    monkeypatch.setattr(engine, "submit", record)
+    return sent
+
+
+def test_a_selected_face_reaches_metaf2n_and_the_status_says_it_adapted(qtbot, tmp_path, engine, face_models,
+                                                                      monkeypatch):
+    from tests.test_face_paths import face_photo
+
+    window = open_editor(qtbot, tmp_path, engine, save_rgb(face_photo()[80:128, 128:176], tmp_path / "face.png"))
+    sent = recording_submits(engine, monkeypatch)
+    pick(window, "metaf2n")
+    window.panel.settings.set("auto_faces", False)
+    window.panel.selection_section.buttons["face"].setChecked(True)
+    drag_select(qtbot, window.canvas, (4.5, 4.5), (43.5, 43.5))
+    assert window.document.selection == Rect(4, 4, 40, 40)
+    with qtbot.waitSignal(window.panel.job_finished, timeout=120000) as finished:
+        window.upscale_action.trigger()
+    assert finished.args == ["done"], window.panel.status_label.text()
+    assert sent[-1]["faces"] == [[4, 4, 40, 40]] and "region" not in sent[-1]
+    status = window.panel.status_label.text()
+    assert "1 face box(es) given; adapted to 1 face(s)" in status, status
+    result = window.document.layers[-1]
+    assert (result.raw.width, result.raw.height) == (192, 192)  # the whole layer, not the face box
+
+
+def test_a_faceless_layer_falls_back_and_the_panel_says_so(qtbot, tmp_path, engine, face_models):
+    window = open_editor(qtbot, tmp_path, engine, make_png(tmp_path / "pattern.png"))
+    pick(window, "metaf2n")
+    faces = window.panel.faces_section.faces_list
+    qtbot.waitUntil(lambda: faces.count() == 1 and faces.item(0).text() == "No faces found.", timeout=30000)
+    with qtbot.waitSignal(window.panel.job_finished, timeout=120000) as finished:
+        window.upscale_action.trigger()
+    assert finished.args == ["done"], window.panel.status_label.text()
+    status = window.panel.status_label.text()
+    assert "0 face(s) found" in status and "upscaling with the unadapted weights" in status, status
+    assert len(window.document.layers) == 2
+
+
+def test_cancel_during_the_adaptation_step_leaves_nothing(qtbot, tmp_path, engine, face_models):
+    from tests.test_face_paths import face_photo
+
+    window = open_editor(qtbot, tmp_path, engine, save_rgb(face_photo()[60:220, 80:240], tmp_path / "face.png"))
+    pick(window, "metaf2n")
+    window.panel.settings.set("auto_faces", False)
+    window.panel.selection_section.buttons["face"].setChecked(True)
+    window.document.set_selection(Rect(10, 0, 140, 150))
+    seen: list[str] = []
+    window.panel.run_section.follower.progressed.connect(lambda status: seen.append(status.get("stage", "")))
+    with qtbot.waitSignal(window.panel.job_finished, timeout=120000) as finished:
+        window.upscale_action.trigger()
+        qtbot.waitUntil(lambda: any(s.startswith("Learning from 1 face(s)") for s in seen), timeout=60000)
+        window.panel.run_section.cancel_button.click()
+    assert finished.args == ["cancelled"]
+    assert not any("adapted to" in s or s.startswith("Upscal") for s in seen), seen  # stopped while adapting
+    assert len(window.document.layers) == 1 and window.undo_stack.count() == 0
+    assert "Cancelled" in window.panel.status_label.text()
