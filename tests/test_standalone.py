@@ -458,3 +458,33 @@ def test_cancel_during_the_adaptation_step_leaves_nothing(qtbot, tmp_path, engin
     assert not any("adapted to" in s or s.startswith("Upscal") for s in seen), seen  # stopped while adapting
     assert len(window.document.layers) == 1 and window.undo_stack.count() == 0
     assert "Cancelled" in window.panel.status_label.text()
+
+
+def test_restore_faces_after_any_method_once_a_restorer_is_installed(qtbot, tmp_path, engine, face_models):
+    from tests.test_face_paths import FACE_BOX, face_photo, restorer_weights
+
+    window = open_editor(qtbot, tmp_path, engine, save_rgb(face_photo(), tmp_path / "portrait.png"))
+    section = window.panel.face_restore_section
+    pick(window, "bicubic")
+    assert not section.restore_check.isEnabled() and "No face restorer is installed" in section.reason_label.text()
+    run_and_wait(qtbot, window)
+    first = window.document.layers[-1]
+    plain = first.raw
+    assert "restored" not in window.panel.status_label.text()
+
+    restorer_weights(face_models)  # random-init, visibly not the identity
+    with qtbot.waitSignal(window.panel.state.models_changed, timeout=60000):
+        window.panel.method_section.refresh_button.click()
+    assert section.restore_check.isEnabled() and section.reason_label.isHidden()
+    section.restore_check.setChecked(True)
+    assert window.document.active is window.document.layers[0]  # the source stays active after a run
+    run_and_wait(qtbot, window)
+    assert "; 1 face(s) restored." in window.panel.status_label.text()
+    (second,) = [layer for layer in window.document.layers[1:] if layer is not first]  # above the source
+    restored = second.raw
+    channels = plain.channels
+    before = np.frombuffer(plain.data, np.uint8).reshape(plain.height, plain.width, channels)
+    after = np.frombuffer(restored.data, np.uint8).reshape(restored.height, restored.width, channels)
+    changed = np.abs(after.astype(int) - before.astype(int)).max(axis=2) > 2
+    x, y, w, h = (4 * v for v in FACE_BOX)
+    assert changed[y + h // 2, x + w // 2] and not changed[:y - 60].any()  # the face, feathered in; not the frame
