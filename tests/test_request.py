@@ -56,6 +56,7 @@ def test_restore_faces_is_sent_with_any_method_only_when_the_restorer_is_install
 def test_engine_notes_are_what_follows_the_time():
     assert engine_notes("Done in 1.2 s; 0 face(s) found; upscaling with the unadapted weights") == (
         "0 face(s) found; upscaling with the unadapted weights")
+    assert engine_notes("Done in 0.3 s; Blur and noise estimated.") == "Blur and noise estimated"  # the panel ends it
     assert engine_notes("Done in 0.3 s") == "" and engine_notes("") == ""
 
 

@@ -111,7 +111,7 @@ def engine_notes(final_stage: str) -> str:
     with the unadapted weights" -> "0 face(s) found; upscaling ..."): the outcome of a method's
     global step and of the face restoration, which the panel's status repeats."""
     _, _, notes = final_stage.partition("; ")
-    return notes
+    return notes.rstrip(".")
 
 
 def result_area(state: RequestState) -> tuple[Rect, bytes | None]:
