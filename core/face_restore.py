@@ -40,10 +40,16 @@ class LowResRestorer(nn.Module):
         return self.restorer(up)
 
 
-def available() -> bool:
+def status() -> str:
+    """"bundled" | "user" | "missing": whether the "restore faces" option can run (the engine's
+    health answer carries it, so the panels grey the option when it cannot)."""
     from core.weights import weights_status
 
-    return weights_status(MODEL, ARCH_ID, CONFIG) != "missing"
+    return weights_status(MODEL, ARCH_ID, CONFIG)
+
+
+def available() -> bool:
+    return status() != "missing"
 
 
 def load() -> nn.Module:

@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from core import face_restore
 from core.engine import Box, Engine, UpscaleRequest
 from core.errors import BlindUpscaleError, InputError
 from core.image_io import DEFAULT_MAX_PIXELS
@@ -145,7 +146,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _health(self) -> dict:
         return {**self.server.info, "busy": self.server.jobs.busy(),
-                "max_pixels": self.server.max_pixels, "models_dir": str(models_dir())}
+                "max_pixels": self.server.max_pixels, "models_dir": str(models_dir()),
+                "face_restorer": face_restore.status()}
 
     def _analyse(self, query: dict) -> dict:
         remaining = self._content_length()

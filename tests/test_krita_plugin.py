@@ -259,12 +259,62 @@ def test_the_action_upscales_the_active_layer_without_a_dialog(app, engine_serve
     panel.settings.set("live_preview", False)
 
 
+def photo_document(app, rgb):
+    """A document whose one layer holds `rgb` (H×W×3 float 0..1), in Krita's BGRA."""
+    import numpy as np
+
+    height, width = rgb.shape[:2]
+    doc, layer = make_document(app, width, height)
+    rgba = np.concatenate([rgb, np.ones((height, width, 1), np.float32)], axis=2)
+    raw = RawImage(width, height, 4, "u8", (rgba * 255 + 0.5).astype(np.uint8).tobytes())
+    layer.setPixelData(pixels.raw_to_krita(raw, "RGBA", "U8"), 0, 0, width, height)
+    layer.writes.clear()
+    return doc, layer
+
+
+def test_faces_from_the_docker_restore_and_a_selected_face_adapts_metaf2n(app, engine_server, qtbot, tmp_path,
+                                                                         monkeypatch):
+    from tests.test_face_paths import face_photo, metaf2n_weights, restorer_weights
+
+    models = tmp_path / "models"
+    models.mkdir()
+    monkeypatch.setenv("BLIND_UPSCALE_MODELS", str(models))
+    restorer_weights(models)
+    metaf2n_weights(models)
+    doc, layer = photo_document(app, face_photo())
+    plugin, (action, _), panel = start_plugin(app, engine_server.url, "krita-test")
+    check = panel.face_restore_section.restore_check
+    qtbot.waitUntil(check.isEnabled, timeout=30000)  # the engine's health says a restorer is installed
+    check.setChecked(True)
+    with qtbot.waitSignal(panel.job_finished, timeout=120000) as finished:
+        action.trigger()
+    assert finished.args == ["done"], panel.status_label.text()
+    assert panel.status_label.text().endswith("; 1 face(s) restored.")
+    assert [n.name() for n in doc.rootNode().childNodes()] == ["Photo", "Blind Upscale ×4 (Bicubic)"]
+
+    check.setChecked(False)
+    small, _ = photo_document(app, face_photo()[80:128, 128:176])
+    chosen = krita.Selection()
+    chosen.select(4, 4, 40, 40, 255)
+    small.setSelection(chosen)
+    panel.settings.set("auto_faces", False)
+    combo = panel.method_section.model_combo
+    combo.setCurrentIndex(combo.findData("metaf2n"))
+    panel.selection_section.buttons["face"].setChecked(True)
+    with qtbot.waitSignal(panel.job_finished, timeout=120000) as finished:
+        action.trigger()
+    assert finished.args == ["done"], panel.status_label.text()
+    status = panel.status_label.text()
+    assert "1 face box(es) given (targets from the face restorer); adapted to 1 face(s)" in status, status
+    assert (small.width(), small.height()) == (192, 192)  # the whole layer, the selection only taught it
+
+
 def test_engine_failure_leaves_the_document_untouched(app, qtbot):
     doc, layer = make_document(app, 10, 6)
     plugin, (action, _), panel = start_plugin(app, "http://127.0.0.1:9", "t")
     with qtbot.waitSignal(panel.job_finished, timeout=30000) as finished:
         panel.state.set_models([{"id": "bicubic", "title": "Bicubic", "scale": 4, "controls": [],
-                                 "adaptation": [], "weights": "bundled"}], "")
+                                 "adaptation": [], "weights": "bundled"}], {})
         action.trigger()
     assert finished.args == ["failed"]
     assert "not reachable" in panel.status_label.text()

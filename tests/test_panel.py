@@ -192,7 +192,7 @@ def test_dials_come_from_the_model_controls(qtbot, tmp_path, panel):
                "scale": 4, "controls": [{"name": "amount", "label": "Amount", "min": 0, "max": 2,
                                          "default": 1.0}],
                "adaptation": [], "configs": [], "weights": "bundled"}
-    widget.state.set_models(MODELS + [sharpen], "cpu")
+    widget.state.set_models(MODELS + [sharpen], {"device": "cpu"})
     pick(widget, "bicubic")
     assert widget.dials_section.isHidden() and widget.dials_section.sliders == {}
     pick(widget, "sharpen")
@@ -423,7 +423,7 @@ def test_method_names_are_short_and_the_full_text_is_a_tooltip(panel):
     labels = [label.text() for label in widget.findChildren(QLabel)]
     assert not any("adapts to a sample" in text for text in labels)  # no repeated summary
     long = {**MODELS[0], "id": "user:a-community-checkpoint", "title": "a-community-checkpoint-x4-v2-final"}
-    widget.state.set_models(MODELS + [long], "cpu")
+    widget.state.set_models(MODELS + [long], {"device": "cpu"})
     pick(widget, "user:a-community-checkpoint")
     widget.resize(200, 400)
     widget.show()
@@ -660,3 +660,61 @@ def test_user_models_have_their_own_group_and_refresh_without_restart(qtbot, tmp
     widget.method_section.folder_button.click()
     qtbot.waitUntil(lambda: "models folder" in widget.status_label.text(), timeout=5000)
     assert str(tmp_path / "elsewhere" / "models") in widget.status_label.text()
+
+
+class RestorerClient(RecordingClient):
+    """An engine whose health says whether its face restorer is installed; a finished job's last
+    stage carries the engine's notes, as core.job_queue reports it."""
+
+    restorer: str | None = "missing"
+
+    def health(self):
+        health = super().health()
+        return health if self.restorer is None else {**health, "face_restorer": self.restorer}
+
+    def status(self, job_id):
+        status = super().status(job_id)
+        if status["state"] == "done":
+            status["stage"] = "Done in 0.1 s; 1 face(s) restored"
+        return status
+
+
+def test_restore_faces_is_offered_after_any_method_once_the_engine_has_a_restorer(qtbot, tmp_path):
+    client, settings = RestorerClient(), Settings(tmp_path / "settings.json")
+    settings.set("live_preview", False)
+    settings.set("restore_faces", True)  # chosen in an earlier session, with another engine
+    widget = Panel(GridHost(), client, settings)
+    qtbot.addWidget(widget)
+    with qtbot.waitSignal(widget.models_loaded, timeout=5000):
+        pass
+    section = widget.face_restore_section
+    assert not section.restore_check.isEnabled() and not section.restore_check.isChecked()
+    assert section.reason_label.text() == ("No face restorer is installed: put face_restorer_lite.safetensors "
+                                           "in the models folder, then Refresh.")
+    assert not section.reason_label.isHidden()
+    pick(widget, "bicubic")
+    assert run_and_wait(qtbot, widget) == "done"
+    assert "restore_faces" not in widget_request(widget)
+    assert settings.restore_faces is True  # greyed, not forgotten
+
+    client.restorer = "user"  # the user put the file in the models folder
+    with qtbot.waitSignal(widget.state.models_changed, timeout=5000):
+        widget.method_section.refresh_button.click()
+    assert section.restore_check.isEnabled() and section.restore_check.isChecked()
+    assert section.reason_label.isHidden()
+    for model in ("metaf2n", "cmdsr", "bicubic"):  # bicubic last: no face search is out when the test ends
+        pick(widget, model)
+        assert run_and_wait(qtbot, widget) == "done"
+        assert widget_request(widget)["restore_faces"] is True
+    assert widget.status_label.text().endswith("; 1 face(s) restored.")
+
+    section.restore_check.setChecked(False)
+    assert Settings(tmp_path / "settings.json").restore_faces is False  # saved at once
+    assert run_and_wait(qtbot, widget) == "done"
+    assert "restore_faces" not in widget_request(widget)
+
+    client.restorer = None  # an engine from before the option
+    with qtbot.waitSignal(widget.state.models_changed, timeout=5000):
+        widget.method_section.refresh_button.click()
+    assert not section.restore_check.isEnabled()
+    assert section.reason_label.text() == "This engine cannot restore faces; update it."

@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 from protocol.host import Rect, Selection
-from ui.request import RequestState, build_request, preview_request, result_area, selection_use
+from ui.request import (RequestState, build_request, engine_notes, preview_request, result_area,
+                        selection_use)
 
 BICUBIC = {"id": "bicubic", "controls": [], "adaptation": [], "configs": []}
 MMREALSR = {"id": "mmrealsr", "adaptation": [],
@@ -39,6 +40,24 @@ def test_only_a_config_with_weights_is_sent():
     assert build_request(state(MMREALSR, config="official"))["config"] == "official"
     assert "config" not in build_request(state(MMREALSR, config="big"))
     assert "config" not in build_request(state(MMREALSR))
+
+
+def test_restore_faces_is_sent_with_any_method_only_when_the_restorer_is_installed():
+    for model in (BICUBIC, MMREALSR, METAF2N):
+        assert build_request(state(model, restore_faces=True, face_restorer="bundled"))["restore_faces"] is True
+        assert build_request(state(model, restore_faces=True, face_restorer="user"))["restore_faces"] is True
+    for installed in ("missing", ""):  # greyed in the panel: the saved choice is not sent
+        assert "restore_faces" not in build_request(state(BICUBIC, restore_faces=True, face_restorer=installed))
+    assert "restore_faces" not in build_request(state(BICUBIC, face_restorer="bundled"))
+    crop = preview_request(state(BICUBIC, restore_faces=True, face_restorer="user"), Rect(0, 0, 40, 40))
+    assert crop["restore_faces"] is True  # the preview shows what a run would do
+
+
+def test_engine_notes_are_what_follows_the_time():
+    assert engine_notes("Done in 1.2 s; 0 face(s) found; upscaling with the unadapted weights") == (
+        "0 face(s) found; upscaling with the unadapted weights")
+    assert engine_notes("Done in 0.3 s; Blur and noise estimated.") == "Blur and noise estimated"  # the panel ends it
+    assert engine_notes("Done in 0.3 s") == "" and engine_notes("") == ""
 
 
 def test_the_selection_is_the_area_the_sample_or_ignored():

@@ -10,11 +10,13 @@ import time
 import numpy as np
 import pytest
 
+from core import face_restore
 from core.engine import Engine, UpscaleRequest
 from core.image_io import Image, from_raw, to_raw
 from core import server as server_module
 from core.server import EngineServer, _is_loopback, main
 from core.transfer import srgb_decode, srgb_encode
+from plugin.standalone.local_engine import LocalEngine
 from protocol.client import EngineClient
 from protocol.errors import EngineError
 from protocol.raw_image import RawImage
@@ -66,6 +68,12 @@ def raw_request(server, method, path, body=b"", headers=None, token=TOKEN):
 def test_health_and_models(client):
     health = client.health()
     assert health["busy"] is False and health["device"] in ("cpu", "cuda") and "version" in health
+    assert health["face_restorer"] == face_restore.status()  # the panels grey "Restore faces" by it
+    local = LocalEngine()
+    try:  # the standalone editor's in-process engine answers with the same keys
+        assert local.health().keys() == health.keys()
+    finally:
+        local.close()
     models = client.models()
     assert "bicubic" in [m["id"] for m in models]
     bicubic = next(m for m in models if m["id"] == "bicubic")

@@ -130,7 +130,8 @@ def test_select_upscale_undo(qtbot, editor, model_id):
     assert (result.x, result.y, result.pixel_size) == (8 * 4, 4 * 4, 1)
     assert (editor.document.width, editor.document.height) == (48 * 4, 40 * 4)
     assert editor.layers.count() == 2
-    assert "s." in editor.panel.status_label.text()  # "<model> on cpu: 0.3 s."
+    status = editor.panel.status_label.text()  # "<model> on cpu: 0.3 s." or "...: 0.8 s; <the engine's notes>."
+    assert " s." in status or " s; " in status, status
 
     out = editor.document.path.with_name("out.png")
     assert editor.save_file(out)
@@ -373,3 +374,128 @@ sys.exit(main([]))
     status = done.stdout.strip()
     assert status.startswith(f"The engine cannot start in {sys.executable} (")
     assert "numpy" in status and ("build.py run" in status or "-m plugin.standalone" in status)
+
+
+# ---------------------------------------------------------------- faces, with weights the tests make
+@pytest.fixture
+def face_models(tmp_path, monkeypatch):
+    """A models folder holding random-init MetaF2N lite weights (no trained ones exist yet)."""
+    from tests.test_face_paths import metaf2n_weights
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    monkeypatch.setenv("BLIND_UPSCALE_MODELS", str(folder))
+    metaf2n_weights(folder)
+    return folder
+
+
+def save_rgb(pixels: np.ndarray, path: Path) -> Path:
+    PILImage.fromarray((pixels * 255 + 0.5).astype(np.uint8)).save(path)
+    return path
+
+
+def recording_submits(engine, monkeypatch) -> list[dict]:
+    """The requests the panel hands the in-process engine, as it hands them."""
+    sent: list[dict] = []
+    submit = engine.submit
+
+    def record(image, request):
+        sent.append(dict(request))
+        return submit(image, request)
+
+    monkeypatch.setattr(engine, "submit", record)
+    return sent
+
+
+def faces_looked_for(qtbot, window) -> None:
+    """Wait until the panel has looked for faces in the document as it now is: a search still out
+    when the test closes the window would report to a deleted panel."""
+    section, host = window.panel.faces_section, window.panel.state.host
+    qtbot.waitUntil(lambda: section._revision == host.revision()
+                    and section.faces_list.item(0).text() != "Looking for faces…", timeout=30000)
+
+
+def test_a_selected_face_reaches_metaf2n_and_the_status_says_it_adapted(qtbot, tmp_path, engine, face_models,
+                                                                      monkeypatch):
+    from tests.test_face_paths import face_photo
+
+    window = open_editor(qtbot, tmp_path, engine, save_rgb(face_photo()[80:128, 128:176], tmp_path / "face.png"))
+    sent = recording_submits(engine, monkeypatch)
+    pick(window, "metaf2n")
+    window.panel.settings.set("auto_faces", False)
+    window.panel.selection_section.buttons["face"].setChecked(True)
+    drag_select(qtbot, window.canvas, (4.5, 4.5), (43.5, 43.5))
+    assert window.document.selection == Rect(4, 4, 40, 40)
+    with qtbot.waitSignal(window.panel.job_finished, timeout=120000) as finished:
+        window.upscale_action.trigger()
+    assert finished.args == ["done"], window.panel.status_label.text()
+    assert sent[-1]["faces"] == [[4, 4, 40, 40]] and "region" not in sent[-1]
+    status = window.panel.status_label.text()
+    assert "1 face box(es) given; adapted to 1 face(s)" in status, status
+    result = window.document.layers[-1]
+    assert (result.raw.width, result.raw.height) == (192, 192)  # the whole layer, not the face box
+    faces_looked_for(qtbot, window)
+
+
+def test_a_faceless_layer_falls_back_and_the_panel_says_so(qtbot, tmp_path, engine, face_models):
+    window = open_editor(qtbot, tmp_path, engine, make_png(tmp_path / "pattern.png"))
+    pick(window, "metaf2n")
+    faces = window.panel.faces_section.faces_list
+    qtbot.waitUntil(lambda: faces.count() == 1 and faces.item(0).text() == "No faces found.", timeout=30000)
+    with qtbot.waitSignal(window.panel.job_finished, timeout=120000) as finished:
+        window.upscale_action.trigger()
+    assert finished.args == ["done"], window.panel.status_label.text()
+    status = window.panel.status_label.text()
+    assert "0 face(s) found" in status and "upscaling with the unadapted weights" in status, status
+    assert len(window.document.layers) == 2
+    faces_looked_for(qtbot, window)
+
+
+def test_cancel_during_the_adaptation_step_leaves_nothing(qtbot, tmp_path, engine, face_models):
+    from tests.test_face_paths import face_photo
+
+    window = open_editor(qtbot, tmp_path, engine, save_rgb(face_photo()[60:220, 80:240], tmp_path / "face.png"))
+    pick(window, "metaf2n")
+    window.panel.settings.set("auto_faces", False)
+    window.panel.selection_section.buttons["face"].setChecked(True)
+    window.document.set_selection(Rect(10, 0, 140, 150))
+    seen: list[str] = []
+    window.panel.run_section.follower.progressed.connect(lambda status: seen.append(status.get("stage", "")))
+    with qtbot.waitSignal(window.panel.job_finished, timeout=120000) as finished:
+        window.upscale_action.trigger()
+        qtbot.waitUntil(lambda: any(s.startswith("Learning from 1 face(s)") for s in seen), timeout=60000)
+        window.panel.run_section.cancel_button.click()
+    assert finished.args == ["cancelled"]
+    assert not any("adapted to" in s or s.startswith("Upscal") for s in seen), seen  # stopped while adapting
+    assert len(window.document.layers) == 1 and window.undo_stack.count() == 0
+    assert "Cancelled" in window.panel.status_label.text()
+
+
+def test_restore_faces_after_any_method_once_a_restorer_is_installed(qtbot, tmp_path, engine, face_models):
+    from tests.test_face_paths import FACE_BOX, face_photo, restorer_weights
+
+    window = open_editor(qtbot, tmp_path, engine, save_rgb(face_photo(), tmp_path / "portrait.png"))
+    section = window.panel.face_restore_section
+    pick(window, "bicubic")
+    assert not section.restore_check.isEnabled() and "No face restorer is installed" in section.reason_label.text()
+    run_and_wait(qtbot, window)
+    first = window.document.layers[-1]
+    plain = first.raw
+    assert "restored" not in window.panel.status_label.text()
+
+    restorer_weights(face_models)  # random-init, visibly not the identity
+    with qtbot.waitSignal(window.panel.state.models_changed, timeout=60000):
+        window.panel.method_section.refresh_button.click()
+    assert section.restore_check.isEnabled() and section.reason_label.isHidden()
+    section.restore_check.setChecked(True)
+    assert window.document.active is window.document.layers[0]  # the source stays active after a run
+    run_and_wait(qtbot, window)
+    assert "; 1 face(s) restored." in window.panel.status_label.text()
+    (second,) = [layer for layer in window.document.layers[1:] if layer is not first]  # above the source
+    restored = second.raw
+    channels = plain.channels
+    before = np.frombuffer(plain.data, np.uint8).reshape(plain.height, plain.width, channels)
+    after = np.frombuffer(restored.data, np.uint8).reshape(restored.height, restored.width, channels)
+    changed = np.abs(after.astype(int) - before.astype(int)).max(axis=2) > 2
+    x, y, w, h = (4 * v for v in FACE_BOX)
+    assert changed[y + h // 2, x + w // 2] and not changed[:y - 60].any()  # the face, feathered in; not the frame

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from core import weights
+from core.errors import WeightsError
 from core.archs import cmdsr, kdsr
 from core.train import cmdsr as cmdsr_recipe
 from core.train import kdsr as kdsr_recipe
@@ -158,6 +159,40 @@ def test_export_bundles_weights_with_a_manifest_entry(tmp_path):
     assert manifest["cmdsr_lite.safetensors"]["sha256"] == weights.sha256_file(target)
     assert manifest["cmdsr_lite.safetensors"]["card"] == "cmdsr_lite.md"
     assert "other.safetensors" in manifest
+
+
+def test_export_bundles_a_face_restorer_with_its_card_and_the_engine_uses_it(tmp_path, monkeypatch):
+    from core import face_restore
+    from core.archs.face_restorer import ARCH as RESTORER
+    from core.engine import Engine, UpscaleRequest
+    from core.image_io import Image
+    from core.train.export import export
+    from tests.test_face_paths import face_photo
+
+    run = tmp_path / "train_runs" / "face_restorer_lite"  # what the recipe leaves at the end
+    restorer = RESTORER.build("lite")
+    with torch.no_grad():
+        restorer.conv_last.bias.fill_(0.3)  # a fresh restorer is the identity: make it visible
+    weights.save_state_dict(restorer.state_dict(), run / "face_restorer_lite.safetensors")
+    (run / "face_restorer_lite.md").write_text("# face restorer (lite)\n\nGain over bicubic: +0.50 dB\n")
+    bundle = tmp_path / "bundle"
+    target = export(run / "face_restorer_lite.safetensors", "face_restorer", "lite", bundle)
+    entry = json.loads((bundle / "manifest.json").read_text())["files"][target.name]
+    assert entry == {"sha256": weights.sha256_file(target), "model": "face_restorer", "config": "lite",
+                     "card": "face_restorer_lite.md"}
+    assert (bundle / entry["card"]).read_text() == (run / "face_restorer_lite.md").read_text()
+
+    monkeypatch.setattr(weights, "BUNDLED_DIR", bundle)
+    monkeypatch.setenv("BLIND_UPSCALE_MODELS", str(tmp_path / "empty-models"))
+    assert face_restore.status() == "bundled"
+    stages: list[str] = []
+    Engine().upscale(Image(face_photo()), UpscaleRequest(model="bicubic", restore_faces=True),
+                     lambda f, s: stages.append(s))
+    assert stages[-1].endswith("; 1 face(s) restored")
+    data = target.read_bytes()
+    target.write_bytes(data[:-8] + bytes(b ^ 0xFF for b in data[-8:]))  # a damaged bundle is refused, not used
+    with pytest.raises(WeightsError, match="damaged"):
+        Engine().upscale(Image(face_photo()), UpscaleRequest(model="bicubic", restore_faces=True))
 
 
 def test_export_refuses_weights_of_another_shape(tmp_path):

@@ -14,8 +14,8 @@ from protocol.host import Host
 from ui.preview import PreviewSection
 from ui.qt import QFrame, QScrollArea, Qt, QTimer, QVBoxLayout, QWidget, Signal
 from ui.run import RunSection
-from ui.sections import (AdvancedSection, Collapsible, DialsSection, EngineSection, MethodSection,
-                         SelectionSection)
+from ui.sections import (AdvancedSection, Collapsible, DialsSection, EngineSection, FaceRestoreSection,
+                         MethodSection, SelectionSection)
 from ui.settings import Settings
 from ui.state import PanelState
 
@@ -44,6 +44,7 @@ class Panel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         self.method_section = MethodSection(self.state)
+        self.face_restore_section = FaceRestoreSection(self.state)
         self.dials_section = DialsSection(self.state)
         self.selection_section = SelectionSection(self.state)
         self.faces_section = FacesSection(self.state)
@@ -62,8 +63,8 @@ class Panel(QWidget):
         content = QWidget()
         settings_layout = QVBoxLayout(content)
         settings_layout.setContentsMargins(0, 0, 0, 0)
-        for section in (self.method_section, self.dials_section, self.selection_section, self.faces_section,
-                        self.preview_fold, self.advanced_fold):
+        for section in (self.method_section, self.face_restore_section, self.dials_section, self.selection_section,
+                        self.faces_section, self.preview_fold, self.advanced_fold):
             settings_layout.addWidget(section)
         settings_layout.addStretch(1)
         self.scroll = QScrollArea()
@@ -161,7 +162,7 @@ class Panel(QWidget):
             return
         self.engine_setup.setVisible(False)
         models, health = result
-        self.state.set_models(models, str(health.get("device", "")))
+        self.state.set_models(models, health)
         self.show_status(f"Engine ready ({self.state.device_name or 'device unknown'}).")
         self.models_loaded.emit()
         self.schedule_preview()

@@ -31,6 +31,8 @@ class RequestState:
     auto_faces: bool = True
     faces: tuple[Box, ...] = ()          # faces the engine found in the layer
     faces_used: tuple[bool, ...] = ()    # which of them the user kept ticked
+    restore_faces: bool = False          # the "restore faces" option as saved
+    face_restorer: str = ""              # the engine's face restorer weights: bundled, user, missing ("": not said)
 
 
 def selection_use(model: dict | None, chosen: str) -> str:
@@ -39,6 +41,11 @@ def selection_use(model: dict | None, chosen: str) -> str:
     if needs and (model is None or needs not in model.get("adaptation", [])):
         return "area"
     return chosen
+
+
+def restorer_installed(status: str) -> bool:
+    """Whether the engine's face restorer can run (its weights status from `health()`)."""
+    return status in ("bundled", "user")
 
 
 def usable_configs(model: dict | None) -> list[dict]:
@@ -64,6 +71,8 @@ def build_request(state: RequestState) -> dict:
                      "tile": state.tile}
     if state.ensemble:
         request["ensemble"] = True
+    if state.restore_faces and restorer_installed(state.face_restorer):
+        request["restore_faces"] = True
     config = present_config(state.model, state.config)
     if config is not None:
         request["config"] = config
@@ -95,6 +104,14 @@ def _faces(state: RequestState, chosen: Rect | None):
 def result_layer_name(scale: int, model: dict) -> str:
     """The new layer's name, the same in every host: "Blind Upscale ×4 (KDSR)"."""
     return f"Blind Upscale ×{scale} ({model.get('family') or model['id']})"
+
+
+def engine_notes(final_stage: str) -> str:
+    """What the engine's last stage adds after its time ("Done in 1.2 s; 0 face(s) found; upscaling
+    with the unadapted weights" -> "0 face(s) found; upscaling ..."): the outcome of a method's
+    global step and of the face restoration, which the panel's status repeats."""
+    _, _, notes = final_stage.partition("; ")
+    return notes.rstrip(".")
 
 
 def result_area(state: RequestState) -> tuple[Rect, bytes | None]:

@@ -8,7 +8,7 @@ from ui.calls import plain_error
 from protocol.host import Rect
 from ui.job_follower import JobFollower
 from ui.qt import QHBoxLayout, QProgressBar, QPushButton, QVBoxLayout, QWidget, Signal
-from ui.request import build_request, result_area, result_layer_name
+from ui.request import build_request, engine_notes, result_area, result_layer_name
 from ui.state import PanelState
 
 STATE_WORDS = {"queued": "Waiting for the engine", "running": "Working"}
@@ -104,7 +104,9 @@ class RunSection(QWidget):
         self.progress.setValue(int(1000 * float(status.get("progress") or 0.0)))
 
     def _on_ended(self, outcome: str, result, message: str) -> None:
+        notes = ""
         if outcome == "done":
+            notes = engine_notes(message)
             outcome, message = self._apply(result)
         self.cancel_button.setEnabled(False)
         state = self.state
@@ -112,7 +114,8 @@ class RunSection(QWidget):
             self.progress.setValue(1000)
             self.progress.setFormat("Done")
             device = self._request["device"] if self._request["device"] != "auto" else (state.device_name or "auto")
-            state.show_status(f"{self._title()} on {device}: {time.monotonic() - self._started:.1f} s.")
+            state.show_status(f"{self._title()} on {device}: {time.monotonic() - self._started:.1f} s"
+                              + (f"; {notes}" if notes else "") + ".")
         elif outcome == "cancelled":
             self.progress.setValue(0)
             self.progress.setFormat("Cancelled")

@@ -14,7 +14,8 @@ from ui.qt import (QCheckBox, QComboBox, QDesktopServices, QFormLayout, QGroupBo
                    QLineEdit, QPushButton, QRadioButton, QSlider, QStandardItemModel, QStyle,
                    QStyleOptionComboBox, QStylePainter, Qt, QToolButton, QUrl, QVBoxLayout, QWidget,
                    is_deleted)
-from ui.request import SELECTION_USE_NEEDS, config_name, present_config, selection_use, usable_configs
+from ui.request import (SELECTION_USE_NEEDS, config_name, present_config, restorer_installed, selection_use,
+                        usable_configs)
 from ui.settings import BY_NAME, TILE_SIZES
 from ui.state import PanelState
 
@@ -195,19 +196,22 @@ class MethodSection(QWidget):
         self._show_model()
 
     def refresh_models(self) -> None:
-        """Ask the engine for its models again: files added to the models folder appear."""
+        """Ask the engine for its models again: files added to the models folder appear (the
+        face restorer's too, which its health answer reports)."""
         client = self.state.client
         if client is None:
             return
-        self.state.calls.start(client.models, lambda models, error: self._on_refreshed(client, models, error))
+        self.state.calls.start(lambda: (client.models(), client.health()),
+                               lambda result, error: self._on_refreshed(client, result, error))
 
-    def _on_refreshed(self, client, models, error) -> None:
+    def _on_refreshed(self, client, result, error) -> None:
         if client is not self.state.client:
             return
         if error is not None:
             self.state.show_error(plain_error(error))
             return
-        self.state.set_models(models, self.state.device_name)
+        models, health = result
+        self.state.set_models(models, health)
         own = [m for m in models if m["id"].startswith(USER_PREFIX)]
         usable = sum(m.get("weights") in RUNNABLE for m in own)
         self.state.show_status(f"Models listed again: {usable} of your own models usable"
@@ -468,6 +472,49 @@ class SelectionSection(QGroupBox):
         said = [f"{who} {'use' if many else 'uses'} the selection as {what}" if i == 0 else f"{who} as {what}"
                 for i, (who, what, many) in enumerate(parts)]
         return f"{' and '.join(said)}; {short_title(model)} does not."
+
+
+class FaceRestoreSection(QWidget):
+    """"Restore faces", offered after any method: greyed, with one line saying why, while the
+    engine has no face restorer (its `health()` "face_restorer"); the saved choice comes back
+    once one is installed."""
+
+    def __init__(self, state: PanelState, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.state = state
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.restore_check = QCheckBox(_label("restore_faces"))
+        bind(state.settings, "restore_faces", self.restore_check)
+        layout.addWidget(self.restore_check)
+        self.reason_label = QLabel()
+        self.reason_label.setWordWrap(True)
+        layout.addWidget(self.reason_label)
+        state.models_changed.connect(self._enable)
+        state.settings.changed.connect(self._on_setting_changed)
+        self._enable()
+
+    def _on_setting_changed(self, name: str) -> None:
+        if name == "restore_faces" and not is_deleted(self.restore_check):
+            self._enable()
+
+    def _enable(self) -> None:
+        installed = restorer_installed(self.state.face_restorer)
+        self.restore_check.setEnabled(installed)
+        with SignalBlocker(self.restore_check):
+            self.restore_check.setChecked(installed and self.state.settings.restore_faces)
+        self.reason_label.setText(self.reason())
+        self.reason_label.setVisible(bool(self.reason_label.text()))
+
+    def reason(self) -> str:
+        """Why the option is greyed ("" when it is offered, or while no engine has answered)."""
+        status = self.state.face_restorer
+        if restorer_installed(status) or not self.state.models:
+            return ""
+        if status == "missing":
+            return ("No face restorer is installed: put face_restorer_lite.safetensors in the models "
+                    "folder, then Refresh.")
+        return "This engine cannot restore faces; update it."
 
 
 class EngineSection(QWidget):

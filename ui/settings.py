@@ -50,6 +50,9 @@ SETTINGS = (
                 "face": "Upscale the whole layer; the selection is a face the method learns from. "
                         "Methods that learn from faces: MetaF2N."}),
     Setting("auto_faces", True, "Detect faces automatically"),
+    Setting("restore_faces", False, "Restore faces",
+            "After the method, restore the faces found with the face restorer and blend them back in, "
+            "with any method"),
     Setting("live_preview", True, "Live preview"),
     Setting("engine_mode", "managed", "Engine",
             choices={"managed": "Local (started by the plug-in)", "remote": "Remote (URL and token)"}),

@@ -26,6 +26,7 @@ class PanelState(QObject):
         self.calls = Calls(self)
         self.models: list[dict] = []
         self.device_name = ""
+        self.face_restorer = ""  # the engine's face restorer weights status ("": not said)
         self.faces: list[Face] = []
         self.faces_used: list[bool] = []
         self.running = False
@@ -42,10 +43,13 @@ class PanelState(QObject):
 
     def set_client(self, client) -> None:
         self.client = client
-        self.set_models([], "")
+        self.set_models([], {})
 
-    def set_models(self, models: list[dict], device_name: str) -> None:
-        self.models, self.device_name = models, device_name
+    def set_models(self, models: list[dict], health: dict) -> None:
+        """The engine's methods and what its `health()` says about the device and the face restorer."""
+        self.models = models
+        self.device_name = str(health.get("device", ""))
+        self.face_restorer = str(health.get("face_restorer", ""))
         self.models_changed.emit()
 
     def set_faces(self, faces: list[Face]) -> None:
@@ -74,4 +78,5 @@ class PanelState(QObject):
             scale=s.scale, device=s.device, tile=s.tile, ensemble=s.ensemble,
             config=s.configs.get(s.model), dials=dict(s.dials), selection=self.host.selection(),
             selection_use=s.selection_use, auto_faces=s.auto_faces,
-            faces=tuple(face[:4] for face in self.faces), faces_used=tuple(self.faces_used))
+            faces=tuple(face[:4] for face in self.faces), faces_used=tuple(self.faces_used),
+            restore_faces=s.restore_faces, face_restorer=self.face_restorer)

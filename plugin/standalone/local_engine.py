@@ -27,12 +27,14 @@ class LocalEngine:
         self.jobs = JobQueue(engine)
 
     def health(self) -> dict:
+        from core import face_restore
         from core.image_io import DEFAULT_MAX_PIXELS
         from core.runtimes import select_device
         from core.weights import models_dir
 
         return {"version": VERSION, "device": _call(select_device, "auto"), "busy": self.jobs.busy(),
-                "max_pixels": DEFAULT_MAX_PIXELS, "models_dir": str(models_dir())}
+                "max_pixels": DEFAULT_MAX_PIXELS, "models_dir": str(models_dir()),
+                "face_restorer": _call(face_restore.status)}
 
     def models(self) -> list[dict]:
         from core.registry import list_models
