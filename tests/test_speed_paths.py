@@ -146,3 +146,16 @@ def test_previews_of_one_layer_share_its_global_step(monkeypatch):
     changed = Image(gradient_pixels(48, 40, 3)[::-1].copy(), 8)
     engine.upscale(changed, UpscaleRequest(model="kdsr", region=(0, 8, 16, 16)))  # other pixels
     assert len(steps) == 4  # the fresh engine's, the other request's, the other pixels'
+
+
+def test_architecture_signatures_are_kept_for_the_next_process(tmp_path, monkeypatch):
+    """Recognising a user's checkpoint compares it with every configuration; building them all
+    was most of a command's model load, so the next process reads them."""
+    monkeypatch.setenv("BLIND_UPSCALE_MODELS", str(tmp_path))
+    weights.signature.cache_clear()
+    built = weights.signature("kdsr", "lite")
+    assert len(list((tmp_path / "cache").glob("signatures-*/kdsr-lite.json"))) == 1
+    weights.signature.cache_clear()  # as in a new process
+    monkeypatch.setattr(weights, "get_arch", lambda arch_id: pytest.fail(f"{arch_id} was built again"))
+    assert weights.signature("kdsr", "lite") == built
+    weights.signature.cache_clear()
