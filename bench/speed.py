@@ -20,8 +20,9 @@ peers through ncnn) and scored with PSNR-Y against the photos; the change is aga
 `--store` writes, for each bundled model, the path with the least network time (prepare + tiles)
 whose mean PSNR-Y stays within 0.05 dB of torch fp32 and whose network runs at least 1.3× faster
 than torch fp32's (else torch fp32 itself) into resources/weights/manifest.json under this CPU's
-class: that is what `--backend auto --precision auto` runs (core/runtimes.py, `choose_runtime`). int8 graphs are made first from the bundled samples, as a fresh install makes
-them (core/quantize.py), so the graph measured is the one every host then runs.
+class: that is what `--backend auto --precision auto` runs (core/runtimes.py, `choose_runtime`).
+int8 graphs are made first from the bundled samples, as a fresh install makes them
+(core/quantize.py), so the graph measured is the one every host then runs.
 """
 from __future__ import annotations
 
