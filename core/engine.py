@@ -9,10 +9,13 @@ present, a classical estimate otherwise) and finds faces (core.faces when it is 
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import time
 import warnings
-from dataclasses import asdict, dataclass, fields
+import weakref
+from dataclasses import asdict, dataclass, fields, replace
 from collections.abc import Callable
 
 import numpy as np
@@ -159,6 +162,7 @@ class Engine:
         self._max_cached = max_cached_models
         self._lock = threading.Lock()
         self._face_restorer = None
+        self._prepared: tuple | None = None  # the last global step: (upscaler ref, key, context, outcome)
 
     # ------------------------------------------------------------ models
     def load(self, model: str, config: str | None = None, device: str = "auto",
@@ -215,7 +219,7 @@ class Engine:
         # The global step (degradation estimate, support set, faces) sees the whole image, in image
         # coordinates, so a selection limits only what is upscaled, not what the model learns from.
         whole = to_rgb(image.pixels)
-        context, outcome = _prepare(upscaler, whole, request, report, is_cancelled)
+        context, outcome = self._prepare_once(upscaler, whole, request, report, is_cancelled)
         color = whole if request.region is None else _crop(whole, request.region)
         del whole
         clock.lap("prepare")
@@ -247,6 +251,23 @@ class Engine:
         clock.lap("blend")
         report(1.0, f"Done in {clock.total():.1f} s" + "".join(f"; {n}" for n in notes))
         return Image(result, image.bit_depth, image.icc, image.exif)
+
+    def _prepare_once(self, upscaler, whole: np.ndarray, request: UpscaleRequest, report: Progress,
+                      is_cancelled: Callable[[], bool]) -> tuple[object, str]:
+        """The model's global step, or the last one's result when the same loaded model prepared
+        the same pixels for the same request apart from the region and the tiling: the panel's
+        live preview moving over a layer (and the run after it) does not estimate the whole layer
+        again for each crop. Only the last step is kept, so a step that changes its model's state
+        is never reused after another one."""
+        key = (hashlib.blake2b(np.ascontiguousarray(whole).data, digest_size=16).digest(),
+               json.dumps(replace(request, region=None, tile=0, overlap=0).to_dict(), sort_keys=True))
+        last = self._prepared
+        if last is not None and last[0]() is upscaler and last[1] == key:
+            report(_PREPARE[1], last[3] or "Analysing the image")
+            return last[2], last[3]
+        context, outcome = _prepare(upscaler, whole, request, report, is_cancelled)
+        self._prepared = (weakref.ref(upscaler), key, context, outcome)
+        return context, outcome
 
     def _source_pixels(self, image: Image, request: UpscaleRequest) -> np.ndarray:
         """The pixels to upscale (the region, or all), once every box and the result size are

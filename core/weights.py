@@ -167,11 +167,34 @@ def load_strict(module: torch.nn.Module, state: dict, key_map=None, name: str = 
 
 
 @cache
+def _archs_digest() -> str:
+    """A digest of the architecture code: stored signatures of other code are never read."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).resolve().parent.joinpath("archs").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@cache
 def signature(arch_id: str, config: str) -> dict:
-    """key -> shape of an arch configuration, built on the meta device (no memory, no init)."""
+    """key -> shape of an arch configuration, built on the meta device (no memory, no init) and
+    kept in the models folder's cache: recognising a user's checkpoint compares it with every
+    configuration, and building them all took 2-9 s of every command's model load."""
+    stored = models_dir() / "cache" / f"signatures-{_archs_digest()}" / f"{arch_id}-{config}.json"
+    try:
+        return {k: tuple(v) for k, v in json.loads(stored.read_text(encoding="utf-8")).items()}
+    except (OSError, ValueError, AttributeError):  # not stored yet (or damaged): build it
+        pass
     with meta_device():
         module = get_arch(arch_id).build(config)
-    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    shapes = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    try:
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(stored) as tmp:
+            tmp.write_text(json.dumps(shapes), encoding="utf-8")
+    except OSError:  # a read-only models folder: built again by the next process
+        pass
+    return shapes
 
 
 def detect(state: dict, name: str = "the weights") -> tuple[str, str]:

