@@ -40,8 +40,8 @@ def test_models_list_their_configurations_and_missing_weights(models_dir):
     for model_id in ("mmrealsr", "ccl"):
         spec = get_model(model_id)
         assert [c.id for c in spec.configs] == [f"{model_id}:official", f"{model_id}:lite"]
-        assert all(c.weights == "missing" for c in spec.configs)
-        assert spec.configs[0].params > 10_000_000
+        assert spec.configs[0].weights == "missing" and spec.configs[0].params > 10_000_000
+    assert get_model("mmrealsr").configs[1].weights == "bundled"  # resources/weights/mmrealsr_lite.*
     assert [c.name for c in get_model("mmrealsr").controls] == ["blur", "noise"]
 
 
