@@ -135,7 +135,7 @@ def test_missing_weights_are_listed_and_refused(engine, monkeypatch):
 def test_missing_weights_message_names_the_file(engine, monkeypatch, tmp_path):
     monkeypatch.setenv("BLIND_UPSCALE_MODELS", str(tmp_path))
     with pytest.raises(WeightsError, match="MMRealSRGAN.pth") as error:
-        engine.upscale(Image(_scene(8, 8)), UpscaleRequest(model="mmrealsr"))
+        engine.upscale(Image(_scene(8, 8)), UpscaleRequest(model="mmrealsr", config="official"))
     assert str(tmp_path) in str(error.value)
 
 

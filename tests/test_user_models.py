@@ -67,7 +67,7 @@ def folder(tmp_path_factory):
               str(folder / "unrelated.safetensors"))
     gray = Compact(num_in_ch=1, num_out_ch=1, num_feat=8, num_conv=2, upscale=2)
     save_file(gray.state_dict(), str(folder / "gray.safetensors"))
-    weights.save_state_dict(build("mmrealsr", "lite").state_dict(), folder / "mine.safetensors")
+    weights.save_state_dict(build("ccl", "lite").state_dict(), folder / "mine.safetensors")
     # RRDBNet is shared with community ESRGANs: listed as a user model unless the project wrote it
     weights.save_state_dict(build("rrdbnet", "lite").state_dict(), folder / "esrgan-lite.safetensors")
     weights.save_state_dict(build("rrdbnet", "lite").state_dict(), folder / "realesrgan_lite.safetensors")
@@ -112,11 +112,11 @@ def test_the_listing_shows_each_file_with_what_spandrel_found_or_why_not(folder)
     assert "gray.safetensors takes 1-channel images" in reasons["gray"]
     assert not marker.exists(), "the pickle's payload ran"
 
-    # our own detection keeps priority: the MM-RealSR checkpoint belongs to mmrealsr
+    # our own detection keeps priority: the CCL checkpoint belongs to ccl
     assert "user:mine" not in listed
     assert "user:esrgan-lite" in listed and "user:realesrgan_lite" not in listed
     assert all("\n" not in m.get("reason", "") for m in listed.values())
-    assert {c["id"]: c["weights"] for c in listed["mmrealsr"]["configs"]}["mmrealsr:lite"] == "user"
+    assert {c["id"]: c["weights"] for c in listed["ccl"]["configs"]}["ccl:lite"] == "user"
 
 
 
