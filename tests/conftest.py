@@ -3,6 +3,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -40,3 +42,12 @@ def wait_for_job(client, job_id, seconds: float = 30.0) -> dict:
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} still {status['state']} after {seconds} s")
         time.sleep(0.02)
+
+
+@pytest.fixture
+def models(tmp_path, monkeypatch):
+    """An empty models folder of the test's own, as $BLIND_UPSCALE_MODELS."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    monkeypatch.setenv("BLIND_UPSCALE_MODELS", str(folder))
+    return folder

@@ -38,14 +38,6 @@ def faceless(h=64, w=64) -> np.ndarray:
     return np.stack([xx, yy, 0.5 * (xx + yy)], axis=2).astype(np.float32)
 
 
-@pytest.fixture
-def models(tmp_path, monkeypatch):
-    folder = tmp_path / "models"
-    folder.mkdir()
-    monkeypatch.setenv("BLIND_UPSCALE_MODELS", str(folder))
-    return folder
-
-
 def metaf2n_weights(models):
     torch.manual_seed(0)
     save_state_dict(metaf2n_arch.ARCH.build("lite").state_dict(), models / "metaf2n_lite.safetensors")

@@ -18,14 +18,6 @@ from core.weights import save_state_dict
 from tests.test_train import StoppingPool, log_lines, synthetic_photos
 
 
-@pytest.fixture
-def models(tmp_path, monkeypatch):
-    folder = tmp_path / "models"
-    folder.mkdir()
-    monkeypatch.setenv("BLIND_UPSCALE_MODELS", str(folder))
-    return folder
-
-
 def face_files(folder, count=4):
     """Small JPEG 'faces' (the recipes read UTKFace's JPEGs from disk)."""
     folder.mkdir()
