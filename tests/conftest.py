@@ -44,6 +44,18 @@ def wait_for_job(client, job_id, seconds: float = 30.0) -> dict:
         time.sleep(0.02)
 
 
+def community_checkpoint(path: Path) -> Path:
+    """A community checkpoint (spandrel's Compact x4, random weights) saved as safetensors at `path`."""
+    from safetensors.torch import save_file
+    from spandrel.architectures.Compact import Compact
+
+    torch.manual_seed(0)
+    net = Compact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=4)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(net.state_dict(), path)
+    return path
+
+
 @pytest.fixture
 def models(tmp_path, monkeypatch):
     """An empty models folder of the test's own, as $BLIND_UPSCALE_MODELS."""

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
+from conftest import community_checkpoint
 from plugin.packaging import build_packages
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,19 +40,6 @@ def require_krita() -> None:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-
-
-def stage_user_model(folder: Path) -> Path:
-    """A community checkpoint (spandrel's Compact x4, random weights) outside the models folder."""
-    import torch
-    from safetensors.torch import save_file
-    from spandrel.architectures.Compact import Compact
-
-    torch.manual_seed(0)
-    net = Compact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=4)
-    folder.mkdir()
-    save_file(net.state_dict(), folder / "compact4.safetensors")
-    return folder / "compact4.safetensors"
 
 
 def make_image(path: Path, width: int, height: int, seed: int) -> np.ndarray:
@@ -105,7 +93,7 @@ def test_packaged_plugin_in_real_krita(profile, tmp_path):
     make_image(work / "user.png", 20, 12, seed=3)
     models = tmp_path / "models"
     models.mkdir()
-    staged = stage_user_model(tmp_path / "staged")
+    staged = community_checkpoint(tmp_path / "staged" / "compact4.safetensors")
     env = {**env, "BLIND_UPSCALE_TEST_DIR": str(work), "BLIND_UPSCALE_SETTINGS": str(tmp_path / "settings.json"),
            "BLIND_UPSCALE_MODELS": str(models), "BLIND_UPSCALE_TEST_USER_MODEL": str(staged)}
 

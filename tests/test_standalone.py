@@ -24,7 +24,7 @@ from protocol.errors import EngineError
 from protocol.host import Rect
 from ui.qt import QApplication, QFileDialog, QMessageBox, QPoint, QPointF, QRectF, Qt, QTimer
 from ui.settings import Settings
-from conftest import wait_for_job
+from conftest import community_checkpoint, wait_for_job
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -147,6 +147,33 @@ def test_select_upscale_undo(qtbot, editor, model_id):
     assert editor.document.layers[0].pixel_size == 1
     editor.redo_action.trigger()
     assert editor.document.layers[-1] is result
+
+
+def test_a_community_model_dropped_into_the_models_folder_upscales_after_a_refresh(qtbot, tmp_path, models, engine):
+    """No code change and no restart: the file appears under "Your own models" after Refresh,
+    and the new layer is that checkpoint's own output (spandrel's net run directly)."""
+    import spandrel
+    import torch
+
+    image = make_png(tmp_path / "in.png")
+    window = open_editor(qtbot, tmp_path, engine, image)
+    combo = window.panel.method_section.model_combo
+    assert combo.findData("user:compact4") < 0
+    checkpoint = community_checkpoint(models / "compact4.safetensors")
+    with qtbot.waitSignal(window.panel.state.models_changed, timeout=60000):
+        window.panel.method_section.refresh_button.click()
+    assert combo.findText("Your own models") < combo.findData("user:compact4")
+    pick(window, "user:compact4")
+    run_and_wait(qtbot, window)
+    result = window.document.layers[-1].raw
+    assert (result.width, result.height, result.channels) == (192, 160, 3)
+    got = np.frombuffer(result.data, np.uint8).reshape(160, 192, 3)
+
+    net = spandrel.ModelLoader().load_from_file(str(checkpoint)).model.eval()
+    pixels = torch.from_numpy(np.asarray(PILImage.open(image), np.float32) / 255).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        expected = net(pixels)[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255
+    assert np.abs(got.astype(float) - expected).max() <= 1.01
 
 
 def test_cancel_leaves_nothing(qtbot, editor, engine):
