@@ -465,6 +465,42 @@ def test_realworld_recipe_trains_the_trunk_on_the_second_order_chain_and_resumes
     module.load_state_dict(load_file(out / "rrdbnet_lite.safetensors"))
 
 
+def test_resume_files_carry_a_run_to_another_machine(tmp_path):
+    """pack -> unpack gives back the checkpoint (Adam moments to bfloat16 precision, the rest
+    exactly) from safetensors and JSON, and `--resume` continues from it; `--init` also takes a weights file."""
+    from core.archs import rrdbnet
+    from core.train import realworld as realworld_recipe
+    from core.train.resume_files import pack, unpack
+
+    first, moved, carried = tmp_path / "run", tmp_path / "moved", tmp_path / "carried"
+    start = rrdbnet.ARCH.build("lite")
+    save_file(start.state_dict(), tmp_path / "start.safetensors")
+    common = ["realworld", "--batch", "2", "--patch", "8", "--val-steps", "100", "--log-every", "1",
+              "--precision", "fp32", "--loader-workers", "0"]
+    pool, val = PhotoPool(synthetic_photos(), min_size=32), validation(["realworld"])
+    realworld_recipe.train(parse_args(common + ["--out", str(first), "--steps", "2",
+                                                "--init", str(tmp_path / "start.safetensors")]), pool, val)
+    assert any(f"initialised from {tmp_path / 'start.safetensors'}" in line for line in log_lines(first))
+    assert sorted(p.name for p in pack(first, carried)) == ["resume.json", "resume.safetensors"]
+    stored = load_file(carried / "resume.safetensors")
+    assert {t.dtype for k, t in stored.items() if k.endswith(("exp_avg", "exp_avg_sq"))} == {torch.bfloat16}
+    unpack(carried, moved)
+
+    original, restored = (torch.load(d / "checkpoint.pt", weights_only=True) for d in (first, moved))
+    assert restored["step"] == original["step"] == 2 and restored["numpy_rng"] == original["numpy_rng"]
+    assert torch.equal(restored["torch_generator"], original["torch_generator"])
+    for key, value in original["state"]["model"].items():
+        assert torch.equal(restored["state"]["model"][key], value)
+    adam, adam_back = original["state"]["optimizer"], restored["state"]["optimizer"]
+    assert adam_back["param_groups"] == adam["param_groups"]
+    for index, moments in adam["state"].items():
+        for name in ("exp_avg", "exp_avg_sq"):
+            assert adam_back["state"][index][name].dtype == torch.float32
+            torch.testing.assert_close(adam_back["state"][index][name], moments[name], rtol=1e-2, atol=1e-12)
+    realworld_recipe.train(parse_args(common + ["--out", str(moved), "--steps", "4", "--resume"]), pool, val)
+    assert [line.split(" |")[0] for line in log_lines(moved) if "| train |" in line] == ["step 3", "step 4"]
+
+
 def test_realworld_pairs_are_reproducible_per_seed_and_first_step():
     from core.train.data import RealWorldPairs
 

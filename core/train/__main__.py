@@ -28,7 +28,8 @@ def parse_args(argv=None):
     parser.add_argument("--out", type=Path, help="run folder (default: train_runs/<recipe>_<config>)")
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     parser.add_argument("--init", type=Path,
-                        help="start from a finished run folder's weights (a warm restart with a new budget)")
+                        help="start from a finished run folder's weights (a warm restart with a new budget); "
+                             "realworld: also a weights file, e.g. the models folder's realesrgan_official.safetensors")
     parser.add_argument("--new-encoders", action="store_true",
                         help="with --init: keep the run's SR net, train new encoders (KDSR: all phases; CMDSR: a new ConditionNet)")
     parser.add_argument("--seed", type=int, default=0)

@@ -30,8 +30,10 @@ ARCH_ID = "rrdbnet"
 def train(args, pool: PhotoPool | None = None, validation: ValidationSet | None = None):
     run, model, optimizer, resumed = start_one_net(args, arch.ARCH.build)
     if not resumed and args.init is not None:
-        model.load_state_dict(load_file(str(args.init / f"{ARCH_ID}_{args.config}.safetensors")))
-        run.log(f"initialised from {args.init}")
+        # a finished run's folder, or a weights file (the official configuration: Real-ESRGAN x4plus)
+        source = args.init if args.init.is_file() else args.init / f"{ARCH_ID}_{args.config}.safetensors"
+        model.load_state_dict(load_file(str(source)))
+        run.log(f"initialised from {source}")
     pool, validation, batches = trunk_data(run, args, pool, validation)
     log_start(run, args, model, validation.bicubic, images=len(pool.images))
     return train_loop(run, args, lambda: l1_step(model, next(batches), optimizer, args), [optimizer],
