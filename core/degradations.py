@@ -284,7 +284,7 @@ class StagePlan:
     resize: float       # stage 1: factor of the input size; stage 2: of the final LR size
     resize_mode: str
     noise: NoisePlan
-    jpeg_quality: int
+    jpeg_quality: int | None    # None: no JPEG (see `without_jpeg`)
 
 
 @dataclass
@@ -387,23 +387,28 @@ def _blur(image: torch.Tensor, kernel: KernelPlan | None) -> torch.Tensor:
     return image if kernel is None else blur(image, kernel.kernel()[None])
 
 
+def _jpeg(image: torch.Tensor, quality: int | None) -> torch.Tensor:
+    image = image.clamp(0, 1)
+    return image if quality is None else jpeg(image, np.array([quality]))
+
+
 def apply_chain(hr: torch.Tensor, plan: ChainPlan, scale: int, generator: torch.Generator) -> torch.Tensor:
     """1 x 3 x H x W HR -> 1 x 3 x H/scale x W/scale LR, 8-bit; `generator` draws the noise."""
     h, w = hr.shape[-2:]
     x = _blur(hr, plan.first.kernel)
     x = _resize(x, (max(int(h * plan.first.resize), 1), max(int(w * plan.first.resize), 1)),
                 plan.first.resize_mode)
-    x = jpeg(_apply_noise(x, plan.first.noise, generator).clamp(0, 1), np.array([plan.first.jpeg_quality]))
+    x = _jpeg(_apply_noise(x, plan.first.noise, generator), plan.first.jpeg_quality)
     x = _blur(x, plan.second.kernel)
     factor = plan.second.resize
     x = _resize(x, (max(int(h / scale * factor), 1), max(int(w / scale * factor), 1)), plan.second.resize_mode)
     x = _apply_noise(x, plan.second.noise, generator)
     target = (h // scale, w // scale)
-    quality = np.array([plan.second.jpeg_quality])
+    quality = plan.second.jpeg_quality
     if plan.resize_before_jpeg:
-        x = jpeg(_blur(_resize(x, target, plan.final_mode), plan.final_sinc).clamp(0, 1), quality)
+        x = _jpeg(_blur(_resize(x, target, plan.final_mode), plan.final_sinc), quality)
     else:
-        x = _blur(_resize(jpeg(x.clamp(0, 1), quality), target, plan.final_mode), plan.final_sinc)
+        x = _blur(_resize(_jpeg(x, quality), target, plan.final_mode), plan.final_sinc)
     return quantize(x)
 
 
@@ -462,14 +467,15 @@ def more_blur(plan: ChainPlan, generator: torch.Generator, first: StageSettings 
 
 def more_noise(plan: ChainPlan, generator: torch.Generator) -> ChainPlan:
     """Stronger noise in one stage (the first or the second, at even odds), in the other too one
-    time in five, and both JPEG qualities 5..60 lower (not below 30); blur and resizes unchanged."""
+    time in five, and both JPEG qualities 5..60 lower (not below 30; a chain without JPEG stays
+    without); blur and resizes unchanged."""
     in_first = _chance(0.5, generator)
     both = _chance(0.2, generator)
     stages = {}
     for name, chosen in (("first", in_first), ("second", not in_first)):
         stage = getattr(plan, name)
         noise = _noisier(stage.noise, generator) if chosen or both else stage.noise
-        quality = max(30, stage.jpeg_quality - int(_draw(5, 60, generator)))
+        quality = None if stage.jpeg_quality is None else max(30, stage.jpeg_quality - int(_draw(5, 60, generator)))
         stages[name] = replace(stage, noise=noise, jpeg_quality=quality)
     return replace(plan, **stages)
 
@@ -501,8 +507,9 @@ def _noise_levels(stage: StagePlan, settings: StageSettings) -> tuple[float, flo
     """The stage's noise and JPEG levels, 0 (weakest of the stage's range) .. 1 (strongest)."""
     low, high = settings.gaussian_sigma if stage.noise.gaussian else settings.poisson_scale
     worst, best = settings.jpeg_range
+    quality = best if stage.jpeg_quality is None else stage.jpeg_quality
     return (min(max((stage.noise.level - low) / (high - low), 0.0), 1.0),
-            min(max((best - stage.jpeg_quality) / (best - worst), 0.0), 1.0))
+            min(max((best - quality) / (best - worst), 0.0), 1.0))
 
 
 def chain_strengths(plan: ChainPlan, first: StageSettings = FIRST_STAGE,
@@ -515,6 +522,17 @@ def chain_strengths(plan: ChainPlan, first: StageSettings = FIRST_STAGE,
     return blur, noise
 
 
+def without_jpeg(plan: ChainPlan) -> ChainPlan:
+    """The same chain with neither JPEG step: sensor noise as a raw or PNG photo keeps it."""
+    return replace(plan, first=replace(plan.first, jpeg_quality=None),
+                   second=replace(plan.second, jpeg_quality=None))
+
+
+NO_JPEG_SHARE = 0.25
+"""Of MM-RealSR's coupled draws, the share whose chain has no JPEG. The second-order chain always
+ends in JPEG, so a DE-Net trained on it alone read noise through JPEG's traces and scored plain
+white noise *lower* as it rose (bench/dials.py: 0.68 clean, 0.04 at sigma 30)."""
+
 COUPLED_NAMES = ("origin", "more_blur", "more_noise", "strongest", "clean")
 """The order of `coupled_degrade`'s five LR versions; the last two are the anchors (scores 1, 0)."""
 
@@ -522,12 +540,15 @@ COUPLED_NAMES = ("origin", "more_blur", "more_noise", "strongest", "clean")
 def coupled_degrade(hr: torch.Tensor, scale: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """B x 3 x H x W HR -> (5 x B x 3 x H/scale x W/scale LR, 5 x B x 2 (blur, noise) strengths
     of `chain_strengths`), in the order of `COUPLED_NAMES`; the clean anchor is the HR downscaled
-    bilinearly, 8-bit, strengths (0, 0)."""
+    bilinearly, 8-bit, strengths (0, 0). `NO_JPEG_SHARE` of the draws are chains without JPEG
+    (all their versions but the strongest anchor)."""
     versions: list[list[torch.Tensor]] = [[] for _ in COUPLED_NAMES]
     strengths = torch.zeros(len(COUPLED_NAMES), hr.shape[0], 2)
     for index, image in enumerate(hr):
         x = image[None]
         plan = sample_chain(generator)
+        if _chance(NO_JPEG_SHARE, generator):
+            plan = without_jpeg(plan)
         plans = (plan, more_blur(plan, generator), more_noise(plan, generator), strongest(plan))
         for version, (out, variant) in enumerate(zip(versions, plans)):
             out.append(apply_chain(x, variant, scale, generator))

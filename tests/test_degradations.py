@@ -1,6 +1,7 @@
 """Classic and Real-ESRGAN-style degradations: kernels, shapes, ranges, seeded reproducibility."""
 import math
 
+import pytest
 import torch
 
 from core import degradations as deg
@@ -99,6 +100,24 @@ def test_coupled_degrade_orders_blur_and_noise_on_average():
     assert _noise(strongest) > _noise(origin)
     again, again_strengths = deg.coupled_degrade(hr[:2], 4, torch.Generator().manual_seed(3))
     assert torch.equal(again, lr[:, :2]) and torch.equal(again_strengths, strengths[:, :2])
+
+
+def test_a_chain_without_jpeg_keeps_its_noise_and_scores_only_the_noise():
+    """A quarter of MM-RealSR's draws have no JPEG, so DE-Net learns plain sensor noise too: the
+    noise strength then counts the noise levels alone, and more noise still raises it."""
+    generator = torch.Generator().manual_seed(11)
+    plan = deg.sample_chain(generator)
+    plain = deg.without_jpeg(plan)
+    levels = [deg._noise_levels(stage, settings)[0]
+              for stage, settings in ((plan.first, deg.FIRST_STAGE), (plan.second, deg.SECOND_STAGE))]
+    assert deg.chain_strengths(plain) == (deg.chain_strengths(plan)[0], pytest.approx(sum(levels) / 4))
+    noisier = deg.more_noise(plain, generator)
+    assert noisier.first.jpeg_quality is None and noisier.second.jpeg_quality is None
+    assert deg.chain_strengths(noisier)[1] > deg.chain_strengths(plain)[1]
+    hr = _edges_and_flat()
+    lr = deg.apply_chain(hr, plain, 4, torch.Generator().manual_seed(1))
+    assert lr.shape == (1, 3, 32, 32)
+    assert not torch.equal(lr, deg.apply_chain(hr, plan, 4, torch.Generator().manual_seed(1)))
 
 
 def test_coupled_strengths_name_what_each_version_changed():

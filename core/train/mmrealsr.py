@@ -2,7 +2,8 @@
 
 Each HR patch yields five LR versions through the coupled synthesis of
 `core.degradations.coupled_degrade`: origin, more blur (same noise/JPEG), more noise and harsher
-JPEG (same blur), the strongest chain (score 1) and the clean image (score 0). DE-Net scores every
+JPEG (same blur), the strongest chain (score 1) and the clean image (score 0); a quarter of the
+draws have no JPEG (`core.degradations.NO_JPEG_SHARE`), so plain sensor noise is seen too. DE-Net scores every
 version, with the official Net stage's terms: 0.01 x margin ranking (blur: more-blur above origin;
 noise: more-noise above origin; margin 0.05) + an anchor term (MSE of the anchors' scores to 1 and
 0). The SR net learns L1 on all five outputs. The log carries the score gaps (`gap_blur`,
