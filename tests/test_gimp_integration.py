@@ -26,6 +26,7 @@ from plugin.engine_process import EngineProcess
 from plugin.packaging import build_gimp_folder
 from protocol.client import EngineClient, run_job
 from protocol.raw_image import RawImage
+from tests.test_face_paths import FACE_BOX, face_photo, restorer_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROOT = Path(os.environ.get("BLIND_UPSCALE_GIMP_CHROOT", "/var/cache/blind-upscale/trixie-gimp"))
@@ -51,9 +52,9 @@ def pattern(height: int, width: int, channels: int, seed: int) -> np.ndarray:
     return np.clip(pixels, 0.0, 1.0).astype(np.float32)
 
 
-def start_cli(source: Path, target: Path, model: str) -> tuple[subprocess.Popen, Path]:
+def start_cli(source: Path, target: Path, model: str, *options: str) -> tuple[subprocess.Popen, Path]:
     """`python -m core upscale` started; `finish_cli` collects it (they run beside the engine's start)."""
-    command = [sys.executable, "-m", "core", "upscale", str(source), str(target), "--model", model]
+    command = [sys.executable, "-m", "core", "upscale", str(source), str(target), "--model", model, *options]
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), target
 
 
@@ -159,10 +160,15 @@ def gimp(tmp_path_factory):
     host_dir = tmp_path_factory.mktemp("gimp")
     began = time.monotonic()
     engine = EngineProcess(sys.executable, str(ROOT))
-    with ChrootSession() as chroot:
+    models = host_dir / "models"  # the engine's and the CLI's: a face restorer (random weights) in it
+    models.mkdir()
+    restorer_weights(models)
+    with ChrootSession() as chroot, pytest.MonkeyPatch.context() as env:
+        env.setenv("BLIND_UPSCALE_MODELS", str(models))
         work = chroot.work
         inputs = {"rgba": (pattern(32, 40, 4, 1), 8), "rgb": (pattern(24, 32, 3, 2), 8),
-                  "gray16": (pattern(32, 40, 1, 3), 16), "big": (pattern(96, 96, 3, 4), 8)}
+                  "gray16": (pattern(32, 40, 1, 3), 16), "big": (pattern(96, 96, 3, 4), 8),
+                  "face": (face_photo(), 8)}
         for name, (pixels, depth) in inputs.items():
             save_image(Image(pixels, depth), work / f"{name}.png")
         x, y, w, h = SELECTED
@@ -170,7 +176,10 @@ def gimp(tmp_path_factory):
         cli = {"rgba_bicubic": start_cli(work / "rgba.png", host_dir / "rgba_bicubic.png", "bicubic"),
                "rgb_kdsr": start_cli(work / "rgb.png", host_dir / "rgb_kdsr.png", "kdsr"),
                "gray16_bicubic": start_cli(work / "gray16.png", host_dir / "gray16.png", "bicubic"),
-               "area": start_cli(host_dir / "crop.png", host_dir / "area.png", "bicubic")}
+               "area": start_cli(host_dir / "crop.png", host_dir / "area.png", "bicubic"),
+               "face_plain": start_cli(work / "face.png", host_dir / "face_plain.png", "bicubic"),
+               "face_restored": start_cli(work / "face.png", host_dir / "face_restored.png", "bicubic",
+                                          "--restore-faces")}
         config = work / "config"
         plugins = config / "GIMP" / "3.0" / "plug-ins"
         template = CHROOT / PROFILE_TEMPLATE.lstrip("/")
@@ -205,6 +214,7 @@ def gimp(tmp_path_factory):
                 case("support", "rgba", {"model": "bicubic", "selection-role": "support"}, "R'G'B'A u8",
                      select=["rectangle", *SELECTED]),
                 case("unknown_model", "rgba", {"model": "nonesuch"}, "R'G'B'A u8"),
+                case("face_restored", "face", {"model": "bicubic", "restore-faces": True}, "R'G'B' u8"),
                 case("killed", "big", {"model": "kdsr", "tile": 16}, "R'G'B' u8"),  # must stay last
             ]
             results_file = work / "results.json"
@@ -316,6 +326,18 @@ def test_support_role_with_a_model_that_cannot_adapt_falls_back_to_the_area(gimp
     record = results["support"]
     check_success(record, results["_log"])
     assert record["layers"][0]["size"] == [SELECTED[2] * 4, SELECTED[3] * 4]
+
+
+def test_restore_faces_pastes_the_restored_face_back_as_the_cli_does(gimp):
+    results, expected, _ = gimp
+    record = results["face_restored"]
+    check_success(record, results["_log"])
+    got = layer_pixels(record, np.uint8, 3).astype(int)
+    restored, plain = (np.round(expected[name].pixels * 255).astype(int) for name in ("face_restored", "face_plain"))
+    assert got.shape == restored.shape == (1280, 1280, 3)
+    assert np.abs(got - restored).max() <= 1
+    x, y, w, h = (4 * v for v in FACE_BOX)
+    assert np.abs(got - plain)[y:y + h, x:x + w].mean() > 5  # the face was restored, not left as bicubic
 
 
 def test_unknown_model_is_one_clear_error_and_changes_nothing(gimp):

@@ -48,6 +48,16 @@ def restorer_installed(status: str) -> bool:
     return status in ("bundled", "user")
 
 
+def restorer_missing(status: str) -> str:
+    """Why "restore faces" cannot run on an engine whose face restorer status is `status` ("" when it can)."""
+    if restorer_installed(status):
+        return ""
+    if status == "missing":
+        return ("No face restorer is installed: put face_restorer_lite.safetensors in the models "
+                "folder, then Refresh.")
+    return "This engine cannot restore faces; update it."
+
+
 def usable_configs(model: dict | None) -> list[dict]:
     """The method's configurations whose weights are present."""
     return [c for c in (model or {}).get("configs", []) if c.get("weights") in ("bundled", "user")]

@@ -14,8 +14,8 @@ from ui.qt import (QCheckBox, QComboBox, QDesktopServices, QFormLayout, QGroupBo
                    QLineEdit, QPushButton, QRadioButton, QSlider, QStandardItemModel, QStyle,
                    QStyleOptionComboBox, QStylePainter, Qt, QToolButton, QUrl, QVBoxLayout, QWidget,
                    is_deleted)
-from ui.request import (SELECTION_USE_NEEDS, config_name, present_config, restorer_installed, selection_use,
-                        usable_configs)
+from ui.request import (SELECTION_USE_NEEDS, config_name, present_config, restorer_installed, restorer_missing,
+                        selection_use, usable_configs)
 from ui.settings import BY_NAME, TILE_SIZES
 from ui.state import PanelState
 
@@ -508,13 +508,9 @@ class FaceRestoreSection(QWidget):
 
     def reason(self) -> str:
         """Why the option is greyed ("" when it is offered, or while no engine has answered)."""
-        status = self.state.face_restorer
-        if restorer_installed(status) or not self.state.models:
+        if not self.state.models:
             return ""
-        if status == "missing":
-            return ("No face restorer is installed: put face_restorer_lite.safetensors in the models "
-                    "folder, then Refresh.")
-        return "This engine cannot restore faces; update it."
+        return restorer_missing(self.state.face_restorer)
 
 
 class EngineSection(QWidget):

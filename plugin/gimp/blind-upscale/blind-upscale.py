@@ -45,13 +45,13 @@ from protocol.errors import EngineError, JobCancelled  # noqa: E402
 from protocol.host import Rect, Selection  # noqa: E402
 from protocol.raw_image import LinearRawImage, RawImage  # noqa: E402
 from protocol.settings_file import read_settings  # noqa: E402
-from ui.request import (RequestState, build_request, preview_crop, preview_request, result_area,  # noqa: E402
-                        result_layer_name, selection_use)
+from ui.request import (RequestState, build_request, preview_crop, preview_request, restorer_missing,  # noqa: E402
+                        result_area, result_layer_name, selection_use)
 
 PROCEDURE = "plug-in-blind-upscale"
 PREVIEW_SIDE, PREVIEW_ZOOM = 40, 4  # the preview's crop in layer pixels, shown this many times larger
 DISPLAY_FORMAT = "R'G'B'A u8"  # what the preview reads and shows, whatever the layer's precision
-ARGUMENTS = ("model", "scale", "selection-role", "blur", "noise", "tile")  # the fields of Options, in order
+ARGUMENTS = ("model", "scale", "selection-role", "blur", "noise", "tile", "restore-faces")  # Options' fields, in order
 REMOTE_TIMEOUT = 180.0  # seconds for one request to a remote engine
 SELECTION_ROLES = (
     ("area", "Area to upscale", "Upscale only the selection's bounding box"),
@@ -80,6 +80,7 @@ class Options:
     blur: float = -1.0
     noise: float = -1.0
     tile: int = 256
+    restore_faces: bool = False
 
     @classmethod
     def from_config(cls, config) -> Options:
@@ -88,7 +89,7 @@ class Options:
     def store(self, config) -> None:
         """Into the procedure's config, so GIMP remembers the dialog's choices for the next run."""
         for name, value in zip(ARGUMENTS, (self.model, self.scale, self.selection_role, self.blur,
-                                           self.noise, self.tile)):
+                                           self.noise, self.tile, self.restore_faces)):
             config.set_property(name, value)
 
 
@@ -219,13 +220,16 @@ def add_result(image, drawable, fmt: PixelFormat, result: RawImage, source: Rect
     return layer
 
 
-def request_state(image, drawable, options: Options, model: dict, settings: dict) -> RequestState:
-    """The panel's request state (ui/request.py) for this layer, selection and options."""
+def request_state(image, drawable, options: Options, model: dict, settings: dict,
+                  face_restorer: str = "") -> RequestState:
+    """The panel's request state (ui/request.py) for this layer, selection and options;
+    `face_restorer`: the engine's face restorer status (its health)."""
     dials = {name: (None if value < 0 else value) for name, value in (("blur", options.blur), ("noise", options.noise))}
     return RequestState(model=model, layer_size=(drawable.get_width(), drawable.get_height()),
                         scale=options.scale, device=str(settings.get("device", "auto")), tile=options.tile,
                         config=(settings.get("configs") or {}).get(model["id"]), dials=dials,
-                        selection=layer_selection(image, drawable), selection_use=options.selection_role)
+                        selection=layer_selection(image, drawable), selection_use=options.selection_role,
+                        restore_faces=options.restore_faces, face_restorer=face_restorer)
 
 
 def upscale(image, drawable, options: Options, client, settings: dict, progress=None, cancelled=None) -> str:
@@ -233,7 +237,12 @@ def upscale(image, drawable, options: Options, client, settings: dict, progress=
     `cancelled()` said so) or UnsupportedLayer before the image is changed."""
     fmt = PixelFormat.of(image, drawable)
     model = chosen_model(client.models(), options.model, settings)
-    state = request_state(image, drawable, options, model, settings)
+    face_restorer = ""
+    if options.restore_faces:
+        face_restorer = str(client.health().get("face_restorer", ""))
+        if restorer_missing(face_restorer):
+            raise EngineError(restorer_missing(face_restorer))
+    state = request_state(image, drawable, options, model, settings, face_restorer)
     request = build_request(state)
     source, _ = result_area(state)
     pixels = read_pixels(drawable, fmt, Rect(0, 0, *state.layer_size))
@@ -299,8 +308,16 @@ class UpscaleDialog:
             self.role.append(nick, label)
         self.role.set_active_id(options.selection_role)
         self.role_help = Gtk.Label(wrap=True, xalign=0, max_width_chars=48)
+        # offered after any method once the engine has a face restorer; greyed with the reason otherwise
+        self.face_restorer = str(client.health().get("face_restorer", ""))
+        self.restore = Gtk.CheckButton(label="Restore faces after upscaling")
+        self.restore.set_active(options.restore_faces and not restorer_missing(self.face_restorer))
+        self.restore.set_sensitive(not restorer_missing(self.face_restorer))
+        self.restore_help = Gtk.Label(label=restorer_missing(self.face_restorer), wrap=True, xalign=0,
+                                      max_width_chars=48)
         rows = [("Method", self.model), ("", self.summary), ("Scale", self.scale),
-                ("Tile size (0 = whole)", self.tile), ("Use the selection as", self.role), ("", self.role_help)]
+                ("Tile size (0 = whole)", self.tile), ("Use the selection as", self.role), ("", self.role_help),
+                ("Faces", self.restore), ("", self.restore_help)]
         self.dials = {}
         for name, value in (("blur", options.blur), ("noise", options.noise)):
             slider = Gtk.Scale.new_with_range(Gtk.Orientation.HORIZONTAL, 0.0, 1.0, 0.01)
@@ -356,7 +373,7 @@ class UpscaleDialog:
         dials = {name: (-1.0 if auto.get_active() else slider.get_value())
                  for name, (_label, _box, slider, auto) in self.dials.items()}
         return Options(self.model.get_active_id(), int(self.scale.get_value()), self.role.get_active_id(),
-                       dials["blur"], dials["noise"], int(self.tile.get_value()))
+                       dials["blur"], dials["noise"], int(self.tile.get_value()), self.restore.get_active())
 
     def preview(self) -> None:
         """The current choices' result on a crop (around the selection's centre when it is the
@@ -364,7 +381,7 @@ class UpscaleDialog:
         options = self.options()
         try:
             model = self._current_model()
-            state = request_state(self.image, self.drawable, options, model, self.settings)
+            state = request_state(self.image, self.drawable, options, model, self.settings, self.face_restorer)
             bounds = state.selection.bounds if state.selection is not None else None
             if bounds is not None and selection_use(model, options.selection_role) == "area":
                 centre = (bounds.x + bounds.width // 2, bounds.y + bounds.height // 2)
@@ -493,6 +510,10 @@ class BlindUpscale(Gimp.PlugIn):
                                       -1.0, 1.0, -1.0, read_write)
         procedure.add_int_argument("tile", "_Tile", "Tile size in pixels (0 = the whole image at once)",
                                    0, 8192, 256, read_write)
+        procedure.add_boolean_argument("restore-faces", "Restore _faces",
+                                       "Restore the faces found with the engine's face restorer and paste them "
+                                       "back over the result (needs its weights in the models folder)",
+                                       False, read_write)
         return procedure
 
 
