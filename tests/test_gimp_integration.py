@@ -254,37 +254,35 @@ def check_success(record: dict, log: str) -> None:
     assert record["status"] == "success", (record, log)
 
 
-def test_whole_layer_bicubic_matches_the_cli_and_keeps_alpha(gimp):
+def layer_and_cli(gimp, case: str, dtype, channels: int, cli: str | None = None, full: int = 255):
+    """The record of a successful `case`, its new layer's pixels and the CLI's output for the
+    same input (`cli`, default the case's name), both as integers of `full` levels."""
     results, expected, _ = gimp
-    record = results["rgba_bicubic"]
+    record = results[case]
     check_success(record, results["_log"])
+    got = layer_pixels(record, dtype, channels).astype(int)
+    return record, got, np.round(expected[cli or case].pixels * full).astype(int)
+
+
+def test_whole_layer_bicubic_matches_the_cli_and_keeps_alpha(gimp):
+    record, got, want = layer_and_cli(gimp, "rgba_bicubic", np.uint8, 4)
     assert record["image_size"] == [160, 128]
     top, source = record["layers"]
     assert top["name"] == "Blind Upscale ×4 (Bicubic)" and top["size"] == [160, 128] and top["offsets"] == [0, 0]
     assert source["size"] == [160, 128]  # the image was enlarged, the user's layer kept below
-    got = layer_pixels(record, np.uint8, 4).astype(int)
-    want = np.round(expected["rgba_bicubic"].pixels * 255).astype(int)
     assert np.abs(got - want).max() <= 1
 
 
 def test_kdsr_in_gimp_matches_the_cli(gimp):
-    results, expected, _ = gimp
-    record = results["rgb_kdsr"]
-    check_success(record, results["_log"])
+    record, got, want = layer_and_cli(gimp, "rgb_kdsr", np.uint8, 3)  # no alpha added to an RGB layer
     assert record["layers"][0]["name"] == "Blind Upscale ×4 (KDSR)"
-    got = layer_pixels(record, np.uint8, 3).astype(int)  # no alpha added to an RGB layer
-    want = np.round(expected["rgb_kdsr"].pixels * 255).astype(int)
     assert got.shape == want.shape == (96, 128, 3)
     assert np.abs(got - want).max() <= 1
 
 
 def test_gray_16_bit_stays_gray_16_bit(gimp):
-    results, expected, _ = gimp
-    record = results["gray16_bicubic"]
-    check_success(record, results["_log"])
+    record, got, want = layer_and_cli(gimp, "gray16_bicubic", np.uint16, 1, full=65535)
     assert record["precision"].startswith("u16")
-    got = layer_pixels(record, np.uint16, 1).astype(int)
-    want = np.round(expected["gray16_bicubic"].pixels * 65535).astype(int)
     assert np.abs(got - want).max() <= 2
 
 
@@ -299,15 +297,11 @@ def test_linear_float_image_comes_back_in_float(gimp):
 
 
 def test_area_selection_upscales_its_box_at_four_times_its_offset(gimp):
-    results, expected, _ = gimp
-    record = results["area"]
-    check_success(record, results["_log"])
+    record, got, want = layer_and_cli(gimp, "area", np.uint8, 4)
     x, y, w, h = SELECTED
     top = record["layers"][0]
     assert record["image_size"] == [160, 128]
     assert top["size"] == [w * 4, h * 4] and top["offsets"] == [x * 4, y * 4] and not top["has_mask"]
-    got = layer_pixels(record, np.uint8, 4).astype(int)
-    want = np.round(expected["area"].pixels * 255).astype(int)
     assert np.abs(got - want).max() <= 1
 
 
@@ -329,11 +323,8 @@ def test_support_role_with_a_model_that_cannot_adapt_falls_back_to_the_area(gimp
 
 
 def test_restore_faces_pastes_the_restored_face_back_as_the_cli_does(gimp):
-    results, expected, _ = gimp
-    record = results["face_restored"]
-    check_success(record, results["_log"])
-    got = layer_pixels(record, np.uint8, 3).astype(int)
-    restored, plain = (np.round(expected[name].pixels * 255).astype(int) for name in ("face_restored", "face_plain"))
+    _, got, restored = layer_and_cli(gimp, "face_restored", np.uint8, 3)
+    plain = np.round(gimp[1]["face_plain"].pixels * 255).astype(int)
     assert got.shape == restored.shape == (1280, 1280, 3)
     assert np.abs(got - restored).max() <= 1
     x, y, w, h = (4 * v for v in FACE_BOX)
