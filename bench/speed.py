@@ -194,15 +194,18 @@ def ncnn_upscale(package: str, stem: str, lr: Path, out: Path, threads: int) -> 
 
 
 def has_bf16(backend: str) -> bool:
-    """Whether bf16 computes in bf16 here: OpenVINO says so itself; torch's oneDNN has native bf16
-    kernels only with AVX-512 bf16 (elsewhere it emulates them, 8× slower than fp32 for kdsr)."""
+    """Whether a bf16 path is measured here: only on the "avx512_bf16" CPU class. The choice is
+    stored per class, so a bf16 choice measured on any other class would reach CPUs of that class
+    that emulate bf16 (torch: 8× slower than fp32 for kdsr); OpenVINO must also say it computes bf16."""
+    from core.runtimes import cpu_class
+
+    if cpu_class() != "avx512_bf16":
+        return False
     if backend == "openvino":
         import openvino as ov
 
         return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-    from core.runtimes import cpu_class
-
-    return cpu_class() == "avx512_bf16"
+    return True
 
 
 def default_models() -> list[str]:

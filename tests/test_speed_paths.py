@@ -17,20 +17,26 @@ from conftest import gradient_pixels
 
 @pytest.fixture
 def bundled(tmp_path, monkeypatch):
-    """A copy of the bundled weights whose manifest the test may edit; exports go to tmp too."""
+    """A copy of the bundled weights without measured choices, whose manifest the test may edit;
+    exports go to tmp too."""
     folder = tmp_path / "bundled"
     shutil.copytree(weights.BUNDLED_DIR, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for entry in manifest["files"].values():
+        entry.pop("runtime", None)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
     monkeypatch.setattr(weights, "BUNDLED_DIR", folder)
     monkeypatch.setenv("BLIND_UPSCALE_MODELS", str(tmp_path / "models"))
     return folder
 
 
-def store_choice(folder, model, backend, precision):
+def store_choice(folder, model, backend, precision, cpu=None):
+    """Write a measured choice for `model` under `cpu` (default: this CPU's class)."""
     path = folder / "manifest.json"
     manifest = json.loads(path.read_text())
     for entry in manifest["files"].values():
         if entry["model"] == model:
-            entry["runtime"] = {runtimes.cpu_class(): {"backend": backend, "precision": precision}}
+            entry["runtime"] = {cpu or runtimes.cpu_class(): {"backend": backend, "precision": precision}}
     path.write_text(json.dumps(manifest))
 
 
@@ -53,6 +59,25 @@ def test_the_stored_choice_drives_auto(bundled):
     assert weights.stored_runtime("cmdsr", "lite") is None  # nothing stored for it here
     upscaler = Engine().load("kdsr")
     assert (upscaler.backend, upscaler.precision) == ("openvino", "fp32")
+
+
+def test_a_bf16_choice_is_run_only_on_cpus_with_bf16(bundled, monkeypatch):
+    """A choice is stored per CPU class: torch bf16 measured on an AVX-512 bf16 CPU is not what
+    `auto` runs where bf16 is emulated (8× slower than fp32), and the benchmark measures bf16 only
+    on that class, so it never stores a bf16 choice under another."""
+    from bench.speed import has_bf16
+
+    store_choice(bundled, "mmrealsr", "torch", "bf16", cpu="avx512_bf16")
+    for cpu in ("avx512", "avx2", "other"):
+        monkeypatch.setattr(runtimes, "cpu_class", lambda cpu=cpu: cpu)
+        assert weights.stored_runtime("mmrealsr", "lite") is None
+        assert not has_bf16("torch") and not has_bf16("openvino")
+    upscaler = Engine().load("mmrealsr")
+    assert (upscaler.backend, upscaler.precision) == ("torch", "fp32")
+    monkeypatch.setattr(runtimes, "cpu_class", lambda: "avx512_bf16")
+    upscaler = Engine().load("mmrealsr")
+    assert (upscaler.backend, upscaler.precision) == ("torch", "bf16")
+    assert has_bf16("torch")
 
 
 def test_a_stored_choice_whose_runtime_is_missing_falls_back_to_torch(bundled, monkeypatch):
@@ -123,9 +148,11 @@ def test_the_table_compares_real_esrgan_with_its_own_ncnn_build():
 def test_the_preview_benchmark_times_the_panels_request_through_the_engine_process(capsys):
     from bench.preview import main
 
-    assert main(["--model", "bicubic", "--layer", "64x48", "--crop", "16,24", "--repeats", "2"]) == 0
+    assert main(["--model", "bicubic", "--layer", "64x48", "--crop", "16,24", "--repeats", "2",
+                 "--backend", "torch", "--precision", "fp32"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [(r["crop"], r["layer"]) for r in rows] == [(16, "64x48"), (24, "64x48")]
+    assert [(r["crop"], r["layer"], r["runtime"]) for r in rows] == [(16, "64x48", "torch:fp32"),
+                                                                      (24, "64x48", "torch:fp32")]
     assert all(0 < r["warm_min_s"] <= r["warm_median_s"] for r in rows)
 
 
