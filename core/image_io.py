@@ -3,20 +3,20 @@
 Pillow reads and writes PNG, JPEG, TIFF and WebP. Pillow (13.0 here) has no 16-bit colour,
 16-bit gray+alpha or float colour mode: it silently truncates 16-bit RGB PNG/TIFF to 8 bits and
 cannot open float RGB TIFFs. Those files are read by OpenCV (opencv-python-headless), and
-written by the two small encoders below (16-bit PNG, 16-bit/float TIFF), which also keep the ICC
-profile (and EXIF in PNG). The file header is parsed here first, so the route and the pixel limit
+written by the two small encoders below (PNG of 8 or 16 bits, written strip by strip, and
+16-bit/float TIFF), which also keep the ICC profile (and EXIF in PNG). The file header is parsed here first, so the route and the pixel limit
 are decided before any pixel is decoded. Loaded pixels are upright (`_upright`): the EXIF
 orientation is applied once, whichever decoder ran, and not kept.
 Writes are atomic: a temporary file in the target folder, renamed over the target when complete.
 """
 from __future__ import annotations
 
-import io
 import os
 import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image as PILImage
@@ -434,10 +434,9 @@ def save_image(image: Image, path: str | os.PathLike, quality: int = 95) -> Path
         raise InputError(f"cannot save {path.name}: folder {path.parent} does not exist")
     if path.is_dir():
         raise InputError(f"cannot save {path}: it is a folder; name an image file")
-    payload = _encode(image, fmt, stored_bit_depth(path, image.bit_depth), quality)
     try:
-        with atomic_write(path) as tmp:
-            tmp.write_bytes(payload)
+        with atomic_write(path) as tmp, open(tmp, "wb") as out:
+            _write_encoded(image, fmt, stored_bit_depth(path, image.bit_depth), quality, out)
     except OSError as exc:  # disk full, permissions, a vanished folder: the user can act on these
         raise InputError(f"cannot save {path.name}: {exc.strerror or exc}") from None
     return path
@@ -455,11 +454,17 @@ def _quantise(pixels: np.ndarray, bits: int) -> np.ndarray:
     return (np.clip(pixels, 0, 1) * top + 0.5).astype(np.uint8 if bits == 8 else np.uint16)
 
 
-def _encode(image: Image, fmt: str, bits: int, quality: int) -> bytes:
+def _write_encoded(image: Image, fmt: str, bits: int, quality: int, out: BinaryIO) -> None:
+    """Encodes `image` into the open file `out`, with no whole-image copy beyond the samples
+    (an 8000x8000 result: 192 MB of samples, which Pillow would copy into 256 MB first)."""
     a = _quantise(image.pixels, bits)
     c = a.shape[2]
-    if (bits == 16 and c >= 2) or (bits == 32 and c > 1):
-        return _encode_high_depth(a, fmt, image)
+    if fmt == "PNG" and bits in (8, 16):
+        _write_png(a, image.icc, image.exif, out)
+        return
+    if (bits == 16 and c >= 2) or (bits == 32 and c > 1):  # TIFF modes Pillow lacks
+        out.write(_encode_tiff(a, image.icc))
+        return
     # Pillow infers the mode: uint16 2-D -> I;16, float32 2-D -> F, uint8 -> L/LA/RGB/RGBA.
     im = PILImage.fromarray(np.ascontiguousarray(a if c > 1 else a[..., 0]))
     options: dict = {}
@@ -473,35 +478,43 @@ def _encode(image: Image, fmt: str, bits: int, quality: int) -> bytes:
         options.update(quality=quality, exact=True)
     elif fmt == "TIFF":
         options.update(compression="tiff_deflate")
-    buf = io.BytesIO()
     try:
-        im.save(buf, format=fmt, **options)
-    except (OSError, ValueError) as exc:
+        im.save(out, format=fmt, **options)
+    except ValueError as exc:
         raise InputError(f"cannot encode the image as {fmt}: {exc}") from None
-    return buf.getvalue()
+    except OSError as exc:
+        if exc.errno is not None:
+            raise  # the disk, not the image: save_image says so
+        raise InputError(f"cannot encode the image as {fmt}: {exc}") from None
 
 
-def _encode_high_depth(a: np.ndarray, fmt: str, image: Image) -> bytes:
-    """16-bit colour or gray+alpha, and float colour: Pillow has no such modes, so these two
-    small encoders write them (PNG with iCCP/eXIf chunks; TIFF with the ICC tag, no EXIF)."""
-    if fmt == "PNG":
-        return _encode_png16(a, image.icc, image.exif)
-    return _encode_tiff(a, image.icc)
+PNG_STRIP_ROWS = 128
+"""Rows filtered and compressed at a time by `_write_png`: a few MB even for 8000 px wide images."""
 
 
-def _encode_png16(a: np.ndarray, icc: bytes | None, exif: bytes | None) -> bytes:
+def _write_png(a: np.ndarray, icc: bytes | None, exif: bytes | None, out: BinaryIO) -> None:
+    """8/16-bit PNG (gray, gray+alpha, RGB, RGBA; iCCP and eXIf chunks), written strip by strip
+    with the "Sub" filter: memory stays at the samples plus one strip. Pillow has no 16-bit
+    colour mode, and for 8-bit it first copies the whole image into its own layout."""
     h, w, c = a.shape
+    depth = 16 if a.dtype == np.uint16 else 8
+    bpp = c * depth // 8
     color_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
-    raw = np.ascontiguousarray(a.astype(">u2")).view(np.uint8).reshape(h, w * c * 2)
-    bpp = c * 2
-    filtered = raw.copy()
-    filtered[:, bpp:] = raw[:, bpp:] - raw[:, :-bpp]  # PNG "Sub" filter, modulo 256
-    scanlines = np.concatenate([np.ones((h, 1), np.uint8), filtered], axis=1)
-    png = (b"\x89PNG\r\n\x1a\n"
-           + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0))
-           + _png_chunk(b"IDAT", zlib.compress(scanlines.tobytes(), 6))
-           + _png_chunk(b"IEND", b""))
-    return _png_add_metadata(png, icc, exif)
+    out.write(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, color_type, 0, 0, 0))
+              + _png_metadata(icc, exif))
+    compressor = zlib.compressobj(6)
+    for top in range(0, h, PNG_STRIP_ROWS):
+        strip = a[top:top + PNG_STRIP_ROWS]
+        raw = np.ascontiguousarray(strip.astype(">u2") if depth == 16 else strip).view(np.uint8)
+        raw = raw.reshape(len(strip), w * bpp)
+        scanlines = np.empty((len(strip), 1 + w * bpp), np.uint8)
+        scanlines[:, 0] = 1  # filter type Sub: each byte minus the one a pixel before, modulo 256
+        scanlines[:, 1:1 + bpp] = raw[:, :bpp]
+        np.subtract(raw[:, bpp:], raw[:, :-bpp], out=scanlines[:, 1 + bpp:])
+        data = compressor.compress(scanlines.tobytes())
+        if data:
+            out.write(_png_chunk(b"IDAT", data))
+    out.write(_png_chunk(b"IDAT", compressor.flush()) + _png_chunk(b"IEND", b""))
 
 
 def _encode_tiff(a: np.ndarray, icc: bytes | None) -> bytes:
@@ -549,16 +562,15 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
-def _png_add_metadata(png: bytes, icc: bytes | None, exif: bytes | None) -> bytes:
-    """Insert iCCP and eXIf chunks right after IHDR."""
+def _png_metadata(icc: bytes | None, exif: bytes | None) -> bytes:
+    """The iCCP and eXIf chunks, which go right after IHDR."""
     extra = b""
     if icc:
         extra += _png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc))
     if exif:
         body = exif[6:] if exif.startswith(b"Exif\x00\x00") else exif
         extra += _png_chunk(b"eXIf", body)
-    end_of_ihdr = 8 + 8 + 13 + 4
-    return png[:end_of_ihdr] + extra + png[end_of_ihdr:]
+    return extra
 
 
 # ---------------------------------------------------------------- raw interchange

@@ -120,11 +120,13 @@ class JobQueue:
             for job in list(self._jobs.values()):  # _finish may forget old jobs
                 self._stop(job)
 
-    def close(self) -> None:
-        """Cancel every job and stop the worker, waiting up to 5 s for the current step to end."""
+    def close(self, timeout: float = 5.0) -> bool:
+        """Cancel every job and stop the worker, waiting up to `timeout` s for the current step to
+        end; whether the worker has stopped."""
         self.cancel_all()
         self._queue.put(None)
-        self._worker.join(timeout=5.0)
+        self._worker.join(timeout=timeout)
+        return not self._worker.is_alive()
 
     # ------------------------------------------------------------ worker
     def _job(self, job_id: str) -> Job:

@@ -214,10 +214,13 @@ def test_disk_full_is_one_clear_error_and_leaves_nothing(monkeypatch, capsys, in
 
     from core import cli
 
-    def disk_full(self, data):
+    from core import image_io
+
+    def disk_full(image, fmt, bits, quality, out):
+        out.write(b"the first bytes fit")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(Path, "write_bytes", disk_full)
+    monkeypatch.setattr(image_io, "_write_encoded", disk_full)
     out = tmp_path / "out.png"
     assert cli.main(["upscale", str(inputs["rgb8"]), str(out), "--model", "bicubic"]) == 1
     assert capsys.readouterr().err == "error: cannot save out.png: No space left on device\n"

@@ -198,7 +198,7 @@ def test_failed_save_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch)
     def broken_encoder(*args, **kwargs):
         raise InputError("encoder failed")
 
-    monkeypatch.setattr(image_io, "_encode", broken_encoder)
+    monkeypatch.setattr(image_io, "_write_encoded", broken_encoder)
     with pytest.raises(InputError):
         save_image(Image(gradient_pixels(4, 4, 3), 8), target)
     assert target.read_bytes() == b"previous"
@@ -269,9 +269,15 @@ def test_to_rgb_repeats_gray_drops_alpha_and_clips():
     assert to_rgb(np.zeros((2, 3))).shape == (2, 3, 3)
 
 
-def test_png_metadata_chunks_have_valid_crcs():
+@pytest.mark.parametrize("bits", [8, 16])
+def test_png_chunks_have_valid_crcs_and_the_metadata_comes_first(tmp_path, monkeypatch, bits):
+    """Our own PNG writer (8 and 16 bits, here in strips of 3 rows): IDAT chunks, iCCP and eXIf
+    right after IHDR, and the same samples back."""
+    monkeypatch.setattr(image_io, "PNG_STRIP_ROWS", 3)
     icc, exif = _metadata()
-    png = image_io._png_add_metadata(_png(1, 1), icc, exif)
+    pixels = gradient_pixels(10, 7, 3)
+    path = save_image(Image(pixels, bits, icc, exif), tmp_path / "a.png")
+    png = path.read_bytes()
     at = 8
     kinds = []
     while at < len(png):
@@ -281,7 +287,12 @@ def test_png_metadata_chunks_have_valid_crcs():
         assert crc == zlib.crc32(kind + body)
         kinds.append(kind)
         at += 12 + length
-    assert kinds == [b"IHDR", b"iCCP", b"eXIf", b"IEND"]
+    assert kinds[:3] == [b"IHDR", b"iCCP", b"eXIf"] and kinds[-1] == b"IEND"
+    assert set(kinds[3:-1]) == {b"IDAT"}
+    loaded = load_image(path)
+    assert loaded.bit_depth == bits and loaded.icc == icc
+    top = 2 ** bits - 1
+    np.testing.assert_array_equal(np.round(loaded.pixels * top), np.round(pixels * top))
 
 
 def test_tiff_metadata_leaves_the_layout_tags_behind(tmp_path):

@@ -65,8 +65,11 @@ class LocalEngine:
         self.jobs.cancel_all()
 
     def close(self) -> None:
-        """Cancel everything and stop the worker (at the end of the process, before torch goes)."""
-        self.jobs.close()
+        """Cancel everything and stop the worker (at the end of the process, before torch goes).
+        It waits for the running step's next cancel point, a minute at most: a worker still inside
+        torch when Python finalises aborts the process (seen when the editor quit during
+        MetaF2N's adaptation step, whose chunks take seconds on a busy CPU)."""
+        self.jobs.close(timeout=60.0)
 
 
 def _is_linear(image: RawImage) -> bool:
