@@ -501,6 +501,32 @@ def test_resume_files_carry_a_run_to_another_machine(tmp_path):
     assert [line.split(" |")[0] for line in log_lines(moved) if "| train |" in line] == ["step 3", "step 4"]
 
 
+def test_a_weight_average_is_validated_saved_checkpointed_and_resumed(tmp_path):
+    """--ema: the checkpoint carries the average, a resumed run continues it, the snapshot and
+    the finished weights file are the average, not the last step's weights."""
+    from core.train import realworld as realworld_recipe
+
+    out = tmp_path / "run"
+    common = ["realworld", "--out", str(out), "--batch", "2", "--patch", "8", "--val-steps", "100",
+              "--log-every", "1", "--precision", "fp32", "--loader-workers", "0", "--ema", "0.5"]
+    pool, val = PhotoPool(synthetic_photos(), min_size=32), validation(["realworld"])
+    realworld_recipe.train(parse_args(common + ["--steps", "2"]), pool, val)
+    first = torch.load(out / "checkpoint.pt", weights_only=True)
+    average, model = first["ema"], first["state"]["model"]
+    assert set(average) == set(model) and any(not torch.equal(average[k], model[k]) for k in model)
+    assert snapshot(out).is_file()
+    assert all(torch.equal(v, average[k]) for k, v in load_file(out / "snapshot_step2.safetensors").items())
+
+    realworld_recipe.train(parse_args(common + ["--steps", "3", "--resume"]), pool, val)
+    last = torch.load(out / "checkpoint.pt", weights_only=True)
+    step3 = last["state"]["model"]
+    for key, value in last["ema"].items():  # one more step of the same average: 0.5 old + 0.5 new
+        if value.is_floating_point():
+            torch.testing.assert_close(value, 0.5 * average[key] + 0.5 * step3[key])
+    saved = load_file(out / "rrdbnet_lite.safetensors")
+    assert all(torch.equal(saved[k], last["ema"][k]) for k in saved)
+
+
 def test_realworld_pairs_are_reproducible_per_seed_and_first_step():
     from core.train.data import RealWorldPairs
 

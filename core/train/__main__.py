@@ -63,6 +63,9 @@ def parse_args(argv=None):
                              "a run collapsing; the norm is logged either way)")
     parser.add_argument("--loader-workers", type=int, default=1,
                         help="realworld, mmrealsr, ccl: processes that run the degradation chain (0: in the training process)")
+    parser.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                        help="keep an exponential moving average of the weights (e.g. 0.999, as Real-ESRGAN); "
+                             "validation and the weights file use it (default 0: none)")
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
     parser.add_argument("--val-minutes", type=float, default=5.0)
     parser.add_argument("--val-steps", type=int, help="validate every N steps instead of by time")

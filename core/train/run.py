@@ -3,6 +3,7 @@ checkpoints with optimizer and RNG state, the log file, a clean stop on SIGTERM/
 training loop itself (`train_loop`): a recipe builds its nets, optimizers and data, says what one
 step is, and leaves the schedule, logging, validation and checkpoints to the loop."""
 
+import contextlib
 import json
 import random
 import signal
@@ -43,6 +44,7 @@ class TrainingRun:
         self._last_checkpoint = 0.0
         self._last_val = 0.0
         self.stop_requested = False
+        self.resumed_average: dict | None = None  # the weight average a checkpoint held, if any
         self._log = open(self.out_dir / "log.txt", "a", buffering=1)  # noqa: SIM115 - kept open, close() closes it
         self._previous_handlers = {sig: signal.signal(sig, self._request_stop)
                                    for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -102,7 +104,8 @@ class TrainingRun:
     def checkpoint_path(self) -> Path:
         return self.out_dir / "checkpoint.pt"
 
-    def save_checkpoint(self, state: dict):
+    def save_checkpoint(self, state: dict, average: dict | None = None):
+        """`state`: the recipe's nets and optimizers; `average`: the weight average (`--ema`)."""
         payload = {
             "state": state,
             "step": self.step,
@@ -113,6 +116,8 @@ class TrainingRun:
             "torch_global": torch.get_rng_state(),
             "python_random": json.dumps(random.getstate()),
         }
+        if average is not None:
+            payload["ema"] = average
         with atomic_write(self.checkpoint_path) as tmp:
             torch.save(payload, tmp)
         self._last_checkpoint = self.elapsed
@@ -133,6 +138,7 @@ class TrainingRun:
         torch.set_rng_state(payload["torch_global"])
         state = json.loads(payload["python_random"])
         random.setstate((state[0], tuple(state[1]), state[2]))
+        self.resumed_average = payload.get("ema")
         self.log("resumed from checkpoint")
         return payload["state"]
 
@@ -198,6 +204,34 @@ def gradient_step(loss: torch.Tensor, optimizers: Sequence[torch.optim.Optimizer
     return grad_norm
 
 
+class WeightAverage:
+    """An exponential moving average of a net's weights (`--ema DECAY`; Real-ESRGAN keeps one at
+    0.999). At a high learning rate the weights jitter from step to step: the average scores
+    higher, so it is what validation measures and what the run's weights file holds."""
+
+    def __init__(self, model: torch.nn.Module, decay: float, state: dict | None = None):
+        self.decay = decay
+        self.state = state or {key: value.detach().clone() for key, value in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for key, value in model.state_dict().items():
+            if value.is_floating_point():
+                self.state[key].mul_(self.decay).add_(value, alpha=1 - self.decay)
+            else:
+                self.state[key].copy_(value)
+
+    @contextlib.contextmanager
+    def applied(self, model: torch.nn.Module):
+        """`model` holds the average inside the block, its own weights again after it."""
+        own = {key: value.detach().clone() for key, value in model.state_dict().items()}
+        model.load_state_dict(self.state)
+        try:
+            yield
+        finally:
+            model.load_state_dict(own)
+
+
 def train_loop(run: TrainingRun, args, step: Callable[[], dict[str, Any]], optimizers: Sequence[torch.optim.Optimizer],
                validate: Callable[[], object], checkpoint: Parts | Callable[[], dict], weights_id: str,
                model: torch.nn.Module, schedule: Callable[[], tuple[str, float]] | None = None,
@@ -210,10 +244,18 @@ def train_loop(run: TrainingRun, args, step: Callable[[], dict[str, Any]], optim
     `--log-every` steps a line of those values, `validate()` when due, a checkpoint of
     `checkpoint` (nets and optimizers, or a function returning the recipe's state) when due and
     at the end. At the end of the budget, `last_validation()` (default `validate`) and the
-    weights `<weights_id>_<config>.safetensors` of `model`."""
+    weights `<weights_id>_<config>.safetensors` of `model`. With `--ema DECAY` > 0 a
+    `WeightAverage` of `model` is kept (in the checkpoint too; a run resumed without one starts
+    it from the weights), and validation and the weights file use it."""
+    decay = getattr(args, "ema", 0.0)
+    average = WeightAverage(model, decay, run.resumed_average) if decay > 0 else None
+
+    def averaged():
+        return average.applied(model) if average is not None else contextlib.nullcontext()
+
     def save():
         state = checkpoint() if callable(checkpoint) else {key: part.state_dict() for key, part in checkpoint.items()}
-        run.save_checkpoint(state)
+        run.save_checkpoint(state, average.state if average is not None else None)
 
     while not run.finished() and not run.stop_requested:
         name, fraction = schedule() if schedule is not None else ("train", run.progress())
@@ -222,17 +264,21 @@ def train_loop(run: TrainingRun, args, step: Callable[[], dict[str, Any]], optim
             set_lr(optimizer, lr)
         values = step()
         run.tick()
+        if average is not None:
+            average.update(model)
 
         if run.step % args.log_every == 0:
             run.log(name, lr=lr, **{key: float(value.detach() if isinstance(value, torch.Tensor) else value)
                                     for key, value in values.items()})
         if run.validation_due():
-            validate()
+            with averaged():
+                validate()
         if run.checkpoint_due():
             save()
 
     save()
-    return run.finish(last_validation or validate, weights_id, args.config, model)
+    with averaged():
+        return run.finish(last_validation or validate, weights_id, args.config, model)
 
 
 def load_deepened(module: torch.nn.Module, state: dict[str, torch.Tensor], blocks: torch.nn.Module,

@@ -2,7 +2,8 @@
 
     python -m core.train.snapshot train_runs/kdsr_lite_fresh
 
-writes `<run>/snapshot_step<N>.safetensors` (KDSR: the student; the other recipes: the model), which
+writes `<run>/snapshot_step<N>.safetensors` (KDSR: the student; the other recipes: the model; the
+weight average instead when the run keeps one, `--ema`), which
 `bench/adaptation.py --weights` and `python -m core.train.export` take like a finished run's file."""
 
 import argparse
@@ -22,7 +23,8 @@ def snapshot(run_dir: Path) -> Path:
     if part is None:
         raise ValueError(f"{run_dir}: the checkpoint holds none of {', '.join(INFERENCE_PARTS)}")
     target = Path(run_dir) / f"snapshot_step{payload['step']}.safetensors"
-    weights.save_state_dict(payload["state"][part], target)
+    # a run with --ema averages the net it finishes with (KDSR: the student, the last part trained)
+    weights.save_state_dict(payload.get("ema") or payload["state"][part], target)
     return target
 
 
