@@ -38,9 +38,16 @@ def faceless(h=64, w=64) -> np.ndarray:
     return np.stack([xx, yy, 0.5 * (xx + yy)], axis=2).astype(np.float32)
 
 
-def metaf2n_weights(models):
+def metaf2n_weights(models, loss_weight: float | None = None):
+    """Fresh lite MetaF2N weights. A fresh MaskNet weights the inner loss by about 0.002, so the
+    step hardly moves a pixel; `loss_weight` makes it weight every pixel by about that much
+    instead, for tests that tell an adapted result by its pixels."""
     torch.manual_seed(0)
-    save_state_dict(metaf2n_arch.ARCH.build("lite").state_dict(), models / "metaf2n_lite.safetensors")
+    model = metaf2n_arch.ARCH.build("lite")
+    if loss_weight is not None:
+        with torch.no_grad():
+            model.mask_net.conv8.bias.fill_(loss_weight)
+    save_state_dict(model.state_dict(), models / "metaf2n_lite.safetensors")
 
 
 def restorer_weights(models):

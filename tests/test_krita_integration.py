@@ -4,7 +4,8 @@ The zip that `build.py package` writes is installed with Krita's own importer in
 profile; tests/krita_driver then triggers `blind_upscale` on an image made here and compares the
 new layer with the CLI's output for the same file, checks that the view follows the result and
 that the docker's Run button is on screen (a screenshot of the docker goes to docs/ for the README),
-drops a community (spandrel) model into the models folder while Krita runs and upscales with it,
+drops a community (spandrel) model and face weights into the models folder while Krita runs and
+upscales with the model, restores the faces of a portrait, adapts MetaF2N to a face selected in Krita,
 and kills the engine in the middle of a second job to check that the document is left as it was
 and the panel says what happened.
 With $CI set, a missing Krita fails the test instead of skipping it.
@@ -22,7 +23,9 @@ import pytest
 from PIL import Image as PILImage
 
 from conftest import community_checkpoint
+from core.image_io import Image, save_image
 from plugin.packaging import build_packages
+from tests.test_face_paths import face_photo, metaf2n_weights, restorer_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPORTER = Path("/usr/share/krita/pykrita/plugin_importer/plugin_importer.py")
@@ -51,6 +54,29 @@ def make_image(path: Path, width: int, height: int, seed: int) -> np.ndarray:
     rgba = np.concatenate([rgb, alpha[..., None]], axis=2).astype(np.uint8)
     PILImage.fromarray(rgba, "RGBA").save(path)
     return rgba
+
+
+def cli_upscale(source: Path, out: Path, *options: str, models: Path | None = None) -> tuple[np.ndarray, str]:
+    """The CLI's upscale of `source` (written to `out`) as RGBA, and what it printed; `models` is
+    its models folder."""
+    env = os.environ if models is None else {**os.environ, "BLIND_UPSCALE_MODELS": str(models)}
+    cli = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "core", "upscale", str(source), str(out),
+                          *options], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert cli.returncode == 0, cli.stderr
+    return np.asarray(PILImage.open(out).convert("RGBA")), cli.stdout
+
+
+def saved_layer(work: Path, name: str, width: int, height: int) -> np.ndarray:
+    """The new layer the driver wrote to `<name>_layer.bgra` (Krita's BGRA), as RGBA."""
+    bgra = np.frombuffer((work / f"{name}_layer.bgra").read_bytes(), np.uint8).reshape(height, width, 4)
+    return bgra[..., [2, 1, 0, 3]]
+
+
+def assert_within_one(got: np.ndarray, expected: np.ndarray) -> None:
+    """The engine and the CLI may split the network's sums over other thread counts: a rounding step at most."""
+    assert got.shape == expected.shape, (got.shape, expected.shape)
+    diff = np.abs(got.astype(int) - expected.astype(int))
+    assert diff.max() <= 1, f"max difference {diff.max()}, {np.count_nonzero(diff)} samples differ"
 
 
 @pytest.fixture(scope="module")
@@ -91,11 +117,15 @@ def test_packaged_plugin_in_real_krita(profile, tmp_path):
     small = make_image(work / "small.png", 24, 16, seed=1)
     make_image(work / "large.png", 640, 640, seed=2)
     make_image(work / "user.png", 20, 12, seed=3)
+    save_image(Image(face_photo(), 8), work / "portrait.png")
+    save_image(Image(face_photo()[80:128, 128:176], 8), work / "face.png")  # 48 px: a quick MetaF2N run
     models = tmp_path / "models"
     models.mkdir()
-    staged = community_checkpoint(tmp_path / "staged" / "compact4.safetensors")
+    staged = community_checkpoint(tmp_path / "staged" / "compact4.safetensors").parent
+    metaf2n_weights(staged, loss_weight=5.0)  # an inner step that visibly changes the result
+    restorer_weights(staged)
     env = {**env, "BLIND_UPSCALE_TEST_DIR": str(work), "BLIND_UPSCALE_SETTINGS": str(tmp_path / "settings.json"),
-           "BLIND_UPSCALE_MODELS": str(models), "BLIND_UPSCALE_TEST_USER_MODEL": str(staged)}
+           "BLIND_UPSCALE_MODELS": str(models), "BLIND_UPSCALE_TEST_STAGED": str(staged)}
 
     log = tmp_path / "krita.log"
     with open(log, "w") as out:  # the screen of issue 25's walk-through
@@ -113,12 +143,8 @@ def test_packaged_plugin_in_real_krita(profile, tmp_path):
 
     # 1. default settings, no dialog: canvas x4, a new layer equal to the CLI's output; both take
     # the same default model (the best on real photos with weights)
-    cli_out = work / "cli.png"
-    cli = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "core", "upscale",
-                          str(work / "small.png"), str(cli_out), "--json"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert cli.returncode == 0, cli.stderr
-    assert report["model"] == json.loads(cli.stdout)["model"] != "bicubic"
+    expected, cli_said = cli_upscale(work / "small.png", work / "cli.png", "--json")
+    assert report["model"] == json.loads(cli_said)["model"] != "bicubic"
     assert report["small_state"] == "done", report["small_status"]
     assert report["small_before"]["size"] == [24, 16]
     assert report["small_after"]["size"] == [96, 64]
@@ -126,13 +152,7 @@ def test_packaged_plugin_in_real_krita(profile, tmp_path):
     assert len(layers) == 2 and layers[0] == report["small_before"]["layers"][0]
     assert report["new_layer"]["name"] == layers[1] and layers[1].startswith("Blind Upscale ×4 (")
     assert report["new_layer"]["type"] == "paintlayer"
-    bgra = np.frombuffer((work / "small_layer.bgra").read_bytes(), np.uint8).reshape(64, 96, 4)
-    got = bgra[..., [2, 1, 0, 3]]
-    expected = np.asarray(PILImage.open(cli_out).convert("RGBA"))
-    assert got.shape == expected.shape == (64, 96, 4)
-    diff = np.abs(got.astype(int) - expected.astype(int))
-    # the engine and the CLI may split the network's sums over other thread counts: a rounding step at most
-    assert diff.max() <= 1, f"max difference {diff.max()}, {np.count_nonzero(diff)} samples differ"
+    assert_within_one(saved_layer(work, "small", 96, 64), expected)
     assert small.shape == (16, 24, 4)
 
     # the view shows the same part of the image at the same size: the zoom is divided by the scale;
@@ -152,16 +172,36 @@ def test_packaged_plugin_in_real_krita(profile, tmp_path):
     assert "Your own models" in report["user_model_listed"] and report["user_model_enabled"], report
     assert report["user_state"] == "done", report["user_status"]
     assert report["user_after"]["size"] == [80, 48] and report["user_layer"].startswith("Blind Upscale ×4 ("), report
-    cli_user = work / "cli_user.png"
-    cli = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "core", "upscale", str(work / "user.png"),
-                          str(cli_user), "--model", "user:compact4"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300, env={**os.environ, "BLIND_UPSCALE_MODELS": str(models)})
-    assert cli.returncode == 0, cli.stderr
-    got = np.frombuffer((work / "user_layer.bgra").read_bytes(), np.uint8).reshape(48, 80, 4)[..., [2, 1, 0, 3]]
-    diff = np.abs(got.astype(int) - np.asarray(PILImage.open(cli_user).convert("RGBA")).astype(int))
-    assert diff.max() <= 1, f"max difference {diff.max()}, {np.count_nonzero(diff)} samples differ"
+    expected, _ = cli_upscale(work / "user.png", work / "cli_user.png", "--model", "user:compact4", models=models)
+    assert_within_one(saved_layer(work, "user", 80, 48), expected)
 
-    # 3. engine killed mid-job: the document is as it was, the panel says what happened
+    # 3. faces: "Restore faces" is offered once the restorer's weights came with that Refresh; checked,
+    # bicubic on the portrait restores its face as the CLI's --restore-faces does
+    assert report["restore_offered"] == [False, True], report["restore_offered"]
+    assert report["restore_state"] == "done" and report["restore_after"]["size"] == [1280, 1280], report
+    assert report["restore_status"].endswith("; 1 face(s) restored."), report["restore_status"]
+    assert report["restore_request"]["restore_faces"] is True and report["restore_request"]["model"] == "bicubic"
+    expected, _ = cli_upscale(work / "portrait.png", work / "cli_restored.png", "--model", "bicubic",
+                              "--restore-faces", models=models)
+    assert_within_one(saved_layer(work, "restore", 1280, 1280), expected)
+    # a selection made in Krita with the role "Face" is the one box MetaF2N adapts to (detection off):
+    # the whole layer is upscaled as the CLI does with that box in --faces
+    assert report["face_selection"] == [4, 4, 40, 40]
+    request = report["face_box_request"]
+    assert request["model"] == "metaf2n" and request["faces"] == [[4, 4, 40, 40]] and "region" not in request, request
+    assert report["face_box_state"] == "done", report["face_box_status"]
+    assert report["face_box_after"]["size"] == [192, 192]  # the whole layer: the selection only taught it
+    assert "1 face box(es) given" in report["face_box_status"], report["face_box_status"]
+    assert "adapted to 1 face(s)" in report["face_box_status"], report["face_box_status"]
+    got = saved_layer(work, "face_box", 192, 192)
+    expected, _ = cli_upscale(work / "face.png", work / "cli_face_box.png", "--model", "metaf2n",
+                              "--faces", "4,4,40,40", models=models)
+    assert_within_one(got, expected)
+    unadapted, _ = cli_upscale(work / "face.png", work / "cli_no_face.png", "--model", "metaf2n", "--faces", "none",
+                               models=models)
+    assert np.abs(got.astype(int) - unadapted.astype(int)).mean() > 2  # the match above is with an adapted result
+
+    # 4. engine killed mid-job: the document is as it was, the panel says what happened
     assert report["killed_at"]["state"] == "running"
     assert report["large_state"] == "failed"
     assert "stopped unexpectedly" in report["large_status"], report["large_status"]

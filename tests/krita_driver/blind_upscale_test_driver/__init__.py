@@ -3,8 +3,10 @@
 Once Krita's window exists it: (1) opens `small.png`, triggers the `blind_upscale` action with the
 plug-in's default settings and records the document, the new layer's pixels, the canvas zoom
 before and after, where the docker's Run button lies on the screen, and a screenshot of the docker
-(`docker.png`); (2) moves a community model file into the models folder, presses Refresh, picks
-it and upscales `user.png` with it; (3) opens `large.png`, triggers the action (bicubic, 16-pixel tiles), kills the
+(`docker.png`); (2) moves a community model file and face weights into the models folder, presses
+Refresh, picks the model and upscales `user.png` with it; (3) ticks "Restore faces" and upscales
+`portrait.png` with bicubic; selects the face of `face.png` with Krita's API, gives the selection
+the role "Face" and upscales with MetaF2N, recording the requests the panel sends; (4) opens `large.png`, triggers the action (bicubic, 16-pixel tiles), kills the
 engine process while the job runs, and records the document again and the panel's error. It writes `report.json` into
 $BLIND_UPSCALE_TEST_DIR and leaves with os._exit (Krita would otherwise ask to save changes).
 """
@@ -16,7 +18,7 @@ import signal
 import time
 import traceback
 
-from krita import Extension, Krita
+from krita import Extension, Krita, Selection
 
 try:
     from PyQt6.QtCore import QTimer
@@ -25,8 +27,10 @@ except ImportError:
 
 OUT = os.environ.get("BLIND_UPSCALE_TEST_DIR", "")
 USER_MODEL = "user:compact4"  # the file tests/test_krita_integration.py stages: compact4.safetensors
+FACE_BOX = (4, 4, 40, 40)  # where face.png has its face
 WATCHDOG_S = 360  # a fresh profile on a busy machine: the engine alone may take a minute to start
 report = {"steps": []}
+sent = []  # the requests the panel handed its engine client, once record_requests() ran
 
 
 def log(step):
@@ -136,6 +140,7 @@ def on_small_finished(state):
     report["zoom_after"] = zoom()
     report["active_layer_after"] = doc.activeNode().name()
     report["horizontal_scroll_bar"] = p.scroll.horizontalScrollBar().isVisible()
+    report["restore_offered"] = [p.face_restore_section.restore_check.isEnabled()]  # no restorer yet
     report["new_layer"] = {"name": new.name(), "type": new.type(),
                            "bounds": [new.bounds().x(), new.bounds().y(), new.bounds().width(), new.bounds().height()]}
     # for the README: the docker floated to a usual size, once the preview of the source is back
@@ -157,9 +162,11 @@ def take_screenshot(*_):
 
 @guarded
 def start_user_model():
-    """A user drops a community model into the models folder while Krita runs and presses Refresh."""
-    staged = os.environ["BLIND_UPSCALE_TEST_USER_MODEL"]
-    shutil.move(staged, os.path.join(os.environ["BLIND_UPSCALE_MODELS"], os.path.basename(staged)))
+    """A user drops a community model and face weights into the models folder while Krita runs and
+    presses Refresh."""
+    staged = os.environ["BLIND_UPSCALE_TEST_STAGED"]
+    for name in os.listdir(staged):
+        shutil.move(os.path.join(staged, name), os.path.join(os.environ["BLIND_UPSCALE_MODELS"], name))
     p = panel()
     p.state.models_changed.connect(on_models_refreshed)
     log("refresh models")
@@ -174,6 +181,7 @@ def on_models_refreshed():
     index = combo.findData(USER_MODEL)
     report["user_model_listed"] = [combo.itemText(i) for i in range(combo.count())]
     report["user_model_enabled"] = index >= 0 and combo.model().item(index).isEnabled()
+    report["restore_offered"].append(p.face_restore_section.restore_check.isEnabled())
     if index < 0:
         fail(f"{USER_MODEL} is not listed after Refresh: {report['user_model_listed']}")
     combo.setCurrentIndex(index)  # as the user picks it
@@ -187,6 +195,68 @@ def on_models_refreshed():
 @guarded
 def on_user_model_finished(state):
     report["user_layer"] = job_ended("user", on_user_model_finished, state)[1].name()
+    QTimer.singleShot(100, start_restore_faces)
+
+
+def record_requests():
+    """From now on, every request the panel hands its engine client goes to `sent` as handed
+    (the box of a face selection cannot be told from MetaF2N's pixels)."""
+    client = panel().client
+    submit = client.submit
+
+    def record(image, request):
+        sent.append(dict(request))
+        return submit(image, request)
+
+    client.submit = record
+
+
+@guarded
+def start_restore_faces():
+    record_requests()
+    doc = open_document("portrait.png")
+    report["restore_before"] = describe(doc)
+    p = panel()
+    p.settings.set("model", "bicubic")
+    p.face_restore_section.restore_check.click()  # as the user ticks it: nothing while it is greyed
+    p.job_finished.connect(on_restore_faces_finished)
+    log("trigger restore faces")
+    Krita.instance().action("blind_upscale").trigger()
+
+
+@guarded
+def on_restore_faces_finished(state):
+    job_ended("restore", on_restore_faces_finished, state)
+    report["restore_request"] = sent[-1]
+    panel().face_restore_section.restore_check.click()
+    QTimer.singleShot(100, start_face_box)
+
+
+@guarded
+def start_face_box():
+    """The user selects the face, picks MetaF2N and says the selection is a face (and that faces are
+    not to be detected besides)."""
+    doc = open_document("face.png")
+    report["face_box_before"] = describe(doc)
+    chosen = Selection()
+    chosen.select(*FACE_BOX, 255)
+    doc.setSelection(chosen)
+    selection = doc.selection()
+    report["face_selection"] = [selection.x(), selection.y(), selection.width(), selection.height()]
+    p = panel()
+    p.faces_section.auto_check.setChecked(False)
+    combo = p.method_section.model_combo
+    combo.setCurrentIndex(combo.findData("metaf2n"))
+    p.selection_section.buttons["face"].click()
+    p.job_finished.connect(on_face_box_finished)
+    log("trigger face box")
+    Krita.instance().action("blind_upscale").trigger()
+
+
+@guarded
+def on_face_box_finished(state):
+    job_ended("face_box", on_face_box_finished, state)
+    report["face_box_request"] = sent[-1]
     QTimer.singleShot(100, start_large)
 
 
