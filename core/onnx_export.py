@@ -109,20 +109,26 @@ def engine_graphs(model_id: str, arch_id: str, config: str, device: str, backend
     return {graph.name: OnnxGraph(paths[graph.name], device, threads) for graph in graphs}
 
 
+def model_graphs(model_id: str, config: str) -> dict[str, Path]:
+    """The cached ONNX graphs of a model id's configuration by graph name (the command lines'
+    start: `python -m core.onnx_export`, `python -m core.quantize`)."""
+    from .registry import upscaler_class
+
+    arch_id = upscaler_class(model_id).arch
+    if arch_id is None:
+        raise BlindUpscaleError(f"model {model_id!r} has no network to export")
+    loaded = weights.load_model(model_id, arch_id, config)
+    return cached_graphs(arch_id, config, loaded.module, loaded.sha256)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.onnx_export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model")
     parser.add_argument("config")
     args = parser.parse_args(argv)
-    from .registry import upscaler_class  # the command line starts from a model id
-
     try:
-        arch_id = upscaler_class(args.model).arch
-        if arch_id is None:
-            raise BlindUpscaleError(f"model {args.model!r} has no network to export")
-        loaded = weights.load_model(args.model, arch_id, args.config)
-        paths = cached_graphs(arch_id, args.config, loaded.module, loaded.sha256)
+        paths = model_graphs(args.model, args.config)
     except BlindUpscaleError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -114,16 +114,10 @@ def main(argv=None) -> int:
     parser.add_argument("config")
     parser.add_argument("--calibration", type=Path, default=SAMPLES, help="folder of calibration images")
     args = parser.parse_args(argv)
-    from . import weights
-    from .onnx_export import cached_graphs, graph_specs
-    from .registry import upscaler_class
+    from .onnx_export import model_graphs
 
     try:
-        arch_id = upscaler_class(args.model).arch
-        if arch_id is None:
-            raise BlindUpscaleError(f"model {args.model!r} has no network to quantize")
-        loaded = weights.load_model(args.model, arch_id, args.config)
-        fp32 = cached_graphs(arch_id, args.config, loaded.module, loaded.sha256)[graph_specs(arch_id)[-1].name]
+        fp32 = list(model_graphs(args.model, args.config).values())[-1]  # the SR graph comes last
         print(int8_graph(args.model, args.config, fp32, args.calibration))
     except BlindUpscaleError as err:
         print(f"error: {err}", file=sys.stderr)
